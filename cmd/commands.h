@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/* The fsvisor subcommands: each takes argc/argv from its own name on. */
+#ifndef FSVISOR_CMD_COMMANDS_H
+#define FSVISOR_CMD_COMMANDS_H
+
+struct command {
+	const char *name;
+	const char *summary;
+	int (*run)(int argc, char **argv);
+};
+
+/* Exit status for bad usage, as with most command-line tools. */
+#define EXIT_USAGE 2
+
+#endif

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: MIT
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util/util.h"
+
+static int sv[2];
+
+static void setup(void)
+{
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void teardown(void)
+{
+	close(sv[0]);
+	close(sv[1]);
+}
+
+TestSuite(msg, .init = setup, .fini = teardown);
+
+static int open_fd_count(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+Test(msg, roundtrip_with_fds)
+{
+	json_t *req = json_pack("{s:s, s:i}", "cmd", "attach", "port", 3);
+	json_t *got = NULL;
+	int p[2], fds[4];
+	size_t nfds = 99;
+	char c;
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(msg_send(sv[0], req, p, 2), 0);
+	cr_assert_eq(msg_recv(sv[1], &got, fds, &nfds, 4), 0);
+	cr_assert(json_equal(req, got));
+	cr_assert_eq(nfds, 2);
+	/* The received write end feeds the original read end. */
+	cr_assert_eq(write(fds[1], "z", 1), 1);
+	cr_assert_eq(read(p[0], &c, 1), 1);
+	cr_assert_eq(c, 'z');
+	cr_assert(fcntl(fds[0], F_GETFD) & FD_CLOEXEC);
+	for (int i = 0; i < 2; i++) {
+		close(fds[i]);
+		close(p[i]);
+	}
+	json_decref(req);
+	json_decref(got);
+}
+
+Test(msg, many_messages_keep_boundaries)
+{
+	for (int i = 0; i < 50; i++) {
+		json_t *m = json_pack("{s:i}", "seq", i);
+
+		cr_assert_eq(msg_send(sv[0], m, NULL, 0), 0);
+		json_decref(m);
+	}
+	for (int i = 0; i < 50; i++) {
+		json_t *m = NULL;
+
+		cr_assert_eq(msg_recv(sv[1], &m, NULL, NULL, 0), 0);
+		cr_assert_eq(json_integer_value(json_object_get(m, "seq")), i);
+		json_decref(m);
+	}
+}
+
+Test(msg, send_rejects_bad_arguments)
+{
+	json_t *arr = json_array();
+	json_t *obj = json_object();
+	int fds[MSG_MAX_FDS + 1] = { 0 };
+
+	cr_assert_eq(msg_send(sv[0], arr, NULL, 0), -EINVAL);
+	cr_assert_eq(msg_send(sv[0], obj, fds, MSG_MAX_FDS + 1), -EINVAL);
+	json_decref(arr);
+	json_decref(obj);
+}
+
+Test(msg, send_too_big)
+{
+	size_t len = MSG_MAX_BYTES + 10;
+	char *big = malloc(len);
+	json_t *m;
+
+	memset(big, 'q', len - 1);
+	big[len - 1] = 0;
+	m = json_pack("{s:s}", "big", big);
+	cr_assert_eq(msg_send(sv[0], m, NULL, 0), -EMSGSIZE);
+	json_decref(m);
+	free(big);
+}
+
+Test(msg, recv_rejects_non_objects)
+{
+	static const char *const bad[] = { "[1,2]", "garbage", "{\"a\":", "42" };
+	json_t *m = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		cr_assert_eq(send(sv[0], bad[i], strlen(bad[i]), 0),
+			     (ssize_t)strlen(bad[i]));
+		cr_assert_eq(msg_recv(sv[1], &m, NULL, NULL, 0), -EBADMSG, "%s", bad[i]);
+	}
+	/* The socket is still usable afterwards. */
+	cr_assert_eq(send(sv[0], "{}", 2, 0), 2);
+	cr_assert_eq(msg_recv(sv[1], &m, NULL, NULL, 0), 0);
+	json_decref(m);
+}
+
+Test(msg, recv_oversized_raw_message)
+{
+	size_t len = MSG_MAX_BYTES + 100;
+	char *big = malloc(len);
+	json_t *m = NULL;
+	int sndbuf = (int)len * 2;
+
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	memset(big, ' ', len);
+	big[0] = '{';
+	big[len - 1] = '}';
+	cr_assert_eq(send(sv[0], big, len, 0), (ssize_t)len);
+	cr_assert_eq(msg_recv(sv[1], &m, NULL, NULL, 0), -EMSGSIZE);
+	free(big);
+}
+
+Test(msg, surplus_fds_are_closed)
+{
+	json_t *m = json_object(), *got = NULL;
+	int p[2], fds[1];
+	size_t nfds;
+	int before;
+
+	cr_assert_eq(pipe(p), 0);
+	before = open_fd_count();
+	cr_assert_eq(msg_send(sv[0], m, p, 2), 0);
+	cr_assert_eq(msg_recv(sv[1], &got, fds, &nfds, 1), -EMSGSIZE);
+	cr_assert_eq(nfds, 0);
+	cr_assert_eq(open_fd_count(), before, "received descriptors leaked");
+	close(p[0]);
+	close(p[1]);
+	json_decref(m);
+}
+
+Test(msg, peer_closed)
+{
+	json_t *m = NULL;
+
+	close(sv[0]);
+	sv[0] = -1;
+	cr_assert_eq(msg_recv(sv[1], &m, NULL, NULL, 0), -ECONNRESET);
+}
+
+Test(msg, call_gets_reply)
+{
+	json_t *req = json_pack("{s:s}", "cmd", "status");
+	json_t *reply = NULL, *seen = NULL;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		json_t *r;
+
+		if (msg_recv(sv[1], &seen, NULL, NULL, 0))
+			_exit(1);
+		r = json_pack("{s:s, s:O}", "ok", "yes", "echo", seen);
+		_exit(msg_send(sv[1], r, NULL, 0) ? 1 : 0);
+	}
+	cr_assert_eq(msg_call(sv[0], req, &reply), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(reply, "ok")), "yes");
+	cr_assert(json_equal(json_object_get(reply, "echo"), req));
+	json_decref(req);
+	json_decref(reply);
+}
