@@ -12,4 +12,6 @@ struct command {
 /* Exit status for bad usage, as with most command-line tools. */
 #define EXIT_USAGE 2
 
+int cmd_disk(int argc, char **argv);
+
 #endif

@@ -16,6 +16,7 @@ static int cmd_version(int argc, char **argv);
 static const struct command commands[] = {
 	{ "help", "show the subcommands, or help for one", cmd_help },
 	{ "version", "print the version", cmd_version },
+	{ "disk", "create, inspect, check, convert, benchmark disk images", cmd_disk },
 };
 
 static const struct command *command_find(const char *name)

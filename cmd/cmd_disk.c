@@ -1,0 +1,725 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fsvisor disk: create, inspect, check, convert and benchmark virtual
+ * disks, in the manner of qemu-img.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/commands.h"
+#include "util/util.h"
+#include "vhdx/vhdx.h"
+
+static const char disk_usage[] =
+	"usage: fsvisor disk <command> ...\n"
+	"  create [--type dynamic|fixed] [--block-size N] [--sector-size 512|4096]\n"
+	"         [--log-size N] FILE SIZE\n"
+	"  info [--json] FILE\n"
+	"  check [--repair] FILE          exit 0: clean, 1: problems, 2: cannot check\n"
+	"  convert [-O vhdx|raw] [--type dynamic|fixed] [--block-size N] SRC DST\n"
+	"  bench [--rw read|write|randread|randwrite] [--bs N] [--qd N] [--direct]\n"
+	"        [--count N] [--step N] [--seed N] FILE\n";
+
+static int usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "fsvisor disk: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n%s", disk_usage);
+	return EXIT_USAGE;
+}
+
+static int parse_size_arg(const char *what, const char *s, uint64_t *out)
+{
+	int ret = size_parse(s, out);
+
+	if (ret)
+		fprintf(stderr, "fsvisor disk: %s '%s' is not a size (like 512, 64K, 20G)%s\n",
+			what, s, ret == -ERANGE ? ": too large" : "");
+	return ret;
+}
+
+static int parse_u32_size(const char *what, const char *s, uint32_t *out)
+{
+	uint64_t v;
+
+	if (parse_size_arg(what, s, &v))
+		return -EINVAL;
+	if (v > UINT32_MAX) {
+		fprintf(stderr, "fsvisor disk: %s '%s' is too large\n", what, s);
+		return -ERANGE;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_type(const char *s, enum vdisk_type *t)
+{
+	if (strcmp(s, "dynamic") == 0)
+		*t = VDISK_TYPE_DYNAMIC;
+	else if (strcmp(s, "fixed") == 0)
+		*t = VDISK_TYPE_FIXED;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static const char *type_name(enum vdisk_type t)
+{
+	switch (t) {
+	case VDISK_TYPE_FIXED:
+		return "fixed";
+	case VDISK_TYPE_DYNAMIC:
+		return "dynamic";
+	case VDISK_TYPE_DIFFERENCING:
+		return "differencing";
+	}
+	return "?";
+}
+
+/* ---- create -------------------------------------------------------- */
+
+static int disk_create(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "type", required_argument, NULL, 't' },
+		{ "block-size", required_argument, NULL, 'b' },
+		{ "sector-size", required_argument, NULL, 's' },
+		{ "physical-sector-size", required_argument, NULL, 'p' },
+		{ "log-size", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vhdx_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
+	char err[512];
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:b:s:p:l:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			if (parse_type(optarg, &o.type))
+				return usage_error("--type must be dynamic or fixed, not '%s'",
+						   optarg);
+			break;
+		case 'b':
+			if (parse_u32_size("block size", optarg, &o.block_size))
+				return EXIT_USAGE;
+			break;
+		case 's':
+			if (parse_u32_size("sector size", optarg, &o.logical_sector_size))
+				return EXIT_USAGE;
+			break;
+		case 'p':
+			if (parse_u32_size("physical sector size", optarg,
+					   &o.physical_sector_size))
+				return EXIT_USAGE;
+			break;
+		case 'l':
+			if (parse_u32_size("log size", optarg, &o.log_size))
+				return EXIT_USAGE;
+			break;
+		case 'h':
+			printf("%s", disk_usage);
+			return 0;
+		default:
+			return usage_error("bad option");
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error("create needs FILE and SIZE");
+	if (parse_size_arg("size", argv[optind + 1], &o.size))
+		return EXIT_USAGE;
+	ret = vhdx_create(argv[optind], &o, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "fsvisor disk create: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- info ---------------------------------------------------------- */
+
+static int disk_info(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const struct vdisk_info *in;
+	struct vdisk *d;
+	bool json = false;
+	char err[512], a[32], b[32];
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+		if (c == 'j')
+			json = true;
+		else if (c == 'h')
+			return printf("%s", disk_usage) < 0;
+		else
+			return usage_error("bad option");
+	}
+	if (argc - optind != 1)
+		return usage_error("info needs FILE");
+	ret = vdisk_open(argv[optind], &(struct vdisk_open_opts){ .no_io = true },
+			 &d, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "fsvisor disk info: %s\n", err);
+		return 1;
+	}
+	in = vdisk_info(d);
+	if (json) {
+		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i}",
+			"filename", argv[optind],
+			"format", in->format == VDISK_FORMAT_VHDX ? "vhdx" : "raw",
+			"type", type_name(in->type),
+			"virtual-size", (json_int_t)in->virtual_size,
+			"file-size", (json_int_t)in->file_size,
+			"allocated", (json_int_t)in->allocated,
+			"logical-sector-size", (int)in->logical_sector_size,
+			"physical-sector-size", (int)in->physical_sector_size);
+		char *text;
+
+		if (in->format == VDISK_FORMAT_VHDX) {
+			json_object_set_new(o, "block-size", json_integer(in->block_size));
+			json_object_set_new(o, "disk-id", json_string(in->disk_id));
+			json_object_set_new(o, "log-size", json_integer(in->log_length));
+			json_object_set_new(o, "log-dirty", json_boolean(in->log_replayed));
+			if (in->parent[0])
+				json_object_set_new(o, "parent", json_string(in->parent));
+		}
+		text = json_dumps(o, JSON_INDENT(2));
+		printf("%s\n", text);
+		free(text);
+		json_decref(o);
+	} else {
+		printf("file:          %s\n", argv[optind]);
+		printf("format:        %s\n",
+		       in->format == VDISK_FORMAT_VHDX ? "vhdx" : "raw");
+		if (in->format == VDISK_FORMAT_VHDX)
+			printf("type:          %s\n", type_name(in->type));
+		printf("virtual size:  %s (%" PRIu64 " bytes)\n",
+		       size_format_human(in->virtual_size, a, sizeof(a)),
+		       in->virtual_size);
+		printf("file size:     %s (%" PRIu64 " bytes)\n",
+		       size_format_human(in->file_size, a, sizeof(a)), in->file_size);
+		printf("allocated:     %s\n",
+		       size_format_human(in->allocated, a, sizeof(a)));
+		if (in->format == VDISK_FORMAT_VHDX) {
+			printf("block size:    %s\n",
+			       size_format_human(in->block_size, a, sizeof(a)));
+			printf("sector size:   %u logical, %u physical\n",
+			       in->logical_sector_size, in->physical_sector_size);
+			printf("disk id:       %s\n", in->disk_id);
+			printf("log:           %s, %s\n",
+			       size_format_human(in->log_length, b, sizeof(b)),
+			       in->log_replayed ?
+			       "dirty (replayed in memory here; a read-write open replays it)" :
+			       "clean");
+			if (in->parent[0])
+				printf("parent:        %s\n", in->parent);
+		}
+	}
+	vdisk_close(d);
+	return 0;
+}
+
+/* ---- check --------------------------------------------------------- */
+
+static void print_problem(void *ctx, const char *problem)
+{
+	(void)ctx;
+	printf("problem: %s\n", problem);
+}
+
+static int disk_check(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "repair", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vhdx_check_result res;
+	bool repair = false;
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "rh", longopts, NULL)) != -1) {
+		if (c == 'r')
+			repair = true;
+		else if (c == 'h')
+			return printf("%s", disk_usage) < 0;
+		else
+			return usage_error("bad option");
+	}
+	if (argc - optind != 1)
+		return usage_error("check needs FILE");
+	ret = vhdx_check(argv[optind], repair, print_problem, NULL, &res);
+	if (ret) {
+		fprintf(stderr, "fsvisor disk check: cannot check %s: %s\n",
+			argv[optind], strerror(-ret));
+		return 2;
+	}
+	if (res.problems == 0) {
+		printf("No problems found.\n");
+		return 0;
+	}
+	printf("%u problem%s found", res.problems, res.problems == 1 ? "" : "s");
+	if (repair)
+		printf(", %u repaired", res.repaired);
+	printf(".\n");
+	return repair && res.repaired == res.problems ? 0 : 1;
+}
+
+/* ---- convert ------------------------------------------------------- */
+
+#define CONVERT_CHUNK (4 * 1024 * 1024)
+#define ZERO_GRAIN (64 * 1024)
+
+static void progress(uint64_t done, uint64_t total, bool tty)
+{
+	static int last = -1;
+	int pct = total ? (int)(done * 100 / total) : 100;
+	char bar[41];
+
+	if (!tty || pct == last)
+		return;
+	last = pct;
+	for (int i = 0; i < 40; i++)
+		bar[i] = i < pct * 40 / 100 ? '#' : '.';
+	bar[40] = 0;
+	fprintf(stderr, "\r[%s] %3d%%", bar, pct);
+	if (done >= total)
+		fprintf(stderr, "\n");
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	static const uint8_t zeros[ZERO_GRAIN];
+
+	while (n) {
+		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+
+		if (memcmp(p, zeros, k))
+			return false;
+		p += k;
+		n -= k;
+	}
+	return true;
+}
+
+/* Write the non-zero grains of @buf: zeros are what dst already holds. */
+static int write_nonzero(struct vdisk *dst, const uint8_t *buf, size_t len,
+			 uint64_t off)
+{
+	for (size_t pos = 0; pos < len;) {
+		size_t n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
+		size_t run = 0;
+		int ret;
+
+		if (all_zero(buf + pos, n)) {
+			pos += n;
+			continue;
+		}
+		/* Coalesce consecutive non-zero grains into one write. */
+		while (pos + run < len) {
+			size_t k = len - pos - run < ZERO_GRAIN ? len - pos - run :
+								  ZERO_GRAIN;
+
+			if (all_zero(buf + pos + run, k))
+				break;
+			run += k;
+		}
+		ret = vdisk_pwrite(dst, buf + pos, run, off + pos);
+		if (ret)
+			return ret;
+		pos += run;
+	}
+	return 0;
+}
+
+static int create_raw(const char *path, uint64_t size, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (ftruncate(fd, (off_t)size) < 0) {
+		snprintf(err, errlen, "cannot size %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return -errno;
+	}
+	close(fd);
+	return 0;
+}
+
+static int disk_convert(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output-format", required_argument, NULL, 'O' },
+		{ "type", required_argument, NULL, 't' },
+		{ "block-size", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vhdx_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
+	const char *fmt = "vhdx", *src_path, *dst_path;
+	struct vdisk *src = NULL, *dst = NULL;
+	const struct vdisk_info *in;
+	bool tty = isatty(STDERR_FILENO);
+	uint8_t *buf = NULL;
+	char err[512];
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "O:t:b:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'O':
+			fmt = optarg;
+			if (strcmp(fmt, "vhdx") && strcmp(fmt, "raw"))
+				return usage_error("-O must be vhdx or raw, not '%s'", fmt);
+			break;
+		case 't':
+			if (parse_type(optarg, &o.type))
+				return usage_error("--type must be dynamic or fixed");
+			break;
+		case 'b':
+			if (parse_u32_size("block size", optarg, &o.block_size))
+				return EXIT_USAGE;
+			break;
+		case 'h':
+			return printf("%s", disk_usage) < 0;
+		default:
+			return usage_error("bad option");
+		}
+	}
+	if (argc - optind != 2)
+		return usage_error("convert needs SRC and DST");
+	src_path = argv[optind];
+	dst_path = argv[optind + 1];
+
+	ret = vdisk_open(src_path, &(struct vdisk_open_opts){ .read_only = true },
+			 &src, err, sizeof(err));
+	if (ret)
+		goto fail;
+	in = vdisk_info(src);
+	if (access(dst_path, F_OK) == 0) {
+		snprintf(err, sizeof(err), "%s already exists; remove it first",
+			 dst_path);
+		ret = -EEXIST;
+		goto fail;
+	}
+	if (strcmp(fmt, "raw") == 0) {
+		ret = create_raw(dst_path, in->virtual_size, err, sizeof(err));
+	} else {
+		o.size = in->virtual_size;
+		o.logical_sector_size = in->logical_sector_size;
+		o.physical_sector_size = in->physical_sector_size;
+		ret = vhdx_create(dst_path, &o, err, sizeof(err));
+	}
+	if (ret)
+		goto fail;
+	ret = vdisk_open(dst_path, NULL, &dst, err, sizeof(err));
+	if (ret)
+		goto fail_created;
+
+	buf = malloc(CONVERT_CHUNK);
+	if (!buf) {
+		ret = -ENOMEM;
+		goto fail_created;
+	}
+	for (uint64_t off = 0; off < in->virtual_size;) {
+		uint64_t len = in->virtual_size - off;
+		bool allocated;
+
+		if (len > CONVERT_CHUNK)
+			len = CONVERT_CHUNK;
+		ret = vdisk_block_status(src, off, &len, &allocated);
+		if (!ret && allocated) {
+			ret = vdisk_pread(src, buf, len, off);
+			if (!ret)
+				ret = write_nonzero(dst, buf, len, off);
+		}
+		if (ret) {
+			snprintf(err, sizeof(err), "at offset %" PRIu64 ": %s", off,
+				 strerror(-ret));
+			goto fail_created;
+		}
+		off += len;
+		progress(off, in->virtual_size, tty);
+	}
+	free(buf);
+	vdisk_close(src);
+	ret = vdisk_close(dst);
+	if (ret) {
+		fprintf(stderr, "fsvisor disk convert: closing %s: %s\n", dst_path,
+			strerror(-ret));
+		return 1;
+	}
+	return 0;
+
+fail_created:
+	if (tty)
+		fprintf(stderr, "\n");
+	vdisk_close(dst);
+	unlink(dst_path);
+fail:
+	free(buf);
+	vdisk_close(src);
+	fprintf(stderr, "fsvisor disk convert: %s\n", err);
+	return 1;
+}
+
+/* ---- bench --------------------------------------------------------- */
+
+struct bench {
+	struct vdisk *d;
+	bool write, random;
+	uint64_t bs, step, span, next_off, count, issued, completed;
+	uint64_t rng;
+	int error;
+};
+
+struct bench_slot {
+	struct vdisk_req req;
+	struct iovec iov;
+	struct bench *b;
+};
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static void bench_issue(struct bench_slot *s);
+
+static void bench_done(struct vdisk_req *req, int res)
+{
+	struct bench_slot *s = (struct bench_slot *)req;
+	struct bench *b = s->b;
+
+	if (res && !b->error)
+		b->error = res;
+	b->completed++;
+	if (b->issued < b->count && !b->error)
+		bench_issue(s);
+}
+
+static void bench_issue(struct bench_slot *s)
+{
+	struct bench *b = s->b;
+	uint64_t off;
+	int ret;
+
+	if (b->random) {
+		off = (xorshift(&b->rng) % (b->span / b->bs)) * b->bs;
+	} else {
+		/* Like qemu-img bench: walk with a step, wrap at the end. */
+		if (b->next_off + b->bs > b->span)
+			b->next_off = 0;
+		off = b->next_off;
+		b->next_off += b->step;
+	}
+	s->req.op = b->write ? VDISK_WRITE : VDISK_READ;
+	s->req.offset = off;
+	s->req.iov = &s->iov;
+	s->req.iovcnt = 1;
+	s->req.done = bench_done;
+	b->issued++;
+	ret = vdisk_submit(b->d, &s->req);
+	if (ret) {
+		b->error = ret;
+		b->completed++;
+	}
+}
+
+static double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int disk_bench(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "rw", required_argument, NULL, 'r' },
+		{ "bs", required_argument, NULL, 'b' },
+		{ "qd", required_argument, NULL, 'q' },
+		{ "direct", no_argument, NULL, 'd' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "step", required_argument, NULL, 's' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct bench b = { .bs = 4096, .count = 75000, .rng = 0x9e3779b97f4a7c15ULL };
+	struct vdisk_open_opts oo = { 0 };
+	const char *rw = "read";
+	struct bench_slot *slots;
+	uint64_t qd = 64, v;
+	char err[512];
+	double t0, t;
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "r:b:q:dc:s:S:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			rw = optarg;
+			break;
+		case 'b':
+			if (parse_size_arg("block size", optarg, &b.bs))
+				return EXIT_USAGE;
+			break;
+		case 'q':
+			if (parse_size_arg("queue depth", optarg, &qd))
+				return EXIT_USAGE;
+			break;
+		case 'd':
+			oo.direct = true;
+			break;
+		case 'c':
+			if (parse_size_arg("count", optarg, &b.count))
+				return EXIT_USAGE;
+			break;
+		case 's':
+			if (parse_size_arg("step", optarg, &b.step))
+				return EXIT_USAGE;
+			break;
+		case 'S':
+			if (parse_size_arg("seed", optarg, &v))
+				return EXIT_USAGE;
+			b.rng = v ? v : 1;
+			break;
+		case 'h':
+			return printf("%s", disk_usage) < 0;
+		default:
+			return usage_error("bad option");
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("bench needs FILE");
+	if (strcmp(rw, "read") == 0) {
+	} else if (strcmp(rw, "write") == 0) {
+		b.write = true;
+	} else if (strcmp(rw, "randread") == 0) {
+		b.random = true;
+	} else if (strcmp(rw, "randwrite") == 0) {
+		b.write = b.random = true;
+	} else {
+		return usage_error("--rw must be read, write, randread or randwrite");
+	}
+	if (qd == 0 || qd > 1024 || b.bs == 0 || b.bs > 64 * 1024 * 1024 ||
+	    b.count == 0)
+		return usage_error("--qd must be 1-1024, --bs up to 64M, --count at least 1");
+	if (!b.step)
+		b.step = b.bs;
+	oo.read_only = !b.write;
+	ret = io_engine_create((unsigned int)qd * 2, &oo.engine);
+	if (ret) {
+		fprintf(stderr, "fsvisor disk bench: io_uring: %s\n", strerror(-ret));
+		return 1;
+	}
+	ret = vdisk_open(argv[optind], &oo, &b.d, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "fsvisor disk bench: %s\n", err);
+		io_engine_destroy(oo.engine);
+		return 1;
+	}
+	b.span = vdisk_info(b.d)->virtual_size;
+	if (b.bs > b.span || b.bs % vdisk_info(b.d)->alignment) {
+		fprintf(stderr, "fsvisor disk bench: block size must fit the disk and be a multiple of %u\n",
+			vdisk_info(b.d)->alignment);
+		vdisk_close(b.d);
+		io_engine_destroy(oo.engine);
+		return EXIT_USAGE;
+	}
+
+	slots = calloc(qd, sizeof(*slots));
+	for (uint64_t i = 0; slots && i < qd; i++) {
+		if (posix_memalign(&slots[i].iov.iov_base, 4096, b.bs)) {
+			ret = -ENOMEM;
+			break;
+		}
+		memset(slots[i].iov.iov_base, 0xA5 ^ (int)i, b.bs);
+		slots[i].iov.iov_len = b.bs;
+		slots[i].b = &b;
+	}
+	t0 = now_sec();
+	for (uint64_t i = 0; slots && i < qd && b.issued < b.count; i++)
+		bench_issue(&slots[i]);
+	while (b.completed < b.issued && !ret) {
+		ret = io_engine_run(oo.engine, 1);
+		ret = ret < 0 ? ret : 0;
+	}
+	if (!ret && b.write)
+		ret = vdisk_flush(b.d);
+	t = now_sec() - t0;
+	if (!ret)
+		ret = b.error;
+	if (!ret)
+		ret = vdisk_close(b.d);
+	else
+		vdisk_close(b.d);
+	for (uint64_t i = 0; slots && i < qd; i++)
+		free(slots[i].iov.iov_base);
+	free(slots);
+	io_engine_destroy(oo.engine);
+	if (ret) {
+		fprintf(stderr, "fsvisor disk bench: %s\n", strerror(-ret));
+		return 1;
+	}
+	printf("%s: %" PRIu64 " requests of %" PRIu64 " bytes, depth %" PRIu64
+	       "%s: %.3f s\n", rw, b.count, b.bs, qd, oo.direct ? ", O_DIRECT" : "", t);
+	printf("iops=%.0f mib_per_s=%.1f seconds=%.3f\n", (double)b.count / t,
+	       (double)b.count * (double)b.bs / t / (1024.0 * 1024.0), t);
+	return 0;
+}
+
+int cmd_disk(int argc, char **argv)
+{
+	static const struct command sub[] = {
+		{ "create", "create a VHDX file", disk_create },
+		{ "info", "describe a disk image", disk_info },
+		{ "check", "check (and repair) a VHDX file", disk_check },
+		{ "convert", "copy an image to VHDX or raw", disk_convert },
+		{ "bench", "measure I/O rates", disk_bench },
+	};
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		printf("%s", disk_usage);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(sub); i++)
+		if (strcmp(argv[1], sub[i].name) == 0)
+			return sub[i].run(argc - 1, argv + 1);
+	return usage_error("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Test driver for the disk library.
+ *
+ *   vdisk_writer pattern SEED COUNT IMAGE SHADOW
+ *	COUNT seeded writes of random offset and length (unaligned, across
+ *	block boundaries) to IMAGE through the library and to the raw file
+ *	SHADOW with pwrite, then a clean close.
+ *
+ *   vdisk_writer crash SEED IMAGE
+ *	Non-overlapping seeded writes, QD 8, with a flush every few writes,
+ *	until killed.  After each flush completes it prints "durable N":
+ *	the first N writes were complete before that flush was issued.
+ *
+ *   vdisk_writer verify [--read-only] SEED DURABLE IMAGE
+ *	Open IMAGE (replaying its log) and check: the first DURABLE writes
+ *	read back exactly, later ones hold their data or zeros, and every
+ *	byte no write touched is zero.  Exit 0 if so.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vhdx/vhdx.h"
+
+#define SLOT (384 * 1024)	/* not a divisor of 1 MiB: writes cross blocks */
+#define QD 8
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static void fill(uint8_t *buf, size_t len, uint64_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (i % 8 == 0)
+			seed = mix(seed);
+		buf[i] = (uint8_t)(seed >> (8 * (i % 8)));
+		if (buf[i] == 0)
+			buf[i] = 1;	/* never zero: zeros mean "not written" */
+	}
+}
+
+static struct vdisk *open_disk(const char *path, bool ro)
+{
+	struct vdisk_open_opts o = { .read_only = ro };
+	struct vdisk *d;
+	char err[512];
+
+	if (vdisk_open(path, &o, &d, err, sizeof(err))) {
+		fprintf(stderr, "vdisk_writer: %s\n", err);
+		exit(2);
+	}
+	return d;
+}
+
+static int do_pattern(uint64_t seed, long count, const char *image,
+		      const char *shadow)
+{
+	struct vdisk *d = open_disk(image, false);
+	uint64_t size = vdisk_info(d)->virtual_size;
+	int sfd = open(shadow, O_RDWR | O_CREAT, 0644);
+	uint8_t *buf = malloc(3 * 1024 * 1024);
+
+	if (sfd < 0 || ftruncate(sfd, (off_t)size) < 0 || !buf)
+		return 2;
+	for (long i = 0; i < count; i++) {
+		uint64_t r = mix(seed * 1000003 + (uint64_t)i);
+		uint64_t len = 1 + (r >> 40) % (3 * 1024 * 1024);
+		uint64_t off = mix(r) % size;
+		int ret;
+
+		if (len > size - off)
+			len = size - off;
+		/* Some writes sector-aligned, some not at all. */
+		if (r & 1) {
+			off &= ~511ULL;
+			len = (len + 511) & ~511ULL;
+			if (len > size - off)
+				len = size - off;
+		}
+		fill(buf, len, r);
+		ret = vdisk_pwrite(d, buf, len, off);
+		if (ret || pwrite(sfd, buf, len, (off_t)off) != (ssize_t)len) {
+			fprintf(stderr, "write %ld at %llu+%llu failed: %s\n", i,
+				(unsigned long long)off, (unsigned long long)len,
+				strerror(-ret));
+			return 1;
+		}
+		if (r % 7 == 0 && (ret = vdisk_flush(d))) {
+			fprintf(stderr, "flush failed: %s\n", strerror(-ret));
+			return 1;
+		}
+	}
+	free(buf);
+	close(sfd);
+	return vdisk_close(d) ? 1 : 0;
+}
+
+/* Write i of a crash run: its slot, offset and length. */
+struct cwrite {
+	uint64_t off, len, seed;
+};
+
+static struct cwrite crash_write(uint64_t seed, uint64_t nslots, uint64_t i)
+{
+	/* A stride coprime to nslots visits every slot once, scattered. */
+	uint64_t stride = 7919;
+	uint64_t slot = (i * stride) % nslots;
+	uint64_t r = mix(seed ^ (i * 0x100000001b3ULL));
+	struct cwrite w;
+
+	w.off = slot * SLOT + (r % (SLOT / 2));
+	w.len = 1 + (r >> 20) % (SLOT / 2);
+	w.seed = r;
+	return w;
+}
+
+static uint64_t slots_of(uint64_t size)
+{
+	uint64_t n = size / SLOT;
+
+	/* Keep the stride coprime: 7919 is prime, avoid its multiples. */
+	if (n % 7919 == 0)
+		n--;
+	return n;
+}
+
+struct crash_slot {
+	struct vdisk_req req;
+	struct iovec iov;
+	uint8_t *buf;
+	uint64_t index;
+	bool busy;
+};
+
+struct crash {
+	struct vdisk *d;
+	uint64_t seed, nslots, next;
+	uint64_t completed_upto;	/* writes [0, this) all complete */
+	uint8_t *done;
+	struct vdisk_req flush;
+	bool flushing;
+	uint64_t flush_covers;
+};
+
+static struct crash C;
+
+static void advance_completed(void)
+{
+	while (C.completed_upto < C.next && C.done[C.completed_upto])
+		C.completed_upto++;
+}
+
+static void flush_done(struct vdisk_req *req, int res)
+{
+	(void)req;
+	if (res) {
+		fprintf(stderr, "flush failed: %s\n", strerror(-res));
+		exit(1);
+	}
+	printf("durable %llu\n", (unsigned long long)C.flush_covers);
+	fflush(stdout);
+	C.flushing = false;
+}
+
+static void write_done(struct vdisk_req *req, int res)
+{
+	struct crash_slot *s = (struct crash_slot *)req;
+
+	if (res) {
+		fprintf(stderr, "write failed: %s\n", strerror(-res));
+		exit(1);
+	}
+	C.done[s->index] = 1;
+	s->busy = false;
+	advance_completed();
+}
+
+static int do_crash(uint64_t seed, const char *image)
+{
+	struct crash_slot slots[QD] = { 0 };
+
+	C.d = open_disk(image, false);
+	C.seed = seed;
+	C.nslots = slots_of(vdisk_info(C.d)->virtual_size);
+	C.done = calloc(C.nslots, 1);
+	for (int i = 0; i < QD; i++)
+		slots[i].buf = malloc(SLOT);
+	for (;;) {
+		for (int i = 0; i < QD && C.next < C.nslots; i++) {
+			struct crash_slot *s = &slots[i];
+			struct cwrite w;
+
+			if (s->busy)
+				continue;
+			w = crash_write(seed, C.nslots, C.next);
+			fill(s->buf, w.len, w.seed);
+			s->iov.iov_base = s->buf;
+			s->iov.iov_len = w.len;
+			s->req = (struct vdisk_req){ .op = VDISK_WRITE,
+				.offset = w.off, .iov = &s->iov, .iovcnt = 1,
+				.done = write_done };
+			s->index = C.next++;
+			s->busy = true;
+			if (vdisk_submit(C.d, &s->req))
+				return 1;
+		}
+		if (!C.flushing && mix(seed + C.next) % 5 == 0) {
+			C.flush = (struct vdisk_req){ .op = VDISK_FLUSH,
+						      .done = flush_done };
+			C.flush_covers = C.completed_upto;
+			C.flushing = true;
+			if (vdisk_submit(C.d, &C.flush))
+				return 1;
+		}
+		if (io_engine_run(vdisk_engine(C.d), 1) < 0)
+			return 1;
+		if (C.next >= C.nslots && !C.flushing) {
+			/* Everything written: idle until killed. */
+			pause();
+		}
+	}
+}
+
+static int do_verify(uint64_t seed, uint64_t durable, const char *image, bool ro)
+{
+	struct vdisk *d = open_disk(image, ro);
+	uint64_t size = vdisk_info(d)->virtual_size, nslots = slots_of(size);
+	uint8_t *slot = malloc(SLOT), *want = malloc(SLOT);
+	uint64_t *writer = malloc(sizeof(uint64_t) * nslots);
+	int bad = 0;
+
+	/* Which write went to each slot. */
+	for (uint64_t s = 0; s < nslots; s++)
+		writer[s] = UINT64_MAX;
+	for (uint64_t i = 0; i < nslots; i++)
+		writer[(i * 7919) % nslots] = i;
+
+	for (uint64_t s = 0; s < size / SLOT + 1 && !bad; s++) {
+		uint64_t base = s * SLOT, len = SLOT;
+		struct cwrite w = { 0 };
+
+		if (base >= size)
+			break;
+		if (len > size - base)
+			len = size - base;
+		if (vdisk_pread(d, slot, len, base)) {
+			fprintf(stderr, "read at %llu failed\n", (unsigned long long)base);
+			return 1;
+		}
+		if (s < nslots) {
+			w = crash_write(seed, nslots, writer[s]);
+			fill(want, w.len, w.seed);
+		}
+		for (uint64_t k = 0; k < len; k++) {
+			uint64_t pos = base + k;
+			bool in = s < nslots && pos >= w.off && pos < w.off + w.len;
+			uint8_t exp = in ? want[pos - w.off] : 0;
+
+			if (slot[k] == exp)
+				continue;
+			if (in && writer[s] >= durable && slot[k] == 0)
+				continue;	/* not durable: may be absent */
+			fprintf(stderr, "byte %llu: got %u, want %u (write %llu, %s)\n",
+				(unsigned long long)pos, slot[k], exp,
+				(unsigned long long)(in ? writer[s] : 0),
+				in ? (writer[s] < durable ? "durable" : "not durable") :
+				     "never written");
+			bad = 1;
+			break;
+		}
+	}
+	if (vdisk_close(d))
+		bad = 1;
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	bool ro = false;
+
+	if (argc >= 3 && strcmp(argv[1], "verify") == 0 &&
+	    strcmp(argv[2], "--read-only") == 0) {
+		ro = true;
+		argv[2] = argv[1];
+		argv++;
+		argc--;
+	}
+	if (argc == 6 && strcmp(argv[1], "pattern") == 0)
+		return do_pattern(strtoull(argv[2], NULL, 0), atol(argv[3]),
+				  argv[4], argv[5]);
+	if (argc == 4 && strcmp(argv[1], "crash") == 0)
+		return do_crash(strtoull(argv[2], NULL, 0), argv[3]);
+	if (argc == 5 && strcmp(argv[1], "verify") == 0)
+		return do_verify(strtoull(argv[2], NULL, 0),
+				 strtoull(argv[3], NULL, 0), argv[4], ro);
+	fprintf(stderr, "usage: see the comment at the top of vdisk_writer.c\n");
+	return 2;
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by the files of vhdx/.  Not part of the interface. */
+#ifndef FSVISOR_VHDX_INTERNAL_H
+#define FSVISOR_VHDX_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "util/util.h"
+#include "vhdx/vhdx.h"
+#include "vhdx/format.h"
+
+struct vdisk_ops {
+	int (*submit)(struct vdisk *d, struct vdisk_req *req);
+	int (*block_status)(struct vdisk *d, uint64_t offset, uint64_t *len,
+			    bool *allocated);
+	/* Commit and release format state; the fd is closed by vdisk. */
+	int (*close)(struct vdisk *d);
+};
+
+struct vdisk {
+	const struct vdisk_ops *ops;
+	struct vdisk_info info;
+	struct io_engine *eng;
+	bool own_engine;
+	int fd;
+	bool read_only;
+	bool direct;
+	bool no_io;
+	void *priv;			/* format state */
+	struct vdisk_seg *seg_free;	/* recycled segments */
+};
+
+/* vdisk.c: request bookkeeping for the formats. */
+void vdisk_req_begin(struct vdisk *d, struct vdisk_req *req);
+/* Drop one reference on @req, recording @res if it is an error. */
+void vdisk_req_put(struct vdisk_req *req, int res);
+/*
+ * All pieces of @req are queued: drop the reference taken by
+ * vdisk_req_begin() from the engine's run loop (so a request never
+ * completes inside vdisk_submit()), recording @res.
+ */
+void vdisk_req_launch(struct vdisk_req *req, int res);
+
+/* One piece of a request: a contiguous range of the file. */
+struct vdisk_seg {
+	struct io_op op;
+	struct vdisk_req *req;
+	uint64_t file_off;
+	struct vdisk_seg *next_free;
+	unsigned int cap;		/* iovec capacity */
+	unsigned int iovcnt;
+	struct iovec iov[];
+};
+
+/* A segment for @req with room for @iovcnt iovecs; NULL when out of memory. */
+struct vdisk_seg *vdisk_seg_get(struct vdisk *d, struct vdisk_req *req,
+				unsigned int iovcnt);
+void vdisk_seg_put(struct vdisk *d, struct vdisk_seg *seg);
+
+/* iov.c helpers */
+size_t iov_length(const struct iovec *iov, unsigned int cnt);
+/* Describe bytes [skip, skip + len) of @src in @dst; returns the count. */
+unsigned int iov_slice(const struct iovec *src, unsigned int cnt, size_t skip,
+		       size_t len, struct iovec *dst);
+void iov_memset(const struct iovec *iov, unsigned int cnt, size_t skip,
+		int c, size_t len);
+size_t iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
+		  void *buf, size_t len);
+size_t iov_from_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
+		    const void *buf, size_t len);
+
+/* Aligned buffers for metadata I/O (safe with O_DIRECT). */
+void *vhdx_alloc(size_t len);
+
+/* Synchronous, complete pread/pwrite; reads past EOF return zeros. */
+int file_pread(int fd, void *buf, size_t len, uint64_t off);
+int file_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+
+/*
+ * Problems found while parsing a VHDX file go through a report: when
+ * opening, the first one fails the open with its text; when checking,
+ * each is counted and passed on, and parsing goes on where it can.
+ */
+struct vhdx_report {
+	char *err;
+	size_t errlen;
+	bool checking;
+	bool repairing;			/* check --repair: fix as we go */
+	vhdx_problem_fn fn;
+	void *ctx;
+	unsigned int count;
+};
+
+/* Record a problem; returns -EINVAL (fatal when opening), else 0. */
+int vhdx_problem(struct vhdx_report *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/*
+ * A problem that does not stop the file from being used (a damaged copy
+ * of a structure that has a good twin): reported by check only.
+ */
+void vhdx_warn(struct vhdx_report *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* vhdx.c: the VHDX format behind struct vdisk. */
+int vhdx_open_fd(struct vdisk *d, struct vhdx_report *r);
+extern const struct vdisk_ops vhdx_ops;
+/* raw.c */
+int raw_open_fd(struct vdisk *d, char *err, size_t errlen);
+
+#endif /* FSVISOR_VHDX_INTERNAL_H */

@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VHDX I/O: requests are cut at block boundaries; present blocks go
+ * straight to the file, absent ones read as zeros, and a write to an
+ * absent block allocates one at the end of the file.
+ *
+ * Allocation changes the BAT in memory at once, so every later request
+ * (including a concurrent one to the same block) sees the new block and
+ * the block is allocated exactly once.  The on-disk BAT follows through
+ * the log, in the background: a commit writes the changed BAT sectors as
+ * one log entry, flushes, writes them in place and flushes again.  A
+ * flush request completes only after a commit that covers every
+ * allocation made before it, which is what makes a completed flush
+ * durable.  New blocks lie past the old end of the file, so until their
+ * BAT entry is committed a crash merely forgets them, and once it is,
+ * LastFileOffset in the log entry guarantees the file covers them.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vhdx/state.h"
+
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- metadata commits ---------------------------------------------- */
+
+static void commit_advance(struct vhdx *v);
+
+static void commit_io_done(struct io_op *op, int res)
+{
+	struct commit_io *cio = container_of(op, struct commit_io, op);
+	struct vhdx *v = cio->v;
+
+	if (res < 0 && !v->commit.error)
+		v->commit.error = res;
+	if (--v->commit.pending == 0)
+		commit_advance(v);
+}
+
+static void commit_queue_write(struct vhdx *v, int slot, void *buf,
+			       size_t len, uint64_t off)
+{
+	struct commit_io *cio = &v->commit.io[slot];
+	int ret;
+
+	cio->v = v;
+	cio->op.cb = commit_io_done;
+	cio->iov.iov_base = buf;
+	cio->iov.iov_len = len;
+	v->commit.pending++;
+	ret = io_engine_rw(v->d->eng, &cio->op, v->fd, true, &cio->iov, 1,
+			   off, 0);
+	if (ret)
+		io_engine_defer(v->d->eng, &cio->op, ret);
+}
+
+static void commit_queue_sync(struct vhdx *v)
+{
+	struct commit_io *cio = &v->commit.io[0];
+	int ret;
+
+	cio->v = v;
+	cio->op.cb = commit_io_done;
+	v->commit.pending++;
+	ret = io_engine_fsync(v->d->eng, &cio->op, v->fd, false, 0);
+	if (ret)
+		io_engine_defer(v->d->eng, &cio->op, ret);
+}
+
+static void fail_waiters(struct vdisk_req **list, int err)
+{
+	while (*list) {
+		struct vdisk_req *req = *list;
+
+		*list = req->next;
+		vdisk_req_put(req, err);
+	}
+}
+
+static void commit_finish(struct vhdx *v, int err)
+{
+	struct commit *c = &v->commit;
+
+	c->phase = COMMIT_IDLE;
+	if (err && !v->broken) {
+		v->broken = err;
+		log_error("vhdx: metadata commit failed (%s); the disk now refuses writes",
+			  strerror(-err));
+	}
+	fail_waiters(&c->waiters, err);
+	if (v->next_waiters || v->ndirty >= COMMIT_THRESHOLD)
+		vhdx_commit_start(v);
+}
+
+/* Write the snapshot's BAT sectors in place, one write per run. */
+static void commit_write_bat(struct vhdx *v)
+{
+	struct commit *c = &v->commit;
+	int slot = 1;
+
+	for (uint32_t i = 0; i < c->n;) {
+		uint32_t j = i + 1;
+
+		while (j < c->n && c->idx[j] == c->idx[j - 1] + 1)
+			j++;
+		commit_queue_write(v, slot++, c->snap + (size_t)i * VHDX_SECTOR,
+				   (size_t)(j - i) * VHDX_SECTOR,
+				   v->bat_offset + (uint64_t)c->idx[i] * VHDX_SECTOR);
+		i = j;
+	}
+}
+
+static void commit_advance(struct vhdx *v)
+{
+	struct commit *c = &v->commit;
+	int ret;
+
+	if (c->error) {
+		commit_finish(v, c->error);
+		return;
+	}
+	switch (c->phase) {
+	case COMMIT_LOG_WRITE:
+		c->phase = COMMIT_LOG_SYNC;
+		commit_queue_sync(v);
+		break;
+	case COMMIT_LOG_SYNC:
+		/* The file size in the entry is stable now. */
+		v->durable_size = get64(c->entry + LE_LAST_OFFSET);
+		/*
+		 * The entry is on disk; only now does the header point at the
+		 * log, so a crash before this leaves a file whose log is
+		 * empty and whose BAT is untouched.
+		 */
+		if (!guid_equal(&v->log_guid, &v->session_log_guid)) {
+			ret = vhdx_header_update(v, true, &v->session_log_guid);
+			if (ret) {
+				commit_finish(v, ret);
+				return;
+			}
+		}
+		c->phase = COMMIT_BAT_WRITE;
+		commit_write_bat(v);
+		break;
+	case COMMIT_BAT_WRITE:
+		c->phase = COMMIT_BAT_SYNC;
+		commit_queue_sync(v);
+		break;
+	case COMMIT_BAT_SYNC:
+		commit_finish(v, 0);
+		break;
+	case COMMIT_IDLE:
+		break;
+	}
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void vhdx_commit_start(struct vhdx *v)
+{
+	struct commit *c = &v->commit;
+	uint32_t n, len, first;
+
+	if (c->phase != COMMIT_IDLE)
+		return;
+	if (v->broken) {
+		fail_waiters(&v->next_waiters, v->broken);
+		return;
+	}
+	if (!v->ndirty && !v->next_waiters)
+		return;
+	c->error = 0;
+	c->pending = 0;
+	c->n = 0;
+	if (!v->ndirty) {
+		/* Nothing to log: the waiting flushes need only a flush. */
+		c->waiters = v->next_waiters;
+		v->next_waiters = NULL;
+		c->phase = COMMIT_BAT_SYNC;
+		commit_queue_sync(v);
+		return;
+	}
+	if (!c->entry) {
+		c->entry = vhdx_alloc((COMMIT_MAX_SECTORS + 1) * VHDX_SECTOR);
+		c->snap = vhdx_alloc(COMMIT_MAX_SECTORS * VHDX_SECTOR);
+		if (!c->entry || !c->snap) {
+			v->broken = -ENOMEM;
+			fail_waiters(&v->next_waiters, -ENOMEM);
+			return;
+		}
+	}
+	if (guid_is_zero(&v->session_log_guid)) {
+		guid_generate(&v->session_log_guid);
+		v->log_seq = 0;
+	}
+
+	n = v->ndirty < COMMIT_MAX_SECTORS ? v->ndirty : COMMIT_MAX_SECTORS;
+	memcpy(c->idx, v->dirty_list, n * sizeof(uint32_t));
+	v->ndirty -= n;
+	memmove(v->dirty_list, v->dirty_list + n, v->ndirty * sizeof(uint32_t));
+	qsort(c->idx, n, sizeof(uint32_t), cmp_u32);
+	for (uint32_t i = 0; i < n; i++) {
+		v->dirty_map[c->idx[i]] = 0;
+		memcpy(c->snap + (size_t)i * VHDX_SECTOR,
+		       v->bat + (size_t)c->idx[i] * VHDX_SECTOR, VHDX_SECTOR);
+	}
+	c->n = n;
+	/* Flushes wait for the commit that empties the dirty set. */
+	if (!v->ndirty) {
+		c->waiters = v->next_waiters;
+		v->next_waiters = NULL;
+	}
+
+	len = vhdx_log_build(v, c->entry, c->snap, c->idx, n, ++v->log_seq,
+			     v->log_head);
+	first = v->log_length - v->log_head;
+	if (first > len)
+		first = len;
+	c->phase = COMMIT_LOG_WRITE;
+	commit_queue_write(v, 0, c->entry, first, v->log_offset + v->log_head);
+	if (first < len)
+		commit_queue_write(v, 1, c->entry + first, len - first,
+				   v->log_offset);
+	v->log_head = (v->log_head + len) % v->log_length;
+}
+
+int vhdx_commit_all(struct vhdx *v)
+{
+	while (v->commit.phase != COMMIT_IDLE || v->ndirty) {
+		int ret;
+
+		vhdx_commit_start(v);
+		if (v->broken)
+			return v->broken;
+		ret = io_engine_run(v->d->eng, 1);
+		if (ret < 0)
+			return ret;
+	}
+	return v->broken;
+}
+
+/* ---- requests ------------------------------------------------------ */
+
+static int alloc_block(struct vhdx *v, uint64_t block, uint64_t *off)
+{
+	uint64_t idx = bat_payload_index(v, block);
+	uint64_t o = (v->alloc_end + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
+
+	if (v->broken)
+		return v->broken;
+	/*
+	 * Entries as large as half the log would let one entry overwrite
+	 * the previous one; the smallest legal log (1 MiB) is just enough.
+	 */
+	if (v->log_length < 2 * (COMMIT_MAX_SECTORS + 1) * VHDX_SECTOR)
+		return -EIO;
+	if (o + v->block_size > v->file_size) {
+		if (ftruncate(v->fd, (off_t)(o + v->block_size)) < 0)
+			return -errno;
+		v->file_size = o + v->block_size;
+	}
+	v->alloc_end = o + v->block_size;
+	put64(v->bat + idx * 8, o | PAYLOAD_BLOCK_FULLY_PRESENT);
+	vhdx_mark_dirty(v, idx);
+	v->allocated += v->block_size;
+	v->d->info.allocated = v->allocated;
+	v->d->info.file_size = v->file_size;
+	if (v->ndirty >= COMMIT_THRESHOLD)
+		vhdx_commit_start(v);
+	*off = o;
+	return 0;
+}
+
+/* Reads of a file whose log was replayed in memory see the replay. */
+static void seg_apply_overlay(struct vhdx *v, struct vdisk_seg *seg,
+			      uint64_t file_off)
+{
+	size_t len = iov_length(seg->iov, seg->iovcnt);
+	uint8_t *tmp = malloc(len);
+
+	if (!tmp)
+		return;
+	iov_to_buf(seg->iov, seg->iovcnt, 0, tmp, len);
+	overlay_apply(v, tmp, len, file_off);
+	iov_from_buf(seg->iov, seg->iovcnt, 0, tmp, len);
+	free(tmp);
+}
+
+static void seg_done(struct io_op *op, int res)
+{
+	struct vdisk_seg *seg = (struct vdisk_seg *)op;
+	struct vdisk_req *req = seg->req;
+	struct vdisk *d = req->disk;
+	struct vhdx *v = d->priv;
+
+	if (res >= 0 && v->nov && req->op == VDISK_READ)
+		seg_apply_overlay(v, seg, seg->file_off);
+	vdisk_seg_put(d, seg);
+	vdisk_req_put(req, res < 0 ? res : 0);
+}
+
+static int queue_seg(struct vhdx *v, struct vdisk_req *req, size_t skip,
+		     size_t len, uint64_t file_off)
+{
+	struct vdisk_seg *seg = vdisk_seg_get(v->d, req, req->iovcnt);
+	int ret;
+
+	if (!seg)
+		return -ENOMEM;
+	seg->op.cb = seg_done;
+	seg->file_off = file_off;
+	seg->iovcnt = iov_slice(req->iov, req->iovcnt, skip, len, seg->iov);
+	ret = io_engine_rw(v->d->eng, &seg->op, v->fd, req->op == VDISK_WRITE,
+			   seg->iov, seg->iovcnt, file_off, 0);
+	if (ret) {
+		vdisk_seg_put(v->d, seg);
+		req->pending--;
+	}
+	return ret;
+}
+
+static void vhdx_flush(struct vhdx *v, struct vdisk_req *req)
+{
+	struct vdisk_seg *seg;
+	int ret;
+
+	if (v->broken) {
+		vdisk_req_launch(req, v->broken);
+		return;
+	}
+	if (v->commit.phase != COMMIT_IDLE || v->ndirty) {
+		/* Completed by the commit that covers everything before it. */
+		req->pending++;
+		req->next = v->next_waiters;
+		v->next_waiters = req;
+		vhdx_commit_start(v);
+		vdisk_req_launch(req, 0);
+		return;
+	}
+	seg = vdisk_seg_get(v->d, req, 0);
+	if (!seg) {
+		vdisk_req_launch(req, -ENOMEM);
+		return;
+	}
+	seg->op.cb = seg_done;
+	ret = io_engine_fsync(v->d->eng, &seg->op, v->fd, false, 0);
+	if (ret) {
+		vdisk_seg_put(v->d, seg);
+		req->pending--;
+	}
+	vdisk_req_launch(req, ret);
+}
+
+static int vhdx_submit(struct vdisk *d, struct vdisk_req *req)
+{
+	struct vhdx *v = d->priv;
+	uint64_t pos = req->offset;
+	size_t done = 0;
+	int ret = 0;
+
+	vdisk_req_begin(d, req);
+	if (req->op == VDISK_FLUSH) {
+		vhdx_flush(v, req);
+		return 0;
+	}
+	if (req->op == VDISK_WRITE) {
+		if (v->broken) {
+			vdisk_req_launch(req, v->broken);
+			return 0;
+		}
+		if (!v->data_guid_done) {
+			/* New File/DataWriteGuid before the first change. */
+			ret = vhdx_header_update(v, true, &v->log_guid);
+			if (ret) {
+				vdisk_req_launch(req, ret);
+				return 0;
+			}
+		}
+	}
+
+	while (done < req->len && !ret) {
+		uint64_t block = pos / v->block_size;
+		uint64_t in_block = pos % v->block_size;
+		size_t n = v->block_size - in_block;
+		uint64_t e = bat_get(v, bat_payload_index(v, block));
+		uint64_t file_off = 0;
+
+		if (n > req->len - done)
+			n = req->len - done;
+		if ((e & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT) {
+			file_off = (e >> BAT_OFFSET_SHIFT) * MiB + in_block;
+			ret = queue_seg(v, req, done, n, file_off);
+		} else if (req->op == VDISK_READ) {
+			/* Not present, zero, unmapped, undefined: zeros. */
+			iov_memset(req->iov, req->iovcnt, done, 0, n);
+		} else {
+			ret = alloc_block(v, block, &file_off);
+			if (!ret)
+				ret = queue_seg(v, req, done, n, file_off + in_block);
+		}
+		pos += n;
+		done += n;
+	}
+	vdisk_req_launch(req, ret);
+	return 0;
+}
+
+static int vhdx_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
+			     bool *allocated)
+{
+	struct vhdx *v = d->priv;
+	uint64_t block = offset / v->block_size;
+	uint64_t end = offset + *len, pos;
+	bool first;
+
+	first = (bat_get(v, bat_payload_index(v, block)) & BAT_STATE_MASK) ==
+		PAYLOAD_BLOCK_FULLY_PRESENT;
+	pos = (block + 1) * v->block_size;
+	while (pos < end) {
+		uint64_t e = bat_get(v, bat_payload_index(v, pos / v->block_size));
+		bool present = (e & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT;
+
+		if (present != first)
+			break;
+		pos += v->block_size;
+	}
+	if (pos < end)
+		*len = pos - offset;
+	*allocated = first;
+	return 0;
+}
+
+static int rewrite_damaged_copies(struct vhdx *v)
+{
+	static const uint64_t region_off[2] = { VHDX_REGION1_OFFSET,
+						VHDX_REGION2_OFFSET };
+	int ret = 0;
+
+	if (v->rewrite_headers)
+		ret = vhdx_header_update(v, false, &v->log_guid);
+	if (!ret && v->rewrite_regions) {
+		/* The good copy stays untouched while the other is written. */
+		ret = file_pwrite(v->fd, v->region_good, VHDX_REGION_SIZE,
+				  region_off[!v->good_region]);
+		if (!ret && fdatasync(v->fd) < 0)
+			ret = -errno;
+	}
+	return ret;
+}
+
+static int vhdx_close(struct vdisk *d)
+{
+	static const struct guid zero;
+	struct vhdx *v = d->priv;
+	int ret = 0;
+
+	if (!d->read_only && !d->no_io) {
+		ret = vhdx_commit_all(v);
+		if (!ret && v->repairing)
+			ret = rewrite_damaged_copies(v);
+		/* Everything is in place: a clean close leaves no log. */
+		if (!ret && !guid_is_zero(&v->log_guid))
+			ret = vhdx_header_update(v, false, &zero);
+	}
+	vhdx_state_free(v);
+	d->priv = NULL;
+	return ret;
+}
+
+const struct vdisk_ops vhdx_ops = {
+	.submit = vhdx_submit,
+	.block_status = vhdx_block_status,
+	.close = vhdx_close,
+};
+
+int vhdx_open_fd(struct vdisk *d, struct vhdx_report *r)
+{
+	struct vhdx *v = calloc(1, sizeof(*v));
+	int ret;
+
+	if (!v)
+		return -ENOMEM;
+	v->d = d;
+	v->fd = d->fd;
+	v->repairing = r->repairing;
+	d->priv = v;
+	d->ops = &vhdx_ops;
+
+	ret = vhdx_parse(v, r);
+	if (ret)
+		goto fail;
+	if (v->has_parent && !d->no_io) {
+		ret = vhdx_problem(r, "differencing disks (parent '%s') cannot be opened for I/O yet",
+				   v->parent);
+		ret = -ENOTSUP;
+		goto fail;
+	}
+	v->durable_size = v->file_size;
+	v->alloc_end = (v->file_size + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
+
+	d->info.format = VDISK_FORMAT_VHDX;
+	d->info.type = v->has_parent ? VDISK_TYPE_DIFFERENCING :
+		       v->leave_allocated ? VDISK_TYPE_FIXED : VDISK_TYPE_DYNAMIC;
+	d->info.virtual_size = v->vsize;
+	d->info.logical_sector_size = v->lss;
+	d->info.physical_sector_size = v->pss;
+	d->info.block_size = v->block_size;
+	d->info.file_size = v->file_size;
+	d->info.allocated = v->allocated;
+	d->info.log_length = v->log_length;
+	guid_format(&v->disk_id, d->info.disk_id);
+	snprintf(d->info.parent, sizeof(d->info.parent), "%s", v->parent);
+	d->info.alignment = d->direct ? v->lss : 1;
+	return 0;
+
+fail:
+	vhdx_state_free(v);
+	d->priv = NULL;
+	d->ops = NULL;
+	return ret;
+}

@@ -1,0 +1,449 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The format-independent side of virtual disks: opening, request checks
+ * and bookkeeping, and the synchronous API built on the asynchronous one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vhdx/internal.h"
+
+#define DEFAULT_ENGINE_DEPTH 256
+/* Synchronous requests are cut into pieces of at most this size. */
+#define SYNC_CHUNK (256 * MiB)
+
+void *vhdx_alloc(size_t len)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, VHDX_SECTOR, len ? len : VHDX_SECTOR))
+		return NULL;
+	return p;
+}
+
+int file_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done,
+				  (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0) {
+			memset((char *)buf + done, 0, len - done);
+			break;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, (const char *)buf + done, len - done,
+				   (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int report_v(struct vhdx_report *r, bool fatal, const char *fmt,
+		    va_list ap)
+{
+	char msg[512];
+
+	if (!r->checking && !fatal)
+		return 0;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	r->count++;
+	if (r->fn)
+		r->fn(r->ctx, msg);
+	if (r->checking)
+		return 0;
+	if (r->err && r->count == 1)
+		snprintf(r->err, r->errlen, "%s", msg);
+	return -EINVAL;
+}
+
+int vhdx_problem(struct vhdx_report *r, const char *fmt, ...)
+{
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	ret = report_v(r, true, fmt, ap);
+	va_end(ap);
+	return ret;
+}
+
+void vhdx_warn(struct vhdx_report *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	report_v(r, false, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- request bookkeeping ------------------------------------------- */
+
+static void req_guard_done(struct io_op *op, int res)
+{
+	struct vdisk_req *req = (struct vdisk_req *)((char *)op -
+		offsetof(struct vdisk_req, io));
+
+	vdisk_req_put(req, res);
+}
+
+void vdisk_req_begin(struct vdisk *d, struct vdisk_req *req)
+{
+	req->disk = d;
+	req->pending = 1;	/* dropped by vdisk_req_launch() */
+	req->error = 0;
+}
+
+void vdisk_req_put(struct vdisk_req *req, int res)
+{
+	if (res < 0 && !req->error)
+		req->error = res;
+	if (--req->pending == 0)
+		req->done(req, req->error);
+}
+
+void vdisk_req_launch(struct vdisk_req *req, int res)
+{
+	req->io.cb = req_guard_done;
+	io_engine_defer(req->disk->eng, &req->io, res);
+}
+
+struct vdisk_seg *vdisk_seg_get(struct vdisk *d, struct vdisk_req *req,
+				unsigned int iovcnt)
+{
+	struct vdisk_seg *seg = d->seg_free;
+	unsigned int cap = iovcnt < 4 ? 4 : iovcnt;
+
+	if (seg && seg->cap >= iovcnt) {
+		d->seg_free = seg->next_free;
+	} else {
+		seg = malloc(sizeof(*seg) + sizeof(struct iovec) * cap);
+		if (!seg)
+			return NULL;
+		seg->cap = cap;
+	}
+	seg->req = req;
+	seg->iovcnt = 0;
+	seg->next_free = NULL;
+	req->pending++;
+	return seg;
+}
+
+void vdisk_seg_put(struct vdisk *d, struct vdisk_seg *seg)
+{
+	seg->next_free = d->seg_free;
+	d->seg_free = seg;
+}
+
+/* ---- open and close ------------------------------------------------ */
+
+static int detect_format(int fd, enum vdisk_format *fmt)
+{
+	uint8_t *buf = vhdx_alloc(VHDX_SECTOR);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = file_pread(fd, buf, VHDX_SECTOR, 0);
+	if (!ret)
+		*fmt = memcmp(buf, VHDX_SIG_FILE, 8) == 0 ? VDISK_FORMAT_VHDX :
+							     VDISK_FORMAT_RAW;
+	free(buf);
+	return ret;
+}
+
+int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
+	       struct vdisk **out, char *err, size_t errlen)
+{
+	static const struct vdisk_open_opts defaults;
+	struct vdisk *d;
+	struct stat st;
+	int flags, ret;
+
+	if (!opts)
+		opts = &defaults;
+	flags = (opts->read_only || opts->no_io ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	if (opts->direct)
+		flags |= O_DIRECT;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->fd = open(path, flags);
+	if (d->fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		free(d);
+		return ret;
+	}
+	if (fstat(d->fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		snprintf(err, errlen, "%s is not a regular file or block device",
+			 path);
+		ret = -EINVAL;
+		goto fail;
+	}
+	d->read_only = opts->read_only || opts->no_io;
+	d->direct = opts->direct;
+	d->no_io = opts->no_io;
+	d->info.format = opts->format;
+	if (d->info.format == VDISK_FORMAT_AUTO) {
+		ret = detect_format(d->fd, &d->info.format);
+		if (ret) {
+			snprintf(err, errlen, "cannot read %s: %s", path,
+				 strerror(-ret));
+			goto fail;
+		}
+	}
+
+	if (opts->engine) {
+		d->eng = opts->engine;
+	} else if (!d->no_io) {
+		ret = io_engine_create(DEFAULT_ENGINE_DEPTH, &d->eng);
+		if (ret) {
+			snprintf(err, errlen, "cannot set up io_uring: %s",
+				 strerror(-ret));
+			goto fail;
+		}
+		d->own_engine = true;
+	}
+
+	if (d->info.format == VDISK_FORMAT_VHDX) {
+		struct vhdx_report r = { .err = err, .errlen = errlen };
+
+		ret = vhdx_open_fd(d, &r);
+	} else {
+		ret = raw_open_fd(d, err, errlen);
+	}
+	if (ret)
+		goto fail;
+	*out = d;
+	return 0;
+
+fail:
+	if (d->own_engine)
+		io_engine_destroy(d->eng);
+	close(d->fd);
+	free(d);
+	return ret;
+}
+
+int vdisk_close(struct vdisk *d)
+{
+	int ret = 0;
+
+	if (!d)
+		return 0;
+	if (d->eng) {
+		while (io_engine_inflight(d->eng))
+			if (io_engine_run(d->eng, 1) < 0)
+				break;
+	}
+	if (d->ops && d->ops->close)
+		ret = d->ops->close(d);
+	while (d->seg_free) {
+		struct vdisk_seg *s = d->seg_free;
+
+		d->seg_free = s->next_free;
+		free(s);
+	}
+	if (d->own_engine)
+		io_engine_destroy(d->eng);
+	if (close(d->fd) < 0 && !ret)
+		ret = -errno;
+	free(d);
+	return ret;
+}
+
+const struct vdisk_info *vdisk_info(struct vdisk *d)
+{
+	return &d->info;
+}
+
+struct io_engine *vdisk_engine(struct vdisk *d)
+{
+	return d->eng;
+}
+
+int vdisk_submit(struct vdisk *d, struct vdisk_req *req)
+{
+	uint64_t len;
+
+	if (d->no_io)
+		return -EOPNOTSUPP;
+	if (req->op == VDISK_FLUSH) {
+		req->len = 0;
+		if (d->read_only)
+			return -EROFS;
+		return d->ops->submit(d, req);
+	}
+	if (req->op != VDISK_READ && req->op != VDISK_WRITE)
+		return -EINVAL;
+	if (req->op == VDISK_WRITE && d->read_only)
+		return -EROFS;
+	len = iov_length(req->iov, req->iovcnt);
+	if (req->offset > d->info.virtual_size ||
+	    len > d->info.virtual_size - req->offset)
+		return -EINVAL;
+	if ((req->offset | len) % d->info.alignment)
+		return -EINVAL;
+	req->len = len;
+	return d->ops->submit(d, req);
+}
+
+int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
+		       bool *allocated)
+{
+	if (offset >= d->info.virtual_size) {
+		*len = 0;
+		*allocated = false;
+		return 0;
+	}
+	if (*len > d->info.virtual_size - offset)
+		*len = d->info.virtual_size - offset;
+	return d->ops->block_status(d, offset, len, allocated);
+}
+
+/* ---- the synchronous API ------------------------------------------- */
+
+struct sync_wait {
+	bool done;
+	int result;
+};
+
+static void sync_done(struct vdisk_req *req, int result)
+{
+	struct sync_wait *w = req->opaque;
+
+	w->done = true;
+	w->result = result;
+}
+
+static int sync_io(struct vdisk *d, enum vdisk_op op, void *buf, size_t len,
+		   uint64_t offset)
+{
+	struct sync_wait w = { 0 };
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct vdisk_req req = {
+		.op = op, .offset = offset, .iov = &iov, .iovcnt = 1,
+		.done = sync_done, .opaque = &w,
+	};
+	int ret;
+
+	ret = vdisk_submit(d, &req);
+	if (ret)
+		return ret;
+	while (!w.done) {
+		ret = io_engine_run(d->eng, 1);
+		if (ret < 0)
+			return ret;
+	}
+	return w.result;
+}
+
+static bool is_aligned(struct vdisk *d, const void *buf, size_t len,
+		       uint64_t offset)
+{
+	uint32_t a = d->info.alignment;
+
+	if (d->direct && ((uintptr_t)buf % a))
+		return false;
+	return (offset % a) == 0 && (len % a) == 0;
+}
+
+/*
+ * An access that the disk cannot take as it is (O_DIRECT alignment):
+ * widen it to whole aligned units through a bounce buffer.
+ */
+static int bounce_io(struct vdisk *d, bool write, void *buf, size_t len,
+		     uint64_t offset)
+{
+	uint32_t a = d->info.alignment;
+	uint64_t start = offset - offset % a;
+	uint64_t end = offset + len;
+	size_t span;
+	uint8_t *tmp;
+	int ret;
+
+	end += (a - end % a) % a;
+	span = (size_t)(end - start);
+	tmp = vhdx_alloc(span);
+	if (!tmp)
+		return -ENOMEM;
+	ret = sync_io(d, VDISK_READ, tmp, span, start);
+	if (!ret && write) {
+		memcpy(tmp + (offset - start), buf, len);
+		ret = sync_io(d, VDISK_WRITE, tmp, span, start);
+	} else if (!ret) {
+		memcpy(buf, tmp + (offset - start), len);
+	}
+	free(tmp);
+	return ret;
+}
+
+static int sync_rw(struct vdisk *d, bool write, void *buf, size_t len,
+		   uint64_t offset)
+{
+	if (offset > d->info.virtual_size || len > d->info.virtual_size - offset)
+		return -EINVAL;
+	while (len) {
+		size_t n = len > SYNC_CHUNK ? SYNC_CHUNK : len;
+		int ret;
+
+		if (is_aligned(d, buf, n, offset))
+			ret = sync_io(d, write ? VDISK_WRITE : VDISK_READ, buf,
+				      n, offset);
+		else
+			ret = bounce_io(d, write, buf, n, offset);
+		if (ret)
+			return ret;
+		buf = (char *)buf + n;
+		offset += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int vdisk_pread(struct vdisk *d, void *buf, size_t len, uint64_t offset)
+{
+	return sync_rw(d, false, buf, len, offset);
+}
+
+int vdisk_pwrite(struct vdisk *d, const void *buf, size_t len, uint64_t offset)
+{
+	return sync_rw(d, true, (void *)buf, len, offset);
+}
+
+int vdisk_flush(struct vdisk *d)
+{
+	return sync_io(d, VDISK_FLUSH, NULL, 0, 0);
+}

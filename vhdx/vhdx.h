@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhdx: virtual disks (VHDX and raw files) and the io_uring I/O engine.
+ *
+ * A struct vdisk is driven by one thread at a time: requests are submitted
+ * and their completions delivered on the thread that calls
+ * io_engine_run().  Several disks may share one engine.
+ *
+ * Asynchronous use:
+ *
+ *	struct io_engine *eng;
+ *	io_engine_create(256, &eng);
+ *	vdisk_open(path, &(struct vdisk_open_opts){ .engine = eng }, &d, ...);
+ *	req->op = VDISK_READ; req->offset = ...; req->iov = ...;
+ *	req->done = my_callback;
+ *	vdisk_submit(d, req);		// queue, repeat for a batch
+ *	io_engine_submit(eng);		// one system call for the batch
+ *	io_engine_run(eng, 1);		// wait; callbacks run here
+ *
+ * Synchronous use: vdisk_pread(), vdisk_pwrite(), vdisk_flush().
+ */
+#ifndef FSVISOR_VHDX_H
+#define FSVISOR_VHDX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* ---- I/O engine ------------------------------------------------------ */
+
+struct io_engine;
+
+/*
+ * One asynchronous operation.  Embed it in your own structure; @cb runs
+ * from io_engine_run() with the result (bytes transferred, or a negative
+ * errno).  Reads and writes are completed in full: short transfers are
+ * resumed, and reads past the end of the file return zeros.
+ */
+struct io_op {
+	void (*cb)(struct io_op *op, int res);
+	/* Private to the engine. */
+	struct io_op *next;
+	int res;
+	int fd;
+	bool write;
+	const struct iovec *iov;
+	unsigned int iovcnt;
+	uint64_t offset;
+	size_t total;
+	size_t done;
+	struct iovec *rest;		/* remainder after a short transfer */
+	unsigned int restcnt;
+};
+
+/* Flags for io_engine_rw()/io_engine_fsync(). */
+#define IO_LINK 1u	/* the next operation queued starts after this one */
+
+/* A ring with room for @depth requests in flight (rounded to a power of 2). */
+int io_engine_create(unsigned int depth, struct io_engine **out);
+void io_engine_destroy(struct io_engine *eng);
+/* Push queued requests to the kernel; returns how many were submitted. */
+int io_engine_submit(struct io_engine *eng);
+/*
+ * Submit what is queued, wait until at least @min_complete completions
+ * have arrived (0: do not wait), and run their callbacks.  Returns the
+ * number of callbacks run.
+ */
+int io_engine_run(struct io_engine *eng, unsigned int min_complete);
+/* An eventfd that becomes readable when completions wait to be run. */
+int io_engine_eventfd(struct io_engine *eng);
+/* Requests submitted to the kernel and not yet completed. */
+unsigned int io_engine_inflight(const struct io_engine *eng);
+
+/* Queue a vectored read or write of the whole of @iov at @offset. */
+int io_engine_rw(struct io_engine *eng, struct io_op *op, int fd, bool write,
+		 const struct iovec *iov, unsigned int iovcnt, uint64_t offset,
+		 unsigned int flags);
+/* Queue an fdatasync (or fsync, when @full) of @fd. */
+int io_engine_fsync(struct io_engine *eng, struct io_op *op, int fd,
+		    bool full, unsigned int flags);
+/* Complete @op with @res from the next io_engine_run(), without I/O. */
+void io_engine_defer(struct io_engine *eng, struct io_op *op, int res);
+
+/* ---- virtual disks --------------------------------------------------- */
+
+enum vdisk_format {
+	VDISK_FORMAT_AUTO,	/* VHDX if the signature is there, else raw */
+	VDISK_FORMAT_VHDX,
+	VDISK_FORMAT_RAW,
+};
+
+enum vdisk_type {
+	VDISK_TYPE_FIXED,
+	VDISK_TYPE_DYNAMIC,
+	VDISK_TYPE_DIFFERENCING,
+};
+
+struct vdisk_info {
+	enum vdisk_format format;
+	enum vdisk_type type;
+	uint64_t virtual_size;
+	uint32_t logical_sector_size;
+	uint32_t physical_sector_size;
+	uint32_t block_size;		/* VHDX payload block; 0 for raw */
+	uint64_t file_size;
+	uint64_t allocated;		/* bytes of payload present in the file */
+	char disk_id[40];		/* VHDX virtual disk id, text form */
+	uint32_t log_length;
+	bool log_replayed;		/* a dirty log was replayed at open */
+	char parent[512];		/* differencing: parent locator path */
+	/* Offsets and lengths of requests must be multiples of this. */
+	uint32_t alignment;
+};
+
+struct vdisk;
+struct vdisk_req;
+
+struct vdisk_open_opts {
+	enum vdisk_format format;
+	bool read_only;
+	bool direct;			/* O_DIRECT */
+	/* Engine for asynchronous I/O; NULL: the disk makes its own. */
+	struct io_engine *engine;
+	/*
+	 * Read the structure only (for "disk info"): I/O is refused, and
+	 * differencing disks, whose parents are not opened, are accepted.
+	 */
+	bool no_io;
+};
+
+enum vdisk_op {
+	VDISK_READ,
+	VDISK_WRITE,
+	VDISK_FLUSH,
+};
+
+typedef void (*vdisk_done_fn)(struct vdisk_req *req, int result);
+
+/*
+ * One request.  The caller fills the public fields and keeps the request
+ * (and the iovec array and buffers) alive until @done runs.  @result is 0
+ * or a negative errno.
+ */
+struct vdisk_req {
+	enum vdisk_op op;
+	uint64_t offset;
+	const struct iovec *iov;
+	unsigned int iovcnt;
+	vdisk_done_fn done;
+	void *opaque;
+
+	/* Private to vdisk. */
+	struct io_op io;
+	struct vdisk *disk;
+	uint64_t len;
+	int pending;
+	int error;
+	struct vdisk_req *next;
+};
+
+/*
+ * Open @path.  On failure returns a negative errno and, in @err, a
+ * sentence saying what is wrong with the file.
+ */
+int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
+	       struct vdisk **out, char *err, size_t errlen);
+/*
+ * Finish outstanding work, commit metadata, mark the log clean and close.
+ * Returns the first error met while doing so.
+ */
+int vdisk_close(struct vdisk *d);
+const struct vdisk_info *vdisk_info(struct vdisk *d);
+struct io_engine *vdisk_engine(struct vdisk *d);
+
+/*
+ * Queue @req.  Returns 0 when @req->done will be called, or a negative
+ * errno (bad range or alignment, read-only disk) when it will not.
+ */
+int vdisk_submit(struct vdisk *d, struct vdisk_req *req);
+
+/* Synchronous I/O at any byte offset; return 0 or a negative errno. */
+int vdisk_pread(struct vdisk *d, void *buf, size_t len, uint64_t offset);
+int vdisk_pwrite(struct vdisk *d, const void *buf, size_t len,
+		 uint64_t offset);
+int vdisk_flush(struct vdisk *d);
+
+/*
+ * Where the data is: sets *allocated to whether [offset, offset+*len)
+ * starts with data that may be non-zero, and shortens *len to the run of
+ * the same kind.  Unallocated runs read as zeros.
+ */
+int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
+		       bool *allocated);
+
+/* ---- VHDX creation and checking ------------------------------------- */
+
+struct vhdx_create_opts {
+	uint64_t size;			/* virtual size, bytes */
+	enum vdisk_type type;		/* fixed or dynamic */
+	uint32_t block_size;		/* 0: chosen by size */
+	uint32_t logical_sector_size;	/* 512 (default) or 4096 */
+	uint32_t physical_sector_size;	/* 4096 (default) or 512 */
+	uint32_t log_size;		/* 0: 1 MiB */
+};
+
+/* The block size chosen for a disk of @size when none is given. */
+uint32_t vhdx_default_block_size(uint64_t size);
+/* Create a new VHDX file at @path; fails with -EEXIST if it exists. */
+int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
+		char *err, size_t errlen);
+
+/* A problem that check found: one line of text. */
+typedef void (*vhdx_problem_fn)(void *ctx, const char *problem);
+
+struct vhdx_check_result {
+	unsigned int problems;		/* found */
+	unsigned int repaired;		/* of those, fixed by --repair */
+	bool log_dirty;
+};
+
+/*
+ * Check the structure of the VHDX file at @path, calling @report for each
+ * problem.  With @repair, fix what can be fixed without guessing: replay a
+ * dirty log, rewrite a damaged header or region table from the good copy,
+ * and drop BAT entries that are invalid, point past the end of the file
+ * or overlap other structures.  Returns 0 when the check ran (whatever it
+ * found) or a negative errno when the file could not be read at all.
+ */
+int vhdx_check(const char *path, bool repair, vhdx_problem_fn report,
+	       void *ctx, struct vhdx_check_result *res);
+
+#endif /* FSVISOR_VHDX_H */
