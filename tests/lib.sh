@@ -25,3 +25,21 @@ expect_status()
 	got=$?
 	[ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want"
 }
+
+# need TOOL...: fail (not skip) when a tool the suite depends on is missing;
+# scripts/bootstrap installs all of them.
+need()
+{
+	for t in "$@"; do
+		command -v "$t" >/dev/null 2>&1 ||
+			fail "$t is not installed (run scripts/bootstrap)"
+	done
+}
+
+# A scratch directory removed when the test exits.
+scratch()
+{
+	SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/fsvisor-$TEST_NAME.XXXXXX")
+	trap 'rm -rf "$SCRATCH"' EXIT
+	cd "$SCRATCH" || fail "cannot enter $SCRATCH"
+}

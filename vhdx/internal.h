@@ -94,6 +94,9 @@ struct vhdx_report {
 /* Record a problem; returns -EINVAL (fatal when opening), else 0. */
 int vhdx_problem(struct vhdx_report *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* A problem after which nothing more can be parsed: always -EINVAL. */
+int vhdx_fail(struct vhdx_report *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /*
  * A problem that does not stop the file from being used (a damaged copy
  * of a structure that has a good twin): reported by check only.

@@ -254,7 +254,7 @@ int vhdx_log_replay(struct vhdx *v, struct vhdx_report *r, bool in_memory)
 	int ret;
 
 	if (!v->log_length)
-		return vhdx_problem(r, "the header names a log to replay but the log is empty");
+		return vhdx_fail(r, "the header names a log to replay but the log is empty");
 	if (r->checking && !v->repairing) {
 		/* Check reports a dirty log; it does not replay it. */
 		vhdx_problem(r, "the log has not been replayed (the file was not closed cleanly)");
@@ -285,10 +285,9 @@ int vhdx_log_replay(struct vhdx *v, struct vhdx_report *r, bool in_memory)
 	}
 	head = &seq[nseq - 1];
 	if (head->flushed > v->file_size) {
-		ret = vhdx_problem(r, "the file is truncated: %llu bytes, the log says at least %llu",
-				   (unsigned long long)v->file_size,
-				   (unsigned long long)head->flushed);
-		ret = ret ? ret : -EINVAL;
+		ret = vhdx_fail(r, "the file is truncated: %llu bytes, the log says at least %llu",
+				(unsigned long long)v->file_size,
+				(unsigned long long)head->flushed);
 		goto out;
 	}
 	if (!in_memory) {

@@ -87,12 +87,12 @@ static int parse_headers(struct vhdx *v, struct vhdx_report *r,
 		}
 	}
 	if (!h[0].valid && !h[1].valid) {
-		vhdx_problem(r, "neither header is valid: not a usable VHDX file");
+		vhdx_fail(r, "neither header is valid: not a usable VHDX file");
 		return -EINVAL;
 	}
 	if (h[0].valid && h[1].valid && h[0].seq == h[1].seq &&
 	    memcmp(h[0].buf, h[1].buf, VHDX_HEADER_SIZE) != 0) {
-		vhdx_problem(r, "both headers have sequence number %llu but differ",
+		vhdx_fail(r, "both headers have sequence number %llu but differ",
 			     (unsigned long long)h[0].seq);
 		return -EINVAL;
 	}
@@ -108,34 +108,34 @@ static int parse_headers(struct vhdx *v, struct vhdx_report *r,
 	log_version = get16(cur + HDR_LOG_VERSION);
 	get_guid(&v->log_guid, cur + HDR_LOG_GUID);
 	if (version != 1) {
-		vhdx_problem(r, "unsupported VHDX version %u (only 1 is defined)",
+		vhdx_fail(r, "unsupported VHDX version %u (only 1 is defined)",
 			     version);
 		return -EINVAL;
 	}
 	if (log_version != 0 && !guid_is_zero(&v->log_guid)) {
-		vhdx_problem(r, "unsupported log version %u with a log to replay",
+		vhdx_fail(r, "unsupported log version %u with a log to replay",
 			     log_version);
 		return -EINVAL;
 	}
 	v->log_length = get32(cur + HDR_LOG_LENGTH);
 	v->log_offset = get64(cur + HDR_LOG_OFFSET);
 	if (v->log_length % VHDX_ALIGN || v->log_offset % VHDX_ALIGN) {
-		vhdx_problem(r, "log at %llu, %u bytes, is not 1 MiB aligned",
+		vhdx_fail(r, "log at %llu, %u bytes, is not 1 MiB aligned",
 			     (unsigned long long)v->log_offset, v->log_length);
 		return -EINVAL;
 	}
 	if (v->log_length && v->log_offset < VHDX_HEADER_SECTION) {
-		vhdx_problem(r, "log at %llu overlaps the header section",
+		vhdx_fail(r, "log at %llu overlaps the header section",
 			     (unsigned long long)v->log_offset);
 		return -EINVAL;
 	}
 	if (v->log_length > MAX_LOG_LENGTH) {
-		vhdx_problem(r, "log of %u bytes is larger than %llu MiB",
+		vhdx_fail(r, "log of %u bytes is larger than %llu MiB",
 			     v->log_length, MAX_LOG_LENGTH / MiB);
 		return -EINVAL;
 	}
 	if (v->log_length && v->log_offset + v->log_length > v->file_size) {
-		vhdx_problem(r, "log at %llu+%u lies past the end of the file (%llu bytes)",
+		vhdx_fail(r, "log at %llu+%u lies past the end of the file (%llu bytes)",
 			     (unsigned long long)v->log_offset, v->log_length,
 			     (unsigned long long)v->file_size);
 		return -EINVAL;
@@ -195,7 +195,7 @@ static int parse_regions(struct vhdx *v, struct vhdx_report *r)
 		vhdx_warn(r, "region table %d is damaged (%s)", i + 1, why[i]);
 	}
 	if (v->good_region < 0) {
-		vhdx_problem(r, "neither region table is valid");
+		vhdx_fail(r, "neither region table is valid");
 		ret = -EINVAL;
 		goto out;
 	}
@@ -208,6 +208,11 @@ static int parse_regions(struct vhdx *v, struct vhdx_report *r)
 	memcpy(v->region_good, tab, VHDX_REGION_SIZE);
 
 	count = get32(tab + 8);
+	v->regions = calloc(count + 1, sizeof(*v->regions));
+	if (!v->regions) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	for (uint32_t i = 0; i < count; i++) {
 		const uint8_t *e = tab + RT_HEADER_SIZE + i * RT_ENTRY_SIZE;
 		struct guid g;
@@ -223,22 +228,24 @@ static int parse_regions(struct vhdx *v, struct vhdx_report *r)
 
 			get_guid(&o, tab + RT_HEADER_SIZE + j * RT_ENTRY_SIZE);
 			if (guid_equal(&g, &o)) {
-				ret = vhdx_problem(r, "region %s is listed twice", gs);
+				ret = vhdx_fail(r, "region %s is listed twice", gs);
 				goto out;
 			}
 		}
 		if (off % VHDX_ALIGN || len % VHDX_ALIGN || off < VHDX_HEADER_SECTION ||
 		    len == 0) {
-			ret = vhdx_problem(r, "region %s at %llu, %u bytes, is misaligned or inside the header section",
+			ret = vhdx_fail(r, "region %s at %llu, %u bytes, is misaligned or inside the header section",
 					   gs, (unsigned long long)off, len);
 			goto out;
 		}
 		if (off + len > v->file_size) {
-			ret = vhdx_problem(r, "region %s at %llu+%u lies past the end of the file (%llu bytes)",
+			ret = vhdx_fail(r, "region %s at %llu+%u lies past the end of the file (%llu bytes)",
 					   gs, (unsigned long long)off, len,
 					   (unsigned long long)v->file_size);
 			goto out;
 		}
+		v->regions[v->nregions].off = off;
+		v->regions[v->nregions++].len = len;
 		if (guid_equal(&g, &guid_bat_region)) {
 			v->bat_offset = off;
 			v->bat_length = len;
@@ -248,15 +255,31 @@ static int parse_regions(struct vhdx *v, struct vhdx_report *r)
 			v->meta_length = len;
 			have_meta = true;
 		} else if (required) {
-			ret = vhdx_problem(r, "unknown region %s is marked required", gs);
+			ret = vhdx_fail(r, "unknown region %s is marked required", gs);
 			goto out;
 		}
 	}
 	if (!have_bat || !have_meta) {
-		ret = vhdx_problem(r, "the region table has no %s region",
+		ret = vhdx_fail(r, "the region table has no %s region",
 				   have_bat ? "metadata" : "BAT");
-		if (!ret)
-			ret = -EINVAL;	/* nothing more can be read */
+		goto out;
+	}
+	/* Regions may overlap neither each other nor the log. */
+	if (v->log_length) {
+		v->regions[v->nregions].off = v->log_offset;
+		v->regions[v->nregions++].len = v->log_length;
+	}
+	for (uint32_t i = 0; i < v->nregions; i++) {
+		for (uint32_t j = 0; j < i; j++) {
+			const struct region *a = &v->regions[i], *b = &v->regions[j];
+
+			if (a->off < b->off + b->len && b->off < a->off + a->len) {
+				ret = vhdx_fail(r, "regions at %llu+%u and %llu+%u overlap",
+						(unsigned long long)a->off, a->len,
+						(unsigned long long)b->off, b->len);
+				goto out;
+			}
+		}
 	}
 out:
 	free(rt[0]);
@@ -314,13 +337,13 @@ static int parse_parent_locator(struct vhdx *v, struct vhdx_report *r,
 	uint16_t count;
 
 	if (len < 20)
-		return vhdx_problem(r, "parent locator is %u bytes, too short", len);
+		return vhdx_fail(r, "parent locator is %u bytes, too short", len);
 	get_guid(&type, item);
 	count = get16(item + 18);
 	if (!guid_equal(&type, &guid_parent_locator_vhdx))
-		return vhdx_problem(r, "parent locator has an unknown type");
+		return vhdx_fail(r, "parent locator has an unknown type");
 	if (20 + (uint64_t)count * 12 > len)
-		return vhdx_problem(r, "parent locator lists %u entries in %u bytes",
+		return vhdx_fail(r, "parent locator lists %u entries in %u bytes",
 				    count, len);
 	for (uint16_t i = 0; i < count; i++) {
 		const uint8_t *e = item + 20 + i * 12;
@@ -330,7 +353,7 @@ static int parse_parent_locator(struct vhdx *v, struct vhdx_report *r,
 
 		if (!ko || !vo || !kl || !vl || kl % 2 || vl % 2 ||
 		    (uint64_t)ko + kl > len || (uint64_t)vo + vl > len)
-			return vhdx_problem(r, "parent locator entry %u is out of bounds", i);
+			return vhdx_fail(r, "parent locator entry %u is out of bounds", i);
 		utf16_to_utf8(item + ko, kl / 2, key, sizeof(key));
 		utf16_to_utf8(item + vo, vl / 2, val, sizeof(val));
 		if (strcmp(key, "parent_linkage") == 0)
@@ -340,14 +363,14 @@ static int parse_parent_locator(struct vhdx *v, struct vhdx_report *r,
 				snprintf(found[k], sizeof(found[k]), "%s", val);
 	}
 	if (!linkage)
-		return vhdx_problem(r, "parent locator has no parent_linkage");
+		return vhdx_fail(r, "parent locator has no parent_linkage");
 	for (int k = 0; k < 3; k++) {
 		if (found[k][0]) {
 			snprintf(v->parent, sizeof(v->parent), "%s", found[k]);
 			return 0;
 		}
 	}
-	return vhdx_problem(r, "parent locator has no path to the parent");
+	return vhdx_fail(r, "parent locator has no path to the parent");
 }
 
 struct meta_item {
@@ -374,10 +397,10 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 	int ret = 0;
 
 	if (v->meta_length < VHDX_METADATA_TABLE)
-		return vhdx_problem(r, "metadata region is too small");
+		return vhdx_fail(r, "metadata region is too small");
 	/* The region holds the table and every item: at most a few MiB. */
 	if (v->meta_length > 64 * MiB)
-		return vhdx_problem(r, "metadata region of %u bytes is absurdly large",
+		return vhdx_fail(r, "metadata region of %u bytes is absurdly large",
 				    v->meta_length);
 	region = vhdx_alloc(v->meta_length);
 	if (!region)
@@ -386,15 +409,13 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 	if (ret)
 		goto out;
 	if (memcmp(region, VHDX_SIG_METADATA, 8) != 0) {
-		ret = vhdx_problem(r, "metadata table has a bad signature");
-		ret = ret ? ret : -EINVAL;
+		ret = vhdx_fail(r, "metadata table has a bad signature");
 		goto out;
 	}
 	count = get16(region + 10);
 	if (count > VHDX_MAX_METADATA) {
-		ret = vhdx_problem(r, "metadata table has %u entries (at most 2047)",
+		ret = vhdx_fail(r, "metadata table has %u entries (at most 2047)",
 				   count);
-		ret = ret ? ret : -EINVAL;
 		goto out;
 	}
 	for (uint16_t i = 0; i < count; i++) {
@@ -411,7 +432,7 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 		    (len == 0 && off != 0) ||
 		    (len && (off < VHDX_METADATA_TABLE ||
 			     (uint64_t)off + len > v->meta_length))) {
-			ret = vhdx_problem(r, "metadata item %s at %u+%u is out of bounds",
+			ret = vhdx_fail(r, "metadata item %s at %u+%u is out of bounds",
 					   gs, off, len);
 			goto out;
 		}
@@ -421,11 +442,11 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 
 			if (memcmp(o, e, 16) == 0 &&
 			    ((get32(o + 24) ^ flags) & MT_FLAG_IS_USER) == 0) {
-				ret = vhdx_problem(r, "metadata item %s is listed twice", gs);
+				ret = vhdx_fail(r, "metadata item %s is listed twice", gs);
 				goto out;
 			}
 			if (len && olen && off < ooff + olen && ooff < off + len) {
-				ret = vhdx_problem(r, "metadata items overlap at offset %u", off);
+				ret = vhdx_fail(r, "metadata items overlap at offset %u", off);
 				goto out;
 			}
 		}
@@ -436,14 +457,14 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 				known = &items[k];
 		if (!known) {
 			if (flags & MT_FLAG_IS_REQUIRED) {
-				ret = vhdx_problem(r, "unknown metadata item %s is marked required",
+				ret = vhdx_fail(r, "unknown metadata item %s is marked required",
 						   gs);
 				goto out;
 			}
 			continue;
 		}
 		if (known->len && len != known->len) {
-			ret = vhdx_problem(r, "metadata item '%s' is %u bytes, expected %u",
+			ret = vhdx_fail(r, "metadata item '%s' is %u bytes, expected %u",
 					   known->name, len, known->len);
 			goto out;
 		}
@@ -453,10 +474,9 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 	}
 	for (size_t k = 0; k < 5; k++) {
 		if (!items[k].found) {
-			ret = vhdx_problem(r, "metadata item '%s' is missing",
+			ret = vhdx_fail(r, "metadata item '%s' is missing",
 					   items[k].name);
-			ret = ret ? ret : -EINVAL;
-			goto out;
+				goto out;
 		}
 	}
 
@@ -471,28 +491,24 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 
 	if (v->block_size < VHDX_MIN_BLOCK || v->block_size > VHDX_MAX_BLOCK ||
 	    (v->block_size & (v->block_size - 1))) {
-		ret = vhdx_problem(r, "block size %u is not a power of two from 1 MiB to 256 MiB",
+		ret = vhdx_fail(r, "block size %u is not a power of two from 1 MiB to 256 MiB",
 				   v->block_size);
-		ret = ret ? ret : -EINVAL;
 		goto out;
 	}
 	if ((v->lss != 512 && v->lss != 4096) || (v->pss != 512 && v->pss != 4096)) {
-		ret = vhdx_problem(r, "sector sizes %u/%u are not 512 or 4096",
+		ret = vhdx_fail(r, "sector sizes %u/%u are not 512 or 4096",
 				   v->lss, v->pss);
-		ret = ret ? ret : -EINVAL;
 		goto out;
 	}
 	if (v->vsize == 0 || v->vsize > VHDX_MAX_DISK_SIZE || v->vsize % v->lss) {
-		ret = vhdx_problem(r, "virtual disk size %llu is zero, above 64 TiB or not a multiple of the %u-byte sector",
+		ret = vhdx_fail(r, "virtual disk size %llu is zero, above 64 TiB or not a multiple of the %u-byte sector",
 				   (unsigned long long)v->vsize, v->lss);
-		ret = ret ? ret : -EINVAL;
 		goto out;
 	}
 	if (v->has_parent) {
 		if (!items[5].found) {
-			ret = vhdx_problem(r, "differencing disk without a parent locator");
-			ret = ret ? ret : -EINVAL;
-			goto out;
+			ret = vhdx_fail(r, "differencing disk without a parent locator");
+				goto out;
 		}
 		ret = parse_parent_locator(v, r, region + items[5].off,
 					   items[5].got_len);
@@ -555,7 +571,7 @@ static int parse_bat(struct vhdx *v, struct vhdx_report *r)
 		v->bat_entries = v->data_blocks +
 				 (v->data_blocks - 1) / v->chunk_ratio;
 	if (v->bat_entries * 8 > v->bat_length)
-		return vhdx_problem(r, "BAT region of %u bytes is too small for %llu entries",
+		return vhdx_fail(r, "BAT region of %u bytes is too small for %llu entries",
 				    v->bat_length, (unsigned long long)v->bat_entries);
 
 	v->bat_bytes = (v->bat_entries * 8 + VHDX_SECTOR - 1) & ~(VHDX_SECTOR - 1);
@@ -573,18 +589,10 @@ static int parse_bat(struct vhdx *v, struct vhdx_report *r)
 	map.bits = calloc(map.mb / 8 + 1, 1);
 	if (!map.bits)
 		return -ENOMEM;
+	/* Regions and the log were checked against each other already. */
 	space_claim(&map, 0, VHDX_HEADER_SECTION);
-	if (v->log_length && !space_claim(&map, v->log_offset, v->log_length)) {
-		ret = vhdx_problem(r, "the log overlaps the header section");
-		if (ret)
-			goto out;
-	}
-	if (!space_claim(&map, v->bat_offset, v->bat_length) ||
-	    !space_claim(&map, v->meta_offset, v->meta_length)) {
-		ret = vhdx_problem(r, "the BAT, metadata and log regions overlap");
-		if (ret)
-			goto out;
-	}
+	for (uint32_t i = 0; i < v->nregions; i++)
+		space_claim(&map, v->regions[i].off, v->regions[i].len);
 
 	v->alloc_end = v->file_size;
 	v->allocated = 0;
@@ -672,7 +680,7 @@ int vhdx_parse(struct vhdx *v, struct vhdx_report *r)
 		return -errno;
 	v->file_size = (uint64_t)st.st_size;
 	if (v->file_size < VHDX_HEADER_SECTION) {
-		vhdx_problem(r, "file is truncated: %llu bytes, shorter than the 1 MiB header section",
+		vhdx_fail(r, "file is truncated: %llu bytes, shorter than the 1 MiB header section",
 			     (unsigned long long)v->file_size);
 		return -EINVAL;
 	}
@@ -688,7 +696,7 @@ int vhdx_parse(struct vhdx *v, struct vhdx_report *r)
 	if (ret)
 		goto out;
 	if (memcmp(section, VHDX_SIG_FILE, 8) != 0) {
-		vhdx_problem(r, "no VHDX file identifier (signature 'vhdxfile')");
+		vhdx_fail(r, "no VHDX file identifier (signature 'vhdxfile')");
 		ret = -EINVAL;
 		goto out;
 	}
@@ -719,6 +727,7 @@ void vhdx_state_free(struct vhdx *v)
 	for (size_t i = 0; i < v->nov; i++)
 		free(v->ov[i].data);
 	free(v->ov);
+	free(v->regions);
 	free(v->hdr);
 	free(v->region_good);
 	free(v->bat);

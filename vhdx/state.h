@@ -64,6 +64,11 @@ struct vhdx {
 	uint64_t meta_offset;
 	uint32_t meta_length;
 	int good_region;		/* copy the region table was read from */
+	struct region {
+		uint64_t off;
+		uint32_t len;
+	} *regions;			/* every region, known or not */
+	uint32_t nregions;
 
 	/* Metadata items. */
 	uint32_t block_size;

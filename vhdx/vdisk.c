@@ -98,6 +98,16 @@ int vhdx_problem(struct vhdx_report *r, const char *fmt, ...)
 	return ret;
 }
 
+int vhdx_fail(struct vhdx_report *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	report_v(r, true, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
 void vhdx_warn(struct vhdx_report *r, const char *fmt, ...)
 {
 	va_list ap;

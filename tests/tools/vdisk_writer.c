@@ -39,12 +39,15 @@ static uint64_t mix(uint64_t x)
 
 static void fill(uint8_t *buf, size_t len, uint64_t seed)
 {
-	for (size_t i = 0; i < len; i++) {
-		if (i % 8 == 0)
-			seed = mix(seed);
-		buf[i] = (uint8_t)(seed >> (8 * (i % 8)));
-		if (buf[i] == 0)
-			buf[i] = 1;	/* never zero: zeros mean "not written" */
+	for (size_t i = 0; i < len; i += 8) {
+		uint8_t word[8];
+
+		seed = mix(seed);
+		memcpy(word, &seed, 8);
+		for (int k = 0; k < 8; k++)
+			if (word[k] == 0)
+				word[k] = 1;	/* never zero: zero is "not written" */
+		memcpy(buf + i, word, len - i < 8 ? len - i : 8);
 	}
 }
 
@@ -230,6 +233,21 @@ static int do_crash(uint64_t seed, const char *image)
 	}
 }
 
+/* Print the first difference; returns 1 for "bad". */
+static int report(const uint8_t *got, const uint8_t *want, uint64_t len,
+		  uint64_t pos, uint64_t write, const char *what)
+{
+	for (uint64_t k = 0; k < len; k++) {
+		if (got[k] != want[k]) {
+			fprintf(stderr, "byte %llu: got %u, want %u (write %llu, %s)\n",
+				(unsigned long long)(pos + k), got[k], want[k],
+				(unsigned long long)write, what);
+			break;
+		}
+	}
+	return 1;
+}
+
 static int do_verify(uint64_t seed, uint64_t durable, const char *image, bool ro)
 {
 	struct vdisk *d = open_disk(image, ro);
@@ -246,7 +264,8 @@ static int do_verify(uint64_t seed, uint64_t durable, const char *image, bool ro
 
 	for (uint64_t s = 0; s < size / SLOT + 1 && !bad; s++) {
 		uint64_t base = s * SLOT, len = SLOT;
-		struct cwrite w = { 0 };
+		bool durable_write;
+		struct cwrite w;
 
 		if (base >= size)
 			break;
@@ -256,30 +275,43 @@ static int do_verify(uint64_t seed, uint64_t durable, const char *image, bool ro
 			fprintf(stderr, "read at %llu failed\n", (unsigned long long)base);
 			return 1;
 		}
-		if (s < nslots) {
-			w = crash_write(seed, nslots, writer[s]);
-			fill(want, w.len, w.seed);
+		if (s >= nslots) {
+			/* The tail no write reaches: zeros. */
+			memset(want, 0, len);
+			if (memcmp(slot, want, len))
+				bad = report(slot, want, len, base, 0, "never written");
+			continue;
 		}
-		for (uint64_t k = 0; k < len; k++) {
-			uint64_t pos = base + k;
-			bool in = s < nslots && pos >= w.off && pos < w.off + w.len;
-			uint8_t exp = in ? want[pos - w.off] : 0;
-
-			if (slot[k] == exp)
+		durable_write = writer[s] < durable;
+		if (!durable_write) {
+			/* Most slots were never reached: all zeros is fine. */
+			memset(want, 0, len);
+			if (memcmp(slot, want, len) == 0)
 				continue;
-			if (in && writer[s] >= durable && slot[k] == 0)
-				continue;	/* not durable: may be absent */
-			fprintf(stderr, "byte %llu: got %u, want %u (write %llu, %s)\n",
-				(unsigned long long)pos, slot[k], exp,
-				(unsigned long long)(in ? writer[s] : 0),
-				in ? (writer[s] < durable ? "durable" : "not durable") :
-				     "never written");
-			bad = 1;
-			break;
 		}
+		w = crash_write(seed, nslots, writer[s]);
+		/* What this slot holds if its write landed: data in zeros. */
+		memset(want, 0, len);
+		fill(want + (w.off - base), w.len, w.seed);
+		if (memcmp(slot, want, len) == 0)
+			continue;
+		if (!durable_write) {
+			/* May be absent, or in part: each byte data or zero. */
+			for (uint64_t k = 0; k < len; k++)
+				if (slot[k] && slot[k] != want[k]) {
+					bad = report(slot + k, want + k, 1, base + k,
+						     writer[s], "not durable");
+					break;
+				}
+			continue;
+		}
+		bad = report(slot, want, len, base, writer[s], "durable");
 	}
 	if (vdisk_close(d))
 		bad = 1;
+	free(slot);
+	free(want);
+	free(writer);
 	return bad;
 }
 

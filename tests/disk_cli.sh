@@ -1,0 +1,54 @@
+#!/bin/sh
+# fsvisor disk: usage errors, bad values and refusals are clear and
+# change nothing.
+. "$SOURCE_ROOT/tests/lib.sh"
+scratch
+F=$FSVISOR
+
+# expect_error STATUS TEXT cmd...: fails with STATUS and says TEXT.
+expect_error()
+{
+	want=$1 text=$2
+	shift 2
+	out=$("$@" 2>&1)
+	got=$?
+	[ "$got" -eq "$want" ] || fail "'$*' exited $got, expected $want: $out"
+	echo "$out" | grep -q -- "$text" || fail "'$*' said '$out', not '$text'"
+}
+
+expect_error 2 "usage: fsvisor disk" "$F" disk
+expect_error 2 "unknown command 'frobnicate'" "$F" disk frobnicate
+expect_error 2 "create needs FILE and SIZE" "$F" disk create a.vhdx
+expect_error 2 "'10Q' is not a size" "$F" disk create a.vhdx 10Q
+expect_error 2 "'-1' is not a size" "$F" disk create a.vhdx -- -1
+expect_error 2 "too large" "$F" disk create a.vhdx 99999999999T
+expect_error 2 "must be dynamic or fixed" "$F" disk create --type sparse a.vhdx 1G
+expect_error 1 "1 sector to 64 TiB" "$F" disk create a.vhdx 65T
+expect_error 1 "1 sector to 64 TiB" "$F" disk create a.vhdx 0
+expect_error 1 "power of two" "$F" disk create --block-size 3M a.vhdx 1G
+expect_error 1 "512 or 4096" "$F" disk create --sector-size 1024 a.vhdx 1G
+expect_error 1 "multiple of the 512-byte sector" "$F" disk create a.vhdx 1000
+[ -e a.vhdx ] && fail "a failed create left a file"
+
+"$F" disk create a.vhdx 1G || fail "create"
+before=$(md5sum a.vhdx)
+expect_error 1 "File exists" "$F" disk create a.vhdx 2G
+[ "$(md5sum a.vhdx)" = "$before" ] || fail "a refused create changed the file"
+
+"$F" disk info --json a.vhdx > info.json || fail "info --json"
+grep -q '"virtual-size": 1073741824' info.json || fail "info --json: $(cat info.json)"
+grep -q '"type": "dynamic"' info.json || fail "info --json type"
+expect_error 1 "cannot open" "$F" disk info missing.vhdx
+
+printf 'not a disk image at all' > junk.vhdx
+truncate -s 2M junk.vhdx
+expect_error 2 "cannot check" "$F" disk check missing.vhdx
+expect_error 1 "vhdxfile" "$F" disk check junk.vhdx
+"$F" disk check a.vhdx | grep -q "No problems found" || fail "check of a good file"
+
+expect_error 1 "already exists" "$F" disk convert a.vhdx a.vhdx
+expect_error 2 "-O must be vhdx or raw" "$F" disk convert -O qcow2 a.vhdx b
+expect_error 2 "--rw must be" "$F" disk bench --rw sideways a.vhdx
+"$F" disk bench --rw randwrite --count 100 --qd 4 a.vhdx | grep -q '^iops=' ||
+	fail "bench output"
+pass
