@@ -13,5 +13,6 @@ struct command {
 #define EXIT_USAGE 2
 
 int cmd_disk(int argc, char **argv);
+int cmd_vm(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const struct command commands[] = {
 	{ "help", "show the subcommands, or help for one", cmd_help },
 	{ "version", "print the version", cmd_version },
 	{ "disk", "create, inspect, check, convert, benchmark disk images", cmd_disk },
+	{ "vm", "run one VM in this process (console on stdio)", cmd_vm },
 };
 
 static const struct command *command_find(const char *name)

@@ -91,6 +91,16 @@ int json_file_save(const char *path, const json_t *doc);
 /* Load @path; -ENOENT if absent, -EINVAL (message in @err) if malformed. */
 int json_file_load(const char *path, json_t **out, char *err, size_t errlen);
 
+/* ---- base64 (base64.c) ------------------------------------------------ */
+
+/* Encode @len bytes; returns a new NUL-terminated string or NULL. */
+char *base64_encode(const void *data, size_t len);
+/*
+ * Decode @text into a new buffer of *len bytes; -EINVAL for anything
+ * that is not base64 (RFC 4648 alphabet, '=' padding).
+ */
+int base64_decode(const char *text, uint8_t **out, size_t *len);
+
 /* ---- control messages (msg.c) ------------------------------------------- */
 
 /* Largest JSON text in one message, and most descriptors with it. */

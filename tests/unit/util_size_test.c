@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "util/util.h"
 
@@ -102,4 +104,46 @@ Test(size, format_human)
 	cr_assert_str_eq(size_format_human(20ULL << 30, buf, sizeof(buf)), "20.0 GiB");
 	cr_assert_str_eq(size_format_human(500ULL << 20, buf, sizeof(buf)), "500 MiB");
 	cr_assert_str_eq(size_format_human(UINT64_MAX, buf, sizeof(buf)), "16.0 EiB");
+}
+
+Test(base64, round_trip_and_rejects)
+{
+	static const char *const plain[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+	static const char *const coded[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==",
+					     "Zm9vYmE=", "Zm9vYmFy" };
+	static const char *const bad[] = { "Zg=", "Z===", "Zm9v!A==", "=Zm9", "Zg==Zg==",
+					   "Zm=v" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
+		char *e = base64_encode(plain[i], strlen(plain[i]));
+		uint8_t *d;
+		size_t n;
+
+		cr_assert_str_eq(e, coded[i]);
+		cr_assert_eq(base64_decode(e, &d, &n), 0);
+		cr_assert_eq(n, strlen(plain[i]));
+		cr_assert_eq(memcmp(d, plain[i], n), 0);
+		free(e);
+		free(d);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		uint8_t *d = NULL;
+		size_t n;
+
+		cr_assert_eq(base64_decode(bad[i], &d, &n), -EINVAL, "'%s'", bad[i]);
+	}
+	{
+		uint8_t all[256], *d;
+		char *e;
+		size_t n;
+
+		for (int i = 0; i < 256; i++)
+			all[i] = (uint8_t)i;
+		e = base64_encode(all, sizeof(all));
+		cr_assert_eq(base64_decode(e, &d, &n), 0);
+		cr_assert_eq(n, 256);
+		cr_assert_eq(memcmp(d, all, 256), 0);
+		free(e);
+		free(d);
+	}
 }

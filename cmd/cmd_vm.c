@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: MIT
+/* fsvisor vm: run one VM in this process, like `lkvm run`. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/commands.h"
+#include "util/util.h"
+#include "vmm/vmm.h"
+
+static const char vm_usage[] =
+	"usage: fsvisor vm run [--config VM.json] [--kernel FILE] [--initrd FILE]\n"
+	"                      [--cmdline TEXT] [--mem SIZE] [--cpus N] [--name NAME]\n"
+	"                      [--cpu-mask FEATURE,...] [--on-reboot reset|stop]\n"
+	"                      [--on-triple-fault stop|reset] [--control SOCKET]\n"
+	"                      [--console-log FILE] [--no-console] [--report-startup]\n"
+	"       fsvisor vm check [--config VM.json] [options as for run]\n"
+	"The console is on stdin/stdout; on a terminal, Ctrl-a x quits.\n"
+	"Flags override the same fields of --config.  Exit status: 0 the guest\n"
+	"powered off, 1 bad configuration, 2 usage, 3 the VM failed, 4 killed.\n";
+
+static int usage_error(const char *msg, const char *arg)
+{
+	fprintf(stderr, "fsvisor vm: ");
+	fprintf(stderr, msg, arg);
+	fprintf(stderr, "\n%s", vm_usage);
+	return EXIT_USAGE;
+}
+
+static json_t *mask_list(const char *csv)
+{
+	json_t *a = json_array();
+	char *copy = strdup(csv), *save = NULL;
+
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		json_array_append_new(a, json_string(t));
+	free(copy);
+	return a;
+}
+
+static int vm_run_or_check(int argc, char **argv, bool run)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'f' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "cpus", required_argument, NULL, 'p' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "cpu-mask", required_argument, NULL, 'M' },
+		{ "on-reboot", required_argument, NULL, 'R' },
+		{ "on-triple-fault", required_argument, NULL, 'T' },
+		{ "control", required_argument, NULL, 'C' },
+		{ "console-log", required_argument, NULL, 'L' },
+		{ "no-console", no_argument, NULL, 'N' },
+		{ "report-startup", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vm_worker_opts wo = { .stdio_console = true };
+	json_t *doc = NULL, *over = json_object();
+	struct vm_config *cfg;
+	const char *config_path = NULL;
+	char err[1024];
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSh", longopts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			config_path = optarg;
+			break;
+		case 'k':
+			json_object_set_new(over, "kernel", json_string(optarg));
+			break;
+		case 'i':
+			json_object_set_new(over, "initrd", json_string(optarg));
+			break;
+		case 'c':
+			json_object_set_new(over, "cmdline", json_string(optarg));
+			break;
+		case 'm':
+			json_object_set_new(over, "memory", json_string(optarg));
+			break;
+		case 'p': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+
+			if (*end || end == optarg)
+				return usage_error("--cpus '%s' is not a number", optarg);
+			json_object_set_new(over, "cpus", json_integer(n));
+			break;
+		}
+		case 'n':
+			json_object_set_new(over, "name", json_string(optarg));
+			break;
+		case 'M':
+			json_object_set_new(over, "cpu", json_pack("{s:o}", "mask",
+								   mask_list(optarg)));
+			break;
+		case 'R':
+			json_object_set_new(over, "on_reboot", json_string(optarg));
+			break;
+		case 'T':
+			json_object_set_new(over, "on_triple_fault", json_string(optarg));
+			break;
+		case 'C':
+			wo.control_path = optarg;
+			break;
+		case 'L':
+			wo.console_log = optarg;
+			break;
+		case 'N':
+			wo.stdio_console = false;
+			break;
+		case 'S':
+			wo.report_startup = true;
+			break;
+		case 'h':
+			printf("%s", vm_usage);
+			json_decref(over);
+			return 0;
+		default:
+			json_decref(over);
+			return usage_error("bad option%s", "");
+		}
+	}
+	if (optind != argc) {
+		json_decref(over);
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	}
+	if (config_path) {
+		ret = json_file_load(config_path, &doc, err, sizeof(err));
+		if (ret) {
+			fprintf(stderr, "fsvisor vm: %s\n", err);
+			json_decref(over);
+			return 1;
+		}
+		json_object_update(doc, over);
+		json_decref(over);
+	} else {
+		doc = over;
+	}
+	ret = vm_config_parse(doc, &cfg, err, sizeof(err));
+	json_decref(doc);
+	if (ret) {
+		fprintf(stderr, "fsvisor vm: %s\n", err);
+		return 1;
+	}
+	if (!run) {
+		json_t *full = vm_config_to_json(cfg);
+		char *text = json_dumps(full, JSON_INDENT(2) | JSON_SORT_KEYS);
+
+		printf("%s\n", text);
+		free(text);
+		json_decref(full);
+		vm_config_free(cfg);
+		return 0;
+	}
+	ret = vm_worker_run(cfg, &wo);
+	vm_config_free(cfg);
+	return ret;
+}
+
+int cmd_vm(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "run") == 0)
+		return vm_run_or_check(argc - 1, argv + 1, true);
+	if (argc >= 2 && strcmp(argv[1], "check") == 0)
+		return vm_run_or_check(argc - 1, argv + 1, false);
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf("%s", vm_usage);
+		return 0;
+	}
+	if (argc < 2)
+		return usage_error("which command?%s", "");
+	return usage_error("unknown command '%s'", argv[1]);
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/* The test guest: freestanding, 64-bit, no libc. */
+#ifndef TESTGUEST_H
+#define TESTGUEST_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* lib.c */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strncmp(const char *a, const char *b, size_t n);
+void printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vprintf(const char *fmt, va_list ap);
+
+/* hw.c */
+static inline void outb(uint16_t port, uint8_t v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint8_t inb(uint16_t port)
+{
+	uint8_t v;
+
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static inline void outl(uint16_t port, uint32_t v)
+{
+	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint32_t inl(uint16_t port)
+{
+	uint32_t v;
+
+	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+}
+
+static inline void mmio_write32(uint64_t addr, uint32_t v)
+{
+	*(volatile uint32_t *)addr = v;
+}
+
+static inline uint32_t mmio_read32(uint64_t addr)
+{
+	return *(volatile uint32_t *)addr;
+}
+
+void serial_putc(char c);
+void serial_init(void);
+/* Busy-wait for about @us microseconds (TSC, calibrated by the PIT). */
+void udelay(uint64_t us);
+void delay_calibrate(void);
+/* Microseconds since delay_calibrate(). */
+uint64_t uptime_us(void);
+uint64_t tsc_rate(void);
+
+void idt_init(void);
+typedef void (*irq_fn)(void);
+void irq_set_handler(unsigned int vector, irq_fn fn);
+
+#define LAPIC_BASE 0xFEE00000ULL
+#define LAPIC_ID 0x20
+#define LAPIC_EOI 0xB0
+#define LAPIC_SVR 0xF0
+#define LAPIC_ICR_LO 0x300
+#define LAPIC_ICR_HI 0x310
+#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_TIMER_INIT 0x380
+#define LAPIC_TIMER_CUR 0x390
+#define LAPIC_TIMER_DIV 0x3E0
+
+uint32_t lapic_read(unsigned int reg);
+void lapic_write(unsigned int reg, uint32_t v);
+void lapic_enable(void);
+unsigned int lapic_id(void);
+void ioapic_route(uint64_t base, unsigned int pin, unsigned int vector,
+		  unsigned int dest);
+
+/* acpi.c */
+struct acpi_info {
+	bool ok;
+	char why[96];
+	unsigned int ncpus;
+	uint8_t apic_ids[64];
+	uint64_t ioapic;
+	uint16_t sleep_control;
+	uint16_t reset_port;
+	uint8_t reset_value;
+	uint8_t s5_type;
+	bool hw_reduced;
+};
+
+extern struct acpi_info acpi;
+void acpi_init(void);
+void acpi_poweroff(void);
+void acpi_reset(void);
+
+/* tests.c */
+bool test_serial(char *why);
+bool test_smp(char *why);
+bool test_timer(char *why);
+bool test_pci(char *why);
+bool test_acpi(char *why);
+bool test_reboot(char *why);
+void crash_triple_fault(void);
+void crash_bad_instruction(void);
+
+#endif

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The VM configuration: a JSON document, checked field by field before
+ * anything is created.  The schema is in docs/vm-config.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "vmm/internal.h"
+
+#define MIN_MEMORY (16 * MiB)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+void vm_config_free(struct vm_config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->kernel);
+	free(cfg->initrd);
+	free(cfg->cmdline);
+	for (size_t i = 0; i < cfg->ncpu_mask; i++)
+		free(cfg->cpu_mask[i]);
+	free(cfg->cpu_mask);
+	free(cfg);
+}
+
+static uint64_t host_memory(void)
+{
+	struct sysinfo si;
+
+	if (sysinfo(&si) < 0)
+		return 0;
+	return (uint64_t)si.totalram * si.mem_unit;
+}
+
+/* A readable regular file; a sentence otherwise. */
+static int check_file(const char *what, const char *path, char *err,
+		      size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return fail(err, errlen, "%s %s: %s", what, path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(err, errlen, "%s %s is not a regular file", what, path);
+	if (access(path, R_OK) < 0)
+		return fail(err, errlen, "%s %s: %s", what, path, strerror(errno));
+	return 0;
+}
+
+static int parse_memory(json_t *v, uint64_t *out, char *err, size_t errlen)
+{
+	uint64_t host = host_memory();
+	char a[SIZE_STR_MAX], b[SIZE_STR_MAX];
+
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) < 0)
+			return fail(err, errlen, "memory must not be negative");
+		*out = (uint64_t)json_integer_value(v);
+	} else if (json_is_string(v)) {
+		if (size_parse(json_string_value(v), out))
+			return fail(err, errlen, "memory '%s' is not a size (like 512M or 2G)",
+				    json_string_value(v));
+	} else {
+		return fail(err, errlen, "memory must be a size: a number of bytes or a string like \"512M\"");
+	}
+	if (*out < MIN_MEMORY)
+		return fail(err, errlen, "memory %s is too small: at least %s",
+			    size_format(*out, a, sizeof(a)),
+			    size_format(MIN_MEMORY, b, sizeof(b)));
+	if (*out % (4 * KiB))
+		return fail(err, errlen, "memory %llu is not a multiple of 4K",
+			    (unsigned long long)*out);
+	if (host && *out > host)
+		return fail(err, errlen, "memory %s is more than the host has (%s)",
+			    size_format(*out, a, sizeof(a)),
+			    size_format(host - host % MiB, b, sizeof(b)));
+	return 0;
+}
+
+static int parse_action(json_t *v, const char *key, enum fault_action *out,
+			char *err, size_t errlen)
+{
+	const char *s = json_string_value(v);
+
+	if (s && strcmp(s, "stop") == 0)
+		*out = FAULT_STOP;
+	else if (s && strcmp(s, "reset") == 0)
+		*out = FAULT_RESET;
+	else
+		return fail(err, errlen, "%s must be \"stop\" or \"reset\"", key);
+	return 0;
+}
+
+static int parse_cpu(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *val;
+	size_t i;
+
+	if (!json_is_object(v))
+		return fail(err, errlen, "cpu must be an object like {\"mask\": [\"xsave\"]}");
+	json_object_foreach(v, key, val) {
+		const char *bad;
+
+		if (strcmp(key, "mask") != 0)
+			return fail(err, errlen, "unknown key cpu.%s", key);
+		if (!json_is_array(val))
+			return fail(err, errlen, "cpu.mask must be a list of CPUID feature names");
+		cfg->cpu_mask = calloc(json_array_size(val) + 1, sizeof(char *));
+		if (!cfg->cpu_mask)
+			return -ENOMEM;
+		json_array_foreach(val, i, v) {
+			if (!json_is_string(v))
+				return fail(err, errlen, "cpu.mask entries must be strings");
+			cfg->cpu_mask[cfg->ncpu_mask++] = strdup(json_string_value(v));
+		}
+		bad = cpuid_unknown_feature(cfg->cpu_mask, cfg->ncpu_mask);
+		if (bad)
+			return fail(err, errlen, "cpu.mask: unknown CPUID feature '%s'", bad);
+	}
+	return 0;
+}
+
+static int dup_string(json_t *v, const char *key, char **out, char *err,
+		      size_t errlen)
+{
+	if (!json_is_string(v))
+		return fail(err, errlen, "%s must be a string", key);
+	*out = strdup(json_string_value(v));
+	return *out ? 0 : -ENOMEM;
+}
+
+static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
+			size_t errlen)
+{
+	const char *key;
+	json_t *v;
+	int ret = 0;
+
+	json_object_foreach((json_t *)doc, key, v) {
+		if (strcmp(key, "name") == 0) {
+			const char *why;
+
+			if (!json_is_string(v))
+				return fail(err, errlen, "name must be a string");
+			why = name_problem(json_string_value(v));
+			if (why)
+				return fail(err, errlen, "name: %s", why);
+			snprintf(cfg->name, sizeof(cfg->name), "%s",
+				 json_string_value(v));
+		} else if (strcmp(key, "cpus") == 0) {
+			json_int_t n = json_integer_value(v);
+
+			if (!json_is_integer(v))
+				return fail(err, errlen, "cpus must be a whole number");
+			if (n < 1 || n > VMM_MAX_CPUS)
+				return fail(err, errlen, "cpus %lld is out of range: 1 to %d",
+					    (long long)n, VMM_MAX_CPUS);
+			cfg->cpus = (unsigned int)n;
+		} else if (strcmp(key, "memory") == 0) {
+			ret = parse_memory(v, &cfg->memory, err, errlen);
+		} else if (strcmp(key, "kernel") == 0) {
+			ret = dup_string(v, key, &cfg->kernel, err, errlen);
+		} else if (strcmp(key, "initrd") == 0) {
+			ret = json_is_null(v) ? 0 : dup_string(v, key, &cfg->initrd, err, errlen);
+		} else if (strcmp(key, "cmdline") == 0) {
+			ret = dup_string(v, key, &cfg->cmdline, err, errlen);
+		} else if (strcmp(key, "cpu") == 0) {
+			ret = parse_cpu(v, cfg, err, errlen);
+		} else if (strcmp(key, "on_triple_fault") == 0) {
+			ret = parse_action(v, key, &cfg->on_triple_fault, err, errlen);
+		} else if (strcmp(key, "on_reboot") == 0) {
+			ret = parse_action(v, key, &cfg->on_reboot, err, errlen);
+		} else {
+			return fail(err, errlen, "unknown key '%s'", key);
+		}
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int vm_config_parse(const json_t *doc, struct vm_config **out, char *err,
+		    size_t errlen)
+{
+	struct vm_config *cfg;
+	struct kernel_image k;
+	int ret;
+
+	if (!json_is_object(doc))
+		return fail(err, errlen, "the configuration must be a JSON object");
+	cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		return -ENOMEM;
+	snprintf(cfg->name, sizeof(cfg->name), "vm");
+	cfg->cpus = 1;
+	cfg->memory = 256 * MiB;
+	cfg->on_triple_fault = FAULT_STOP;
+	cfg->on_reboot = FAULT_RESET;
+
+	ret = parse_fields(doc, cfg, err, errlen);
+	if (ret)
+		goto fail;
+	if (!cfg->cmdline && !(cfg->cmdline = strdup("console=ttyS0"))) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	if (strlen(cfg->cmdline) >= CMDLINE_MAX) {
+		ret = fail(err, errlen, "cmdline is %zu bytes: at most %d",
+			   strlen(cfg->cmdline), CMDLINE_MAX - 1);
+		goto fail;
+	}
+	if (!cfg->kernel) {
+		ret = fail(err, errlen, "no kernel: set \"kernel\" to a bzImage or ELF64 file");
+		goto fail;
+	}
+	ret = check_file("kernel", cfg->kernel, err, errlen);
+	if (ret)
+		goto fail;
+	/* Read it now: a kernel we cannot boot is a configuration error. */
+	ret = kernel_load(cfg->kernel, &k, err, errlen);
+	if (ret)
+		goto fail;
+	kernel_free(&k);
+	if (cfg->initrd) {
+		ret = check_file("initrd", cfg->initrd, err, errlen);
+		if (ret)
+			goto fail;
+	}
+	*out = cfg;
+	return 0;
+fail:
+	vm_config_free(cfg);
+	return ret;
+}
+
+json_t *vm_config_to_json(const struct vm_config *cfg)
+{
+	static const char *const action[] = { "stop", "reset" };
+	json_t *mask = json_array();
+	json_t *o;
+
+	for (size_t i = 0; i < cfg->ncpu_mask; i++)
+		json_array_append_new(mask, json_string(cfg->cpu_mask[i]));
+	o = json_pack("{s:s, s:i, s:I, s:s, s:s, s:{s:o}, s:s, s:s}",
+		      "name", cfg->name,
+		      "cpus", (int)cfg->cpus,
+		      "memory", (json_int_t)cfg->memory,
+		      "kernel", cfg->kernel,
+		      "cmdline", cfg->cmdline,
+		      "cpu", "mask", mask,
+		      "on_triple_fault", action[cfg->on_triple_fault],
+		      "on_reboot", action[cfg->on_reboot]);
+	if (o && cfg->initrd)
+		json_object_set_new(o, "initrd", json_string(cfg->initrd));
+	return o;
+}

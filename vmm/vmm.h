@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmm: the VM worker.  One process runs one VM on KVM: guest RAM, vCPU
+ * threads, the boot of a Linux bzImage or ELF64 kernel, ACPI tables and
+ * the base devices, with the console on stdio and/or a control socket.
+ *
+ * The configuration is a JSON document (docs/vm-config.md); everything
+ * in it is checked before any guest code runs.
+ */
+#ifndef FSVISOR_VMM_H
+#define FSVISOR_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define VMM_MAX_CPUS 64
+
+struct vm_config;
+
+/*
+ * Parse and check a configuration: types, ranges, that the kernel and
+ * initrd are readable files and the kernel is one we can boot, that the
+ * memory fits the host.  On failure, a sentence naming the problem.
+ */
+int vm_config_parse(const json_t *doc, struct vm_config **out, char *err,
+		    size_t errlen);
+void vm_config_free(struct vm_config *cfg);
+/* The configuration with every default filled in. */
+json_t *vm_config_to_json(const struct vm_config *cfg);
+
+/* Why /dev/kvm cannot be used, or NULL if it can (API version in *api). */
+const char *vmm_kvm_problem(int *api);
+
+struct vm_worker_opts {
+	/* Console on stdin/stdout (the terminal in raw mode if it is one). */
+	bool stdio_console;
+	/* SOCK_SEQPACKET control socket to listen on, or NULL. */
+	const char *control_path;
+	/* Append console output to this file, or NULL. */
+	const char *console_log;
+	/* Report start-up timing and memory on stderr (bench/vmm.sh). */
+	bool report_startup;
+};
+
+/* Exit statuses of a worker, as `fsvisor vm run` returns them. */
+enum vm_exit_status {
+	VM_EXIT_POWEROFF = 0,	/* the guest powered off, or "stop" */
+	VM_EXIT_SETUP = 1,	/* bad configuration or host problem */
+	VM_EXIT_USAGE = 2,
+	VM_EXIT_FAILED = 3,	/* emulation failure, internal error, triple fault */
+	VM_EXIT_KILLED = 4,	/* "kill" on the control socket, or Ctrl-a x */
+};
+
+/* Run the VM until it ends; returns an enum vm_exit_status. */
+int vm_worker_run(const struct vm_config *cfg, const struct vm_worker_opts *opts);
+
+#endif /* FSVISOR_VMM_H */
