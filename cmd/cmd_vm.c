@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* fsvisor vm: run one VM in this process, like `lkvm run`. */
 #include <errno.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,9 @@ static const char vm_usage[] =
 	"                      [--on-triple-fault stop|reset] [--control SOCKET]\n"
 	"                      [--console-log FILE] [--no-console] [--report-startup]\n"
 	"       fsvisor vm check [--config VM.json] [options as for run]\n"
+	"       fsvisor vm ctl SOCKET status|pause|resume|reset|stop|kill\n"
+	"       fsvisor vm ctl SOCKET console [--all]    follow the console\n"
+	"       fsvisor vm ctl SOCKET send TEXT           type TEXT (\\n for Enter)\n"
 	"The console is on stdin/stdout; on a terminal, Ctrl-a x quits.\n"
 	"Flags override the same fields of --config.  Exit status: 0 the guest\n"
 	"powered off, 1 bad configuration, 2 usage, 3 the VM failed, 4 killed.\n";
@@ -166,8 +172,136 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 	return ret;
 }
 
+static int ctl_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "fsvisor vm ctl: socket path too long\n");
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		fprintf(stderr, "fsvisor vm ctl: cannot connect to %s: %s\n", path,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Unescape \n, \r, \t and \\ in TEXT for "send". */
+static size_t unescape(const char *in, char *out)
+{
+	size_t n = 0;
+
+	for (; *in; in++) {
+		if (*in == '\\' && in[1]) {
+			in++;
+			out[n++] = *in == 'n' ? '\n' : *in == 'r' ? '\r' :
+				   *in == 't' ? '\t' : *in;
+		} else {
+			out[n++] = *in;
+		}
+	}
+	return n;
+}
+
+static int ctl_console(int fd, bool all)
+{
+	json_t *req = json_pack("{s:s, s:s}", "cmd", "console-subscribe",
+				"from", all ? "oldest" : "now");
+	json_t *m = NULL;
+	int ret = msg_call(fd, req, &m);
+
+	json_decref(req);
+	if (ret || !json_is_true(json_object_get(m, "ok"))) {
+		fprintf(stderr, "fsvisor vm ctl: subscribe failed\n");
+		json_decref(m);
+		return 1;
+	}
+	json_decref(m);
+	/* Until the worker goes away. */
+	while (msg_recv(fd, &m, NULL, NULL, 0) == 0) {
+		const char *ev = json_string_value(json_object_get(m, "event"));
+		const char *data = json_string_value(json_object_get(m, "data"));
+		uint8_t *bytes;
+		size_t n;
+
+		if (ev && strcmp(ev, "console") == 0 && data &&
+		    base64_decode(data, &bytes, &n) == 0) {
+			fwrite(bytes, 1, n, stdout);
+			fflush(stdout);
+			free(bytes);
+		} else if (ev && strcmp(ev, "state") == 0) {
+			fprintf(stderr, "[state %s: %s]\n",
+				json_string_value(json_object_get(m, "state")),
+				json_string_value(json_object_get(m, "reason")));
+		}
+		json_decref(m);
+	}
+	return 0;
+}
+
+static int vm_ctl(int argc, char **argv)
+{
+	json_t *req, *reply = NULL;
+	char *text;
+	int fd, ret;
+
+	if (argc < 3)
+		return usage_error("ctl needs SOCKET and a command%s", "");
+	fd = ctl_connect(argv[1]);
+	if (fd < 0)
+		return 1;
+	if (strcmp(argv[2], "console") == 0) {
+		ret = ctl_console(fd, argc > 3 && strcmp(argv[3], "--all") == 0);
+		close(fd);
+		return ret;
+	}
+	if (strcmp(argv[2], "send") == 0) {
+		char *buf;
+		char *b64;
+		size_t n;
+
+		if (argc != 4) {
+			close(fd);
+			return usage_error("send needs TEXT%s", "");
+		}
+		buf = malloc(strlen(argv[3]) + 1);
+		n = unescape(argv[3], buf);
+		b64 = base64_encode(buf, n);
+		req = json_pack("{s:s, s:s}", "cmd", "console-input", "data", b64);
+		free(buf);
+		free(b64);
+	} else {
+		req = json_pack("{s:s}", "cmd", argv[2]);
+	}
+	ret = msg_call(fd, req, &reply);
+	json_decref(req);
+	close(fd);
+	if (ret) {
+		/* stop and kill end the worker: no reply is fine. */
+		if (strcmp(argv[2], "kill") == 0 || strcmp(argv[2], "stop") == 0)
+			return 0;
+		fprintf(stderr, "fsvisor vm ctl: %s\n", strerror(-ret));
+		return 1;
+	}
+	text = json_dumps(reply, JSON_INDENT(2) | JSON_SORT_KEYS);
+	printf("%s\n", text);
+	free(text);
+	ret = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
+	json_decref(reply);
+	return ret;
+}
+
 int cmd_vm(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
+		return vm_ctl(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "run") == 0)
 		return vm_run_or_check(argc - 1, argv + 1, true);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)

@@ -43,3 +43,52 @@ scratch()
 	trap 'rm -rf "$SCRATCH"' EXIT
 	cd "$SCRATCH" || fail "cannot enter $SCRATCH"
 }
+
+# wait_for TEXT FILE SECONDS: until FILE contains TEXT; false on timeout.
+wait_for()
+{
+	i=0
+	while [ $i -lt $(($3 * 10)) ]; do
+		grep -q -- "$1" "$2" 2>/dev/null && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+# boot_guest CPUS TESTS OUT [fsvisor vm run options...]: boot the test
+# guest with tests=TESTS, console to OUT; answer the serial test's prompt.
+# Sets $status to the worker's exit status.
+boot_guest()
+{
+	bg_cpus=$1 bg_tests=$2 bg_out=$3
+	shift 3
+	rm -f bg.fifo
+	mkfifo bg.fifo
+	exec 3<>bg.fifo
+	timeout 120 "$FSVISOR" vm run --kernel "$TESTGUEST" \
+		--cmdline "tests=$bg_tests" --mem 128M --cpus "$bg_cpus" "$@" \
+		<&3 >"$bg_out" 2>&1 &
+	bg_pid=$!
+	case ",$bg_tests," in
+	*,serial,*)
+		wait_for "waiting for a line" "$bg_out" 60 &&
+			echo "ping from the host" >&3
+		;;
+	esac
+	wait $bg_pid
+	status=$?
+	exec 3>&-
+	rm -f bg.fifo
+}
+
+# expect_passes OUT TEST...: every TEST printed PASS in OUT.
+expect_passes()
+{
+	ep_out=$1
+	shift
+	for t in "$@"; do
+		grep -q "^TEST $t PASS" "$ep_out" ||
+			fail "TEST $t did not pass: $(grep "TEST $t" "$ep_out" || tail -5 "$ep_out")"
+	done
+}

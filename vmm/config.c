@@ -114,7 +114,7 @@ static int parse_action(json_t *v, const char *key, enum fault_action *out,
 static int parse_cpu(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
 {
 	const char *key;
-	json_t *val;
+	json_t *val, *item;
 	size_t i;
 
 	if (!json_is_object(v))
@@ -129,10 +129,10 @@ static int parse_cpu(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
 		cfg->cpu_mask = calloc(json_array_size(val) + 1, sizeof(char *));
 		if (!cfg->cpu_mask)
 			return -ENOMEM;
-		json_array_foreach(val, i, v) {
-			if (!json_is_string(v))
+		json_array_foreach(val, i, item) {
+			if (!json_is_string(item))
 				return fail(err, errlen, "cpu.mask entries must be strings");
-			cfg->cpu_mask[cfg->ncpu_mask++] = strdup(json_string_value(v));
+			cfg->cpu_mask[cfg->ncpu_mask++] = strdup(json_string_value(item));
 		}
 		bad = cpuid_unknown_feature(cfg->cpu_mask, cfg->ncpu_mask);
 		if (bad)

@@ -44,6 +44,12 @@ int kvm_open(int *kvm_fd, char *err, size_t errlen)
 		return -e;
 	}
 	api = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (api < 0) {
+		snprintf(err, errlen, "/dev/kvm is not a KVM device (KVM_GET_API_VERSION: %s)",
+			 strerror(errno));
+		close(fd);
+		return -ENOTSUP;
+	}
 	if (api != KVM_API_VERSION) {
 		snprintf(err, errlen, "/dev/kvm speaks API version %d, we need %d",
 			 api, KVM_API_VERSION);

@@ -121,6 +121,8 @@ bool test_timer(char *why);
 bool test_pci(char *why);
 bool test_acpi(char *why);
 bool test_reboot(char *why);
+bool test_kbdreset(char *why);
+bool test_rtc(char *why);
 void crash_triple_fault(void);
 void crash_bad_instruction(void);
 

@@ -20,6 +20,8 @@ static const struct test tests[] = {
 	{ "pci", test_pci },
 	{ "acpi", test_acpi },
 	{ "reboot", test_reboot },
+	{ "kbdreset", test_kbdreset },
+	{ "rtc", test_rtc },
 };
 
 static const char *find_arg(const char *cmdline, const char *key)

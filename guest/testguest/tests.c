@@ -237,21 +237,86 @@ static void cmos_write(uint8_t reg, uint8_t v)
 	outb(0x71, v);
 }
 
-bool test_reboot(char *why)
+/* First boot: mark CMOS and reset by @how; second boot: PASS. */
+static bool reboot_via(const char *name, bool kbd, char *why)
 {
 	if (cmos_read(CMOS_MARK) == 0xA5) {
 		cmos_write(CMOS_MARK, 0);
-		printf("reboot: back after a reset\n");
+		printf("%s: back after a reset\n", name);
 		return true;
 	}
-	if (!acpi.reset_port) {
+	if (!kbd && !acpi.reset_port) {
 		set_why(why, "no ACPI reset register");
 		return false;
 	}
 	cmos_write(CMOS_MARK, 0xA5);
-	printf("reboot: resetting\n");
+	printf("%s: resetting\n", name);
+	if (kbd) {
+		/* The i8042's "pulse output line 0": the CPU reset line. */
+		while (inb(0x64) & 0x02)
+			;
+		outb(0x64, 0xFE);
+		udelay(1000000);
+		set_why(why, "the i8042 reset line did nothing");
+		return false;
+	}
 	acpi_reset();
 	return false;
+}
+
+bool test_reboot(char *why)
+{
+	return reboot_via("reboot", false, why);
+}
+
+bool test_kbdreset(char *why)
+{
+	return reboot_via("kbdreset", true, why);
+}
+
+/* ---- rtc: the CMOS clock, printed for the host to compare ------------------ */
+
+static int bcd(uint8_t v)
+{
+	return (v >> 4) * 10 + (v & 0xF);
+}
+
+bool test_rtc(char *why)
+{
+	uint8_t sec, min, hour, day, mon, year, cent, b;
+
+	/* Read twice until stable, as a driver does across an update. */
+	do {
+		sec = cmos_read(0x00);
+		min = cmos_read(0x02);
+		hour = cmos_read(0x04);
+		day = cmos_read(0x07);
+		mon = cmos_read(0x08);
+		year = cmos_read(0x09);
+		cent = cmos_read(0x32);
+	} while (sec != cmos_read(0x00));
+	b = cmos_read(0x0B);
+	if (!(b & 0x02)) {
+		set_why(why, "the RTC is not in 24-hour mode");
+		return false;
+	}
+	if (!(b & 0x04)) {
+		sec = (uint8_t)bcd(sec);
+		min = (uint8_t)bcd(min);
+		hour = (uint8_t)bcd(hour);
+		day = (uint8_t)bcd(day);
+		mon = (uint8_t)bcd(mon);
+		year = (uint8_t)bcd(year);
+		cent = (uint8_t)bcd(cent);
+	}
+	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
+	    sec > 59) {
+		set_why(why, "the RTC holds an impossible date");
+		return false;
+	}
+	printf("rtc: %02u%02u-%02u-%02u %02u:%02u:%02u UTC\n", cent, year, mon, day,
+	       hour, min, sec);
+	return true;
 }
 
 /* ---- deliberate crashes ----------------------------------------------------- */
