@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -79,24 +80,23 @@ static int set_default_msrs(int fd)
 		{ MSR_KERNEL_GS_BASE, 0 }, { MSR_IA32_MISC_ENABLE, 1 },
 		{ MSR_MTRR_DEF_TYPE, (1u << 11) | 6 },
 	};
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[ARRAY_SIZE(defaults)];
-	} msrs = { 0 };
+	struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) +
+				       sizeof(msrs->entries[0]) * ARRAY_SIZE(defaults));
 	int n;
 
+	if (!msrs)
+		return -ENOMEM;
 	for (size_t i = 0; i < ARRAY_SIZE(defaults); i++) {
-		msrs.e[i].index = defaults[i].index;
-		msrs.e[i].data = defaults[i].value;
+		msrs->entries[i].index = defaults[i].index;
+		msrs->entries[i].data = defaults[i].value;
 	}
-	msrs.hdr.nmsrs = ARRAY_SIZE(defaults);
-	n = ioctl(fd, KVM_SET_MSRS, &msrs);
-	if (n < 0)
-		return -errno;
-	if ((size_t)n < ARRAY_SIZE(defaults))
+	msrs->nmsrs = ARRAY_SIZE(defaults);
+	n = ioctl(fd, KVM_SET_MSRS, msrs);
+	if (n >= 0 && (size_t)n < ARRAY_SIZE(defaults))
 		log_debug("KVM took %d of %zu default MSRs (0x%x refused)", n,
-			  ARRAY_SIZE(defaults), msrs.e[n].index);
-	return 0;
+			  ARRAY_SIZE(defaults), msrs->entries[n].index);
+	free(msrs);
+	return n < 0 ? -errno : 0;
 }
 
 static int set_default_fpu(int fd)
