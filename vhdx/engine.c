@@ -141,6 +141,27 @@ int io_engine_rw(struct io_engine *eng, struct io_op *op, int fd, bool write,
 	return queue_rw(eng, op, flags);
 }
 
+int io_engine_fallocate(struct io_engine *eng, struct io_op *op, int fd,
+			int mode, uint64_t offset, uint64_t len,
+			unsigned int flags)
+{
+	struct io_uring_sqe *sqe = get_sqe(eng);
+
+	if (!sqe)
+		return -EBUSY;
+	op->fd = fd;
+	op->iov = NULL;
+	op->total = 0;
+	op->rest = NULL;
+	io_uring_prep_fallocate(sqe, fd, mode, (off_t)offset, (off_t)len);
+	if (flags & IO_LINK)
+		sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data(sqe, op);
+	eng->inflight++;
+	eng->queued++;
+	return 0;
+}
+
 int io_engine_fsync(struct io_engine *eng, struct io_op *op, int fd,
 		    bool full, unsigned int flags)
 {

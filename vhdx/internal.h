@@ -46,6 +46,7 @@ struct vdisk_seg {
 	struct io_op op;
 	struct vdisk_req *req;
 	uint64_t file_off;
+	uint64_t len;
 	struct vdisk_seg *next_free;
 	unsigned int cap;		/* iovec capacity */
 	unsigned int iovcnt;
@@ -75,6 +76,8 @@ void *vhdx_alloc(size_t len);
 /* Synchronous, complete pread/pwrite; reads past EOF return zeros. */
 int file_pread(int fd, void *buf, size_t len, uint64_t off);
 int file_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* Write zeros over [off, off + len): for files that punch no holes. */
+int file_write_zeros(int fd, uint64_t off, uint64_t len);
 
 /*
  * Problems found while parsing a VHDX file go through a report: when

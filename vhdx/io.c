@@ -16,6 +16,8 @@
  * LastFileOffset in the log entry guarantees the file covers them.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -327,6 +329,84 @@ static int queue_seg(struct vhdx *v, struct vdisk_req *req, size_t skip,
 	return ret;
 }
 
+/* ---- discard and write-zeroes ------------------------------------------ */
+
+static void zero_seg_done(struct io_op *op, int res)
+{
+	struct vdisk_seg *seg = (struct vdisk_seg *)op;
+	struct vdisk_req *req = seg->req;
+	struct vhdx *v = req->disk->priv;
+
+	if (res == -EOPNOTSUPP || res == -EINVAL) {
+		/* Neither zero-range nor hole punching: write the zeros. */
+		res = file_write_zeros(v->fd, seg->file_off, seg->len);
+	}
+	vdisk_seg_put(req->disk, seg);
+	vdisk_req_put(req, res < 0 ? res : 0);
+}
+
+/* Make [file_off, file_off + len) of the file read as zeros. */
+static int queue_zero(struct vhdx *v, struct vdisk_req *req, uint64_t file_off,
+		      uint64_t len)
+{
+	struct vdisk_seg *seg = vdisk_seg_get(v->d, req, 0);
+	/* A fixed disk keeps its space; a dynamic one gives it back. */
+	int mode = v->leave_allocated ? FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE :
+					FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	int ret;
+
+	if (!seg)
+		return -ENOMEM;
+	seg->op.cb = zero_seg_done;
+	seg->file_off = file_off;
+	seg->len = len;
+	ret = io_engine_fallocate(v->d->eng, &seg->op, v->fd, mode, file_off, len, 0);
+	if (ret) {
+		vdisk_seg_put(v->d, seg);
+		req->pending--;
+	}
+	return ret;
+}
+
+static void vhdx_zero_range(struct vhdx *v, struct vdisk_req *req)
+{
+	uint64_t pos = req->offset, end = req->offset + req->len;
+	bool can_log = v->log_length >= 2 * (COMMIT_MAX_SECTORS + 1) * VHDX_SECTOR;
+	int ret = 0;
+
+	while (pos < end && !ret) {
+		uint64_t block = pos / v->block_size;
+		uint64_t in_block = pos % v->block_size;
+		uint64_t n = v->block_size - in_block;
+		uint64_t idx = bat_payload_index(v, block);
+		uint64_t e = bat_get(v, idx);
+		bool present = (e & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT;
+		uint64_t file_off = (e >> BAT_OFFSET_SHIFT) * MiB;
+
+		if (n > end - pos)
+			n = end - pos;
+		if (n == v->block_size && !v->leave_allocated && can_log) {
+			/* A whole block: ZERO state (offset 0), through the log. */
+			if (present) {
+				ret = queue_zero(v, req, file_off, n);
+				v->allocated -= v->block_size;
+				v->d->info.allocated = v->allocated;
+			}
+			if ((e & BAT_STATE_MASK) != PAYLOAD_BLOCK_ZERO) {
+				put64(v->bat + idx * 8, PAYLOAD_BLOCK_ZERO);
+				vhdx_mark_dirty(v, idx);
+			}
+		} else if (present) {
+			ret = queue_zero(v, req, file_off + in_block, n);
+		}
+		/* Absent, zero and unmapped blocks read as zeros already. */
+		pos += n;
+	}
+	if (v->ndirty >= COMMIT_THRESHOLD)
+		vhdx_commit_start(v);
+	vdisk_req_launch(req, ret);
+}
+
 static void vhdx_flush(struct vhdx *v, struct vdisk_req *req)
 {
 	struct vdisk_seg *seg;
@@ -371,7 +451,7 @@ static int vhdx_submit(struct vdisk *d, struct vdisk_req *req)
 		vhdx_flush(v, req);
 		return 0;
 	}
-	if (req->op == VDISK_WRITE) {
+	if (req->op != VDISK_READ) {
 		if (v->broken) {
 			vdisk_req_launch(req, v->broken);
 			return 0;
@@ -384,6 +464,10 @@ static int vhdx_submit(struct vdisk *d, struct vdisk_req *req)
 				return 0;
 			}
 		}
+	}
+	if (req->op == VDISK_DISCARD || req->op == VDISK_WRITE_ZEROES) {
+		vhdx_zero_range(v, req);
+		return 0;
 	}
 
 	while (done < req->len && !ret) {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Raw disk images: the file is the disk, byte for byte. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,10 +12,16 @@
 
 #include "vhdx/internal.h"
 
+/* Block devices and some filesystems punch no holes: zeros are written. */
 static void raw_seg_done(struct io_op *op, int res)
 {
 	struct vdisk_seg *seg = (struct vdisk_seg *)op;
 	struct vdisk_req *req = seg->req;
+
+	if ((res == -EOPNOTSUPP || res == -EINVAL) &&
+	    (req->op == VDISK_DISCARD || req->op == VDISK_WRITE_ZEROES))
+		res = req->op == VDISK_DISCARD ? 0 :
+		      file_write_zeros(req->disk->fd, req->offset, req->len);
 
 	vdisk_seg_put(req->disk, seg);
 	vdisk_req_put(req, res < 0 ? res : 0);
@@ -33,6 +41,11 @@ static int raw_submit(struct vdisk *d, struct vdisk_req *req)
 	seg->op.cb = raw_seg_done;
 	if (req->op == VDISK_FLUSH)
 		ret = io_engine_fsync(d->eng, &seg->op, d->fd, false, 0);
+	else if (req->op == VDISK_DISCARD || req->op == VDISK_WRITE_ZEROES)
+		/* A hole reads as zeros and gives the space back. */
+		ret = io_engine_fallocate(d->eng, &seg->op, d->fd,
+					  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					  req->offset, req->len, 0);
 	else
 		ret = io_engine_rw(d->eng, &seg->op, d->fd,
 				   req->op == VDISK_WRITE, req->iov,

@@ -69,6 +69,22 @@ int file_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int file_write_zeros(int fd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[64 * 1024] __attribute__((aligned(4096)));
+
+	while (len) {
+		size_t n = len > sizeof(zeros) ? sizeof(zeros) : len;
+		int ret = file_pwrite(fd, zeros, n, off);
+
+		if (ret)
+			return ret;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int report_v(struct vhdx_report *r, bool fatal, const char *fmt,
 		    va_list ap)
 {
@@ -316,11 +332,15 @@ int vdisk_submit(struct vdisk *d, struct vdisk_req *req)
 			return -EROFS;
 		return d->ops->submit(d, req);
 	}
-	if (req->op != VDISK_READ && req->op != VDISK_WRITE)
+	if (req->op != VDISK_READ && req->op != VDISK_WRITE &&
+	    req->op != VDISK_DISCARD && req->op != VDISK_WRITE_ZEROES)
 		return -EINVAL;
-	if (req->op == VDISK_WRITE && d->read_only)
+	if (req->op != VDISK_READ && d->read_only)
 		return -EROFS;
-	len = iov_length(req->iov, req->iovcnt);
+	if (req->op == VDISK_DISCARD || req->op == VDISK_WRITE_ZEROES)
+		len = req->len;
+	else
+		len = iov_length(req->iov, req->iovcnt);
 	if (req->offset > d->info.virtual_size ||
 	    len > d->info.virtual_size - req->offset)
 		return -EINVAL;
@@ -456,4 +476,34 @@ int vdisk_pwrite(struct vdisk *d, const void *buf, size_t len, uint64_t offset)
 int vdisk_flush(struct vdisk *d)
 {
 	return sync_io(d, VDISK_FLUSH, NULL, 0, 0);
+}
+
+static int sync_range(struct vdisk *d, enum vdisk_op op, uint64_t offset,
+		      uint64_t len)
+{
+	struct sync_wait w = { 0 };
+	struct vdisk_req req = {
+		.op = op, .offset = offset, .len = len, .done = sync_done,
+		.opaque = &w,
+	};
+	int ret = vdisk_submit(d, &req);
+
+	if (ret)
+		return ret;
+	while (!w.done) {
+		ret = io_engine_run(d->eng, 1);
+		if (ret < 0)
+			return ret;
+	}
+	return w.result;
+}
+
+int vdisk_discard(struct vdisk *d, uint64_t offset, uint64_t len)
+{
+	return sync_range(d, VDISK_DISCARD, offset, len);
+}
+
+int vdisk_write_zeroes(struct vdisk *d, uint64_t offset, uint64_t len)
+{
+	return sync_range(d, VDISK_WRITE_ZEROES, offset, len);
 }

@@ -76,6 +76,10 @@ unsigned int io_engine_inflight(const struct io_engine *eng);
 int io_engine_rw(struct io_engine *eng, struct io_op *op, int fd, bool write,
 		 const struct iovec *iov, unsigned int iovcnt, uint64_t offset,
 		 unsigned int flags);
+/* Queue fallocate(@fd, @mode, @offset, @len). */
+int io_engine_fallocate(struct io_engine *eng, struct io_op *op, int fd,
+			int mode, uint64_t offset, uint64_t len,
+			unsigned int flags);
 /* Queue an fdatasync (or fsync, when @full) of @fd. */
 int io_engine_fsync(struct io_engine *eng, struct io_op *op, int fd,
 		    bool full, unsigned int flags);
@@ -133,6 +137,14 @@ enum vdisk_op {
 	VDISK_READ,
 	VDISK_WRITE,
 	VDISK_FLUSH,
+	/*
+	 * For these two, @len gives the byte range and @iov is unused.
+	 * DISCARD: the guest no longer needs the range (it reads as zeros
+	 * afterwards here); WRITE_ZEROES: the range must read as zeros.
+	 * Whole blocks of a dynamic VHDX give their space back.
+	 */
+	VDISK_DISCARD,
+	VDISK_WRITE_ZEROES,
 };
 
 typedef void (*vdisk_done_fn)(struct vdisk_req *req, int result);
@@ -150,10 +162,12 @@ struct vdisk_req {
 	vdisk_done_fn done;
 	void *opaque;
 
+	/* DISCARD and WRITE_ZEROES: bytes from @offset. */
+	uint64_t len;
+
 	/* Private to vdisk. */
 	struct io_op io;
 	struct vdisk *disk;
-	uint64_t len;
 	int pending;
 	int error;
 	struct vdisk_req *next;
@@ -184,6 +198,8 @@ int vdisk_pread(struct vdisk *d, void *buf, size_t len, uint64_t offset);
 int vdisk_pwrite(struct vdisk *d, const void *buf, size_t len,
 		 uint64_t offset);
 int vdisk_flush(struct vdisk *d);
+int vdisk_discard(struct vdisk *d, uint64_t offset, uint64_t len);
+int vdisk_write_zeroes(struct vdisk *d, uint64_t offset, uint64_t len);
 
 /*
  * Where the data is: sets *allocated to whether [offset, offset+*len)

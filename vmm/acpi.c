@@ -89,7 +89,8 @@ static void gas_io(struct buf *b, uint16_t port)
 
 static void gas_none(struct buf *b)
 {
-	putn(b, 0, 12);
+	for (int i = 0; i < 12; i++)
+		put8(b, 0);
 }
 
 /* ---- AML ------------------------------------------------------------ */

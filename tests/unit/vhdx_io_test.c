@@ -508,3 +508,81 @@ Test(vhdx, header_guids_follow_the_spec)
 	c = read_current_header(p);
 	cr_assert_eq(memcmp(c.log_guid, zero, 16), 0, "a clean close empties the log");
 }
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+Test(vhdx, discard_and_write_zeroes)
+{
+	const char *dyn = path_in("z.vhdx"), *fix = path_in("zf.vhdx");
+	uint8_t *buf = malloc(4 * MiB), *back = malloc(4 * MiB);
+	struct vdisk *d;
+
+	memset(buf, 0x6b, 4 * MiB);
+	create_ok(dyn, 16 * MiB, VDISK_TYPE_DYNAMIC, MiB, 512);
+	d = open_ok(dyn, false);
+	cr_assert_eq(vdisk_pwrite(d, buf, 4 * MiB, 0), 0);
+	cr_assert_eq(vdisk_info(d)->allocated, 4 * MiB);
+	/* Whole block 1: gone from the file; part of block 2: zeroed. */
+	cr_assert_eq(vdisk_discard(d, MiB, MiB), 0);
+	cr_assert_eq(vdisk_write_zeroes(d, 2 * MiB + 4096, 8192), 0);
+	cr_assert_eq(vdisk_info(d)->allocated, 3 * MiB);
+	/* Beyond the end: refused, nothing changes. */
+	cr_assert_eq(vdisk_write_zeroes(d, 15 * MiB, 2 * MiB), -EINVAL);
+	cr_assert_eq(vdisk_close(d), 0);
+
+	d = open_ok(dyn, true);
+	cr_assert_eq(vdisk_pread(d, back, 4 * MiB, 0), 0);
+	cr_assert_eq(memcmp(back, buf, MiB), 0, "block 0 untouched");
+	cr_assert(all_zero(back + MiB, MiB), "discarded block reads zeros");
+	cr_assert_eq(memcmp(back + 2 * MiB, buf, 4096), 0);
+	cr_assert(all_zero(back + 2 * MiB + 4096, 8192), "zeroed range");
+	cr_assert_eq(memcmp(back + 2 * MiB + 12288, buf, 2 * MiB - 12288), 0);
+	cr_assert_eq(vdisk_info(d)->allocated, 3 * MiB, "the ZERO state survived");
+	cr_assert_eq(vdisk_close(d), 0);
+
+	/* A fixed disk keeps every block allocated. */
+	create_ok(fix, 4 * MiB, VDISK_TYPE_FIXED, MiB, 512);
+	d = open_ok(fix, false);
+	cr_assert_eq(vdisk_pwrite(d, buf, 4 * MiB, 0), 0);
+	cr_assert_eq(vdisk_write_zeroes(d, MiB, MiB), 0);
+	cr_assert_eq(vdisk_discard(d, 0, 4096), 0);
+	cr_assert_eq(vdisk_info(d)->allocated, 4 * MiB);
+	cr_assert_eq(vdisk_pread(d, back, 4 * MiB, 0), 0);
+	cr_assert(all_zero(back, 4096));
+	cr_assert(all_zero(back + MiB, MiB));
+	cr_assert_eq(memcmp(back + 2 * MiB, buf, MiB), 0);
+	cr_assert_eq(vdisk_close(d), 0);
+
+	/* Read-only disks refuse both. */
+	d = open_ok(dyn, true);
+	cr_assert_eq(vdisk_discard(d, 0, 4096), -EROFS);
+	cr_assert_eq(vdisk_write_zeroes(d, 0, 4096), -EROFS);
+	cr_assert_eq(vdisk_close(d), 0);
+	free(buf);
+	free(back);
+}
+
+Test(vhdx, raw_discard)
+{
+	const char *p = path_in("d.raw");
+	int fd = open(p, O_CREAT | O_RDWR, 0644);
+	uint8_t buf[8192], back[8192];
+	struct vdisk *d;
+
+	cr_assert_eq(ftruncate(fd, 4 * MiB), 0);
+	close(fd);
+	memset(buf, 0x3c, sizeof(buf));
+	d = open_ok(p, false);
+	cr_assert_eq(vdisk_pwrite(d, buf, sizeof(buf), MiB), 0);
+	cr_assert_eq(vdisk_write_zeroes(d, MiB + 4096, 4096), 0);
+	cr_assert_eq(vdisk_pread(d, back, sizeof(back), MiB), 0);
+	cr_assert_eq(memcmp(back, buf, 4096), 0);
+	cr_assert(all_zero(back + 4096, 4096));
+	cr_assert_eq(vdisk_close(d), 0);
+}
