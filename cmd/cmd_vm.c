@@ -16,6 +16,7 @@
 static const char vm_usage[] =
 	"usage: fsvisor vm run [--config VM.json] [--kernel FILE] [--initrd FILE]\n"
 	"                      [--cmdline TEXT] [--mem SIZE] [--cpus N] [--name NAME]\n"
+	"                      [--disk PATH[,ro][,format=vhdx|raw][,serial=S]]...\n"
 	"                      [--cpu-mask FEATURE,...] [--on-reboot reset|stop]\n"
 	"                      [--on-triple-fault stop|reset] [--control SOCKET]\n"
 	"                      [--console-log FILE] [--no-console] [--report-startup]\n"
@@ -46,6 +47,37 @@ static json_t *mask_list(const char *csv)
 	return a;
 }
 
+/* PATH[,ro][,format=F][,serial=S] as a disks[] entry; NULL if malformed. */
+static json_t *disk_spec(const char *spec)
+{
+	char *copy = strdup(spec), *save = NULL, *part;
+	json_t *d = json_object();
+	bool first = true;
+
+	for (part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
+		if (first) {
+			json_object_set_new(d, "path", json_string(part));
+			first = false;
+		} else if (strcmp(part, "ro") == 0) {
+			json_object_set_new(d, "read_only", json_true());
+		} else if (strncmp(part, "format=", 7) == 0) {
+			json_object_set_new(d, "format", json_string(part + 7));
+		} else if (strncmp(part, "serial=", 7) == 0) {
+			json_object_set_new(d, "serial", json_string(part + 7));
+		} else {
+			json_decref(d);
+			d = NULL;
+			break;
+		}
+	}
+	if (d && first) {
+		json_decref(d);
+		d = NULL;
+	}
+	free(copy);
+	return d;
+}
+
 static int vm_run_or_check(int argc, char **argv, bool run)
 {
 	static const struct option longopts[] = {
@@ -63,10 +95,12 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 		{ "console-log", required_argument, NULL, 'L' },
 		{ "no-console", no_argument, NULL, 'N' },
 		{ "report-startup", no_argument, NULL, 'S' },
+		{ "disk", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct vm_worker_opts wo = { .stdio_console = true };
+	json_t *disks = NULL;
 	json_t *doc = NULL, *over = json_object();
 	struct vm_config *cfg;
 	const char *config_path = NULL;
@@ -74,7 +108,7 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSh", longopts,
+	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSd:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -126,6 +160,20 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 		case 'S':
 			wo.report_startup = true;
 			break;
+		case 'd': {
+			json_t *d = disk_spec(optarg);
+
+			if (!d) {
+				json_decref(over);
+				json_decref(disks);
+				return usage_error("--disk '%s': expected PATH[,ro][,format=vhdx|raw][,serial=S]",
+						   optarg);
+			}
+			if (!disks)
+				disks = json_array();
+			json_array_append_new(disks, d);
+			break;
+		}
 		case 'h':
 			printf("%s", vm_usage);
 			json_decref(over);
@@ -135,6 +183,8 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 			return usage_error("bad option%s", "");
 		}
 	}
+	if (disks)
+		json_object_set_new(over, "disks", disks);
 	if (optind != argc) {
 		json_decref(over);
 		return usage_error("unexpected argument '%s'", argv[optind]);

@@ -91,6 +91,22 @@ int json_file_save(const char *path, const json_t *doc);
 /* Load @path; -ENOENT if absent, -EINVAL (message in @err) if malformed. */
 int json_file_load(const char *path, json_t **out, char *err, size_t errlen);
 
+/* ---- scatter/gather lists (iov.c) -------------------------------------- */
+
+struct iovec;
+
+size_t iov_length(const struct iovec *iov, unsigned int cnt);
+/* Describe bytes [skip, skip + len) of @src in @dst; returns the count. */
+unsigned int iov_slice(const struct iovec *src, unsigned int cnt, size_t skip,
+		       size_t len, struct iovec *dst);
+void iov_memset(const struct iovec *iov, unsigned int cnt, size_t skip,
+		int c, size_t len);
+/* Copy between a list and a flat buffer; return the bytes copied. */
+size_t iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
+		  void *buf, size_t len);
+size_t iov_from_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
+		    const void *buf, size_t len);
+
 /* ---- base64 (base64.c) ------------------------------------------------ */
 
 /* Encode @len bytes; returns a new NUL-terminated string or NULL. */

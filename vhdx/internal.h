@@ -58,17 +58,6 @@ struct vdisk_seg *vdisk_seg_get(struct vdisk *d, struct vdisk_req *req,
 				unsigned int iovcnt);
 void vdisk_seg_put(struct vdisk *d, struct vdisk_seg *seg);
 
-/* iov.c helpers */
-size_t iov_length(const struct iovec *iov, unsigned int cnt);
-/* Describe bytes [skip, skip + len) of @src in @dst; returns the count. */
-unsigned int iov_slice(const struct iovec *src, unsigned int cnt, size_t skip,
-		       size_t len, struct iovec *dst);
-void iov_memset(const struct iovec *iov, unsigned int cnt, size_t skip,
-		int c, size_t len);
-size_t iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
-		  void *buf, size_t len);
-size_t iov_from_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
-		    const void *buf, size_t len);
 
 /* Aligned buffers for metadata I/O (safe with O_DIRECT). */
 void *vhdx_alloc(size_t len);

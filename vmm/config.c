@@ -13,6 +13,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "vhdx/vhdx.h"
 #include "vmm/internal.h"
 
 #define MIN_MEMORY (16 * MiB)
@@ -34,6 +35,8 @@ void vm_config_free(struct vm_config *cfg)
 {
 	if (!cfg)
 		return;
+	for (unsigned int i = 0; i < cfg->ndisks; i++)
+		free(cfg->disks[i].path);
 	free(cfg->kernel);
 	free(cfg->initrd);
 	free(cfg->cmdline);
@@ -141,6 +144,90 @@ static int parse_cpu(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+static const char *const format_names[] = {
+	[VDISK_FORMAT_AUTO] = "auto",
+	[VDISK_FORMAT_VHDX] = "vhdx",
+	[VDISK_FORMAT_RAW] = "raw",
+};
+
+static int parse_disk(json_t *v, unsigned int n, struct vm_disk_config *d,
+		      char *err, size_t errlen)
+{
+	struct vdisk_open_opts o = { .no_io = true };
+	const char *key;
+	json_t *val;
+	struct vdisk *probe;
+	char why[512];
+	int ret;
+
+	if (!json_is_object(v))
+		return fail(err, errlen, "disks[%u] must be an object like {\"path\": \"...\"}", n);
+	d->format = VDISK_FORMAT_AUTO;
+	json_object_foreach(v, key, val) {
+		if (strcmp(key, "path") == 0) {
+			if (!json_is_string(val))
+				return fail(err, errlen, "disks[%u].path must be a string", n);
+			d->path = strdup(json_string_value(val));
+		} else if (strcmp(key, "format") == 0) {
+			const char *f = json_string_value(val);
+			bool known = false;
+
+			for (size_t i = 0; f && i < ARRAY_SIZE(format_names); i++) {
+				if (strcmp(f, format_names[i]) == 0) {
+					d->format = (int)i;
+					known = true;
+				}
+			}
+			if (!known)
+				return fail(err, errlen, "disks[%u].format must be \"vhdx\", \"raw\" or \"auto\"", n);
+		} else if (strcmp(key, "read_only") == 0) {
+			if (!json_is_boolean(val))
+				return fail(err, errlen, "disks[%u].read_only must be true or false", n);
+			d->read_only = json_is_true(val);
+		} else if (strcmp(key, "serial") == 0) {
+			const char *s = json_string_value(val);
+
+			if (!s || strlen(s) > DISK_SERIAL_MAX)
+				return fail(err, errlen, "disks[%u].serial must be a string of at most %d characters",
+					    n, DISK_SERIAL_MAX);
+			for (const char *c = s; *c; c++)
+				if (*c < 0x20 || *c > 0x7E)
+					return fail(err, errlen, "disks[%u].serial must be printable ASCII", n);
+			snprintf(d->serial, sizeof(d->serial), "%s", s);
+		} else {
+			return fail(err, errlen, "unknown key disks[%u].%s", n, key);
+		}
+	}
+	if (!d->path)
+		return fail(err, errlen, "disks[%u] has no path", n);
+	/* Open its structure now: a disk we cannot use is a config error. */
+	o.format = (enum vdisk_format)d->format;
+	ret = vdisk_open(d->path, &o, &probe, why, sizeof(why));
+	if (ret)
+		return fail(err, errlen, "disks[%u]: %s", n, why);
+	vdisk_close(probe);
+	return 0;
+}
+
+static int parse_disks(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
+{
+	json_t *item;
+	size_t i;
+
+	if (!json_is_array(v))
+		return fail(err, errlen, "disks must be a list of objects");
+	if (json_array_size(v) > VM_MAX_DISKS)
+		return fail(err, errlen, "at most %d disks", VM_MAX_DISKS);
+	json_array_foreach(v, i, item) {
+		int ret = parse_disk(item, (unsigned int)i, &cfg->disks[i], err, errlen);
+
+		cfg->ndisks = (unsigned int)i + 1;
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static int dup_string(json_t *v, const char *key, char **out, char *err,
 		      size_t errlen)
 {
@@ -191,6 +278,8 @@ static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 			ret = parse_action(v, key, &cfg->on_triple_fault, err, errlen);
 		} else if (strcmp(key, "on_reboot") == 0) {
 			ret = parse_action(v, key, &cfg->on_reboot, err, errlen);
+		} else if (strcmp(key, "disks") == 0) {
+			ret = parse_disks(v, cfg, err, errlen);
 		} else {
 			return fail(err, errlen, "unknown key '%s'", key);
 		}
@@ -273,5 +362,17 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 		      "on_reboot", action[cfg->on_reboot]);
 	if (o && cfg->initrd)
 		json_object_set_new(o, "initrd", json_string(cfg->initrd));
+	if (o) {
+		json_t *disks = json_array();
+
+		for (unsigned int i = 0; i < cfg->ndisks; i++) {
+			const struct vm_disk_config *d = &cfg->disks[i];
+
+			json_array_append_new(disks, json_pack("{s:s, s:s, s:b, s:s}",
+				"path", d->path, "format", format_names[d->format],
+				"read_only", d->read_only, "serial", d->serial));
+		}
+		json_object_set_new(o, "disks", disks);
+	}
 	return o;
 }

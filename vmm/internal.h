@@ -56,6 +56,16 @@ enum fault_action {
 	FAULT_RESET,
 };
 
+#define VM_MAX_DISKS 16
+#define DISK_SERIAL_MAX 20	/* virtio-blk GET_ID: 20 bytes */
+
+struct vm_disk_config {
+	char *path;
+	int format;			/* enum vdisk_format */
+	bool read_only;
+	char serial[DISK_SERIAL_MAX + 1];
+};
+
 struct vm_config {
 	char name[NAME_MAX_LEN + 1];
 	unsigned int cpus;
@@ -67,6 +77,8 @@ struct vm_config {
 	size_t ncpu_mask;
 	enum fault_action on_triple_fault;
 	enum fault_action on_reboot;
+	struct vm_disk_config disks[VM_MAX_DISKS];
+	unsigned int ndisks;
 };
 
 /* ---- /dev/kvm (kvm.c) ------------------------------------------------ */
@@ -223,6 +235,11 @@ struct pci_device {
 	const char *name;
 	/* Called after the guest writes config space (already applied). */
 	pci_cfg_hook cfg_written;
+	/* Called before a config space read, to fill in live values. */
+	pci_cfg_hook cfg_read;
+	/* A BAR was mapped at @addr, or unmapped (@mapped false). */
+	void (*bar_moved)(struct pci_device *dev, int n, uint64_t addr,
+			  bool mapped);
 	void *opaque;
 	struct pci_bus *bus;
 };
@@ -363,6 +380,15 @@ struct vm {
 	struct kvm_irqchip ioapic0;
 	struct kvm_pit_state2 pit0;
 
+	/* MSI routes for irqfds (irq.c), under route_lock. */
+	pthread_mutex_t route_lock;
+	struct msi_route *routes;
+	unsigned int nroutes;
+	unsigned int next_gsi;
+
+	/* Devices on the PCI bus that need a reset or teardown. */
+	struct vm_device *devices;
+
 	uint64_t started_ns;
 	unsigned int resets;
 	uint64_t first_run_ns;		/* when the BSP first entered KVM_RUN */
@@ -388,6 +414,37 @@ void vm_post_event(struct vm *vm, enum vm_event ev, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 enum vm_event vm_take_event(struct vm *vm, char *msg, size_t len);
 int vm_irq_line(struct vm *vm, int gsi, int level);
+
+/* irq.c: MSI through GSI routes and irqfds; ioeventfds. */
+struct msi_route {
+	uint32_t gsi;
+	uint64_t addr;
+	uint32_t data;
+	bool valid;
+};
+
+/*
+ * A new GSI for MSI with an irqfd: writing 1 to *efd injects the MSI the
+ * route currently says (nothing while the route is invalid).
+ */
+int vm_msi_alloc(struct vm *vm, uint32_t *gsi, int *efd);
+int vm_msi_route(struct vm *vm, uint32_t gsi, uint64_t addr, uint32_t data,
+		 bool valid);
+void vm_msi_free(struct vm *vm, uint32_t gsi, int efd);
+/* Have KVM signal @fd for @len-byte writes to MMIO @addr, or stop it. */
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd,
+		 bool assign);
+
+/* A device to reset with the VM and to destroy with it. */
+struct vm_device {
+	void (*reset)(void *opaque);
+	void (*destroy)(void *opaque);
+	void *opaque;
+	struct vm_device *next;
+};
+
+int vm_add_device(struct vm *vm, void (*reset)(void *), void (*destroy)(void *),
+		  void *opaque);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id, char *err,

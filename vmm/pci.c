@@ -141,12 +141,16 @@ static void remap_bars(struct pci_bus *pci, struct pci_device *dev)
 		if (b->mapped && (!enable || addr != b->addr)) {
 			bus_unregister(bus, b->addr, b->opaque);
 			b->mapped = false;
+			if (dev->bar_moved)
+				dev->bar_moved(dev, n, b->addr, false);
 		}
 		if (enable && !b->mapped) {
 			if (bus_register(bus, addr, b->size, b->fn, b->opaque,
 					 dev->name) == 0) {
 				b->addr = addr;
 				b->mapped = true;
+				if (dev->bar_moved)
+					dev->bar_moved(dev, n, addr, true);
 			} else {
 				log_warn("pci %s: BAR%d at 0x%llx overlaps another device; not mapped",
 					 dev->name, n, (unsigned long long)addr);
@@ -182,6 +186,8 @@ static void cfg_access(struct pci_bus *pci, unsigned int off, uint8_t *data,
 		return;
 	}
 	if (!write) {
+		if (dev->cfg_read)
+			dev->cfg_read(dev, reg, len);
 		memcpy(data, dev->cfg + reg, len);
 		return;
 	}

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "vmm/internal.h"
+#include "vmm/virtio.h"
 
 void vm_post_event(struct vm *vm, enum vm_event ev, const char *fmt, ...)
 {
@@ -159,8 +160,15 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 	vm->kbd = i8042_create(vm);
 	vm->pm = pm_create(vm);
 	vm->pci = pci_create(vm);
-	if (vm->com1 && vm->cmos && vm->kbd && vm->pm && vm->pci)
-		return 0;
+	if (!vm->com1 || !vm->cmos || !vm->kbd || !vm->pm || !vm->pci)
+		goto fail;
+	for (unsigned int i = 0; i < vm->cfg->ndisks; i++) {
+		int ret = virtio_blk_attach(vm, &vm->cfg->disks[i], err, errlen);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
 fail:
 	snprintf(err, errlen, "cannot create the base devices");
 	return -ENOMEM;
@@ -180,6 +188,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
+	pthread_mutex_init(&vm->route_lock, NULL);
 	vm->started_ns = now_ns();
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
@@ -321,6 +330,9 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	}
 	serial_reset(vm->com1);
 	pci_reset_devices(vm->pci);
+	for (struct vm_device *d = vm->devices; d; d = d->next)
+		if (d->reset)
+			d->reset(d->opaque);
 	vm->resets++;
 	if (!vm->paused)
 		vm_resume(vm);
@@ -332,9 +344,18 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	vm_stop(vm);
+	while (vm->devices) {
+		struct vm_device *d = vm->devices;
+
+		vm->devices = d->next;
+		if (d->destroy)
+			d->destroy(d->opaque);
+		free(d);
+	}
 	for (unsigned int i = 0; vm->vcpus && i < vm->ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
+	free(vm->routes);
 	pci_destroy(vm->pci);
 	pm_destroy(vm->pm);
 	i8042_destroy(vm->kbd);
@@ -353,6 +374,7 @@ void vm_destroy(struct vm *vm)
 	if (vm->event_fd >= 0)
 		close(vm->event_fd);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->route_lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
 }

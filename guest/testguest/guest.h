@@ -114,6 +114,9 @@ void acpi_init(void);
 void acpi_poweroff(void);
 void acpi_reset(void);
 
+/* main.c: the value after "key=" on the command line, or NULL. */
+const char *cmdline_arg(const char *key);
+
 /* tests.c */
 bool test_serial(char *why);
 bool test_smp(char *why);
@@ -123,6 +126,8 @@ bool test_acpi(char *why);
 bool test_reboot(char *why);
 bool test_kbdreset(char *why);
 bool test_rtc(char *why);
+bool test_blk(char *why);
+bool test_blkro(char *why);
 void crash_triple_fault(void);
 void crash_bad_instruction(void);
 

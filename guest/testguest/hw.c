@@ -89,7 +89,7 @@ static irq_fn handlers[256];
 #define STUB(n) extern char isr_##n[];
 STUB(0) STUB(1) STUB(2) STUB(3) STUB(4) STUB(5) STUB(6) STUB(7) STUB(8)
 STUB(9) STUB(10) STUB(11) STUB(12) STUB(13) STUB(14) STUB(16) STUB(17)
-STUB(18) STUB(19) STUB(36) STUB(64) STUB(255)
+STUB(18) STUB(19) STUB(36) STUB(64) STUB(80) STUB(255)
 
 static void idt_set(unsigned int v, void *fn)
 {
@@ -116,7 +116,8 @@ void idt_init(void)
 		{ 5, isr_5 }, { 6, isr_6 }, { 7, isr_7 }, { 8, isr_8 }, { 9, isr_9 },
 		{ 10, isr_10 }, { 11, isr_11 }, { 12, isr_12 }, { 13, isr_13 },
 		{ 14, isr_14 }, { 16, isr_16 }, { 17, isr_17 }, { 18, isr_18 },
-		{ 19, isr_19 }, { 36, isr_36 }, { 64, isr_64 }, { 255, isr_255 },
+		{ 19, isr_19 }, { 36, isr_36 }, { 64, isr_64 }, { 80, isr_80 },
+		{ 255, isr_255 },
 	};
 	struct {
 		uint16_t limit;
@@ -137,9 +138,9 @@ void isr_dispatch(uint64_t vector, uint64_t error, uint64_t rip);
 void isr_dispatch(uint64_t vector, uint64_t error, uint64_t rip)
 {
 	if (vector < 32) {
+		/* Say so and power off: a hung guest only makes tests slow. */
 		printf("exception %lu (error %lx) at rip %lx\n", vector, error, rip);
-		for (;;)
-			__asm__ volatile("cli; hlt");
+		acpi_poweroff();
 	}
 	if (handlers[vector])
 		handlers[vector]();

@@ -37,6 +37,7 @@ isr_\vector:
 	stub 19, 0
 	stub 36, 0		/* 0x24: COM1 through the IOAPIC */
 	stub 64, 0		/* 0x40: LAPIC timer */
+	stub 80, 0		/* 0x50: virtio MSI-X */
 	stub 255, 0		/* spurious */
 
 isr_common:

@@ -2,29 +2,48 @@
 /* The little of a C library the guest needs: memory, strings, printf. */
 #include "guest.h"
 
+/*
+ * String instructions, 8 bytes a step where the sizes allow: under KVM's
+ * instruction emulator every step costs about a microsecond.
+ */
 void *memcpy(void *dst, const void *src, size_t n)
 {
-	uint8_t *d = dst;
-	const uint8_t *s = src;
+	void *d = dst;
+	size_t q = n / 8, r = n % 8;
 
-	while (n--)
-		*d++ = *s++;
+	__asm__ volatile("rep movsq" : "+D"(d), "+S"(src), "+c"(q) : : "memory");
+	__asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(r) : : "memory");
 	return dst;
 }
 
 void *memset(void *dst, int c, size_t n)
 {
-	uint8_t *d = dst;
+	void *d = dst;
+	size_t q = n / 8, r = n % 8;
+	uint64_t v = (uint8_t)c * 0x0101010101010101ULL;
 
-	while (n--)
-		*d++ = (uint8_t)c;
+	__asm__ volatile("rep stosq" : "+D"(d), "+c"(q) : "a"(v) : "memory");
+	__asm__ volatile("rep stosb" : "+D"(d), "+c"(r) : "a"(v) : "memory");
 	return dst;
 }
 
 int memcmp(const void *a, const void *b, size_t n)
 {
 	const uint8_t *x = a, *y = b;
+	size_t q = n / 8;
 
+	/* Whole words first (repe cmpsq stops after a difference)... */
+	if (q) {
+		__asm__ volatile("repe cmpsq" : "+S"(x), "+D"(y), "+c"(q) : : "memory", "cc");
+		if (((const uint64_t *)x)[-1] != ((const uint64_t *)y)[-1]) {
+			x -= 8;
+			y -= 8;
+			n = 8;
+		} else {
+			n %= 8;
+		}
+	}
+	/* ...then bytes. */
 	for (size_t i = 0; i < n; i++)
 		if (x[i] != y[i])
 			return x[i] - y[i];

@@ -22,14 +22,18 @@ static const struct test tests[] = {
 	{ "reboot", test_reboot },
 	{ "kbdreset", test_kbdreset },
 	{ "rtc", test_rtc },
+	{ "blk", test_blk },
+	{ "blkro", test_blkro },
 };
 
-static const char *find_arg(const char *cmdline, const char *key)
+static const char *cmdline;
+
+static const char *find_arg(const char *line, const char *key)
 {
 	size_t k = strlen(key);
 
-	for (const char *p = cmdline; *p; p++) {
-		if ((p == cmdline || p[-1] == ' ') && strncmp(p, key, k) == 0 &&
+	for (const char *p = line; *p; p++) {
+		if ((p == line || p[-1] == ' ') && strncmp(p, key, k) == 0 &&
 		    p[k] == '=')
 			return p + k + 1;
 	}
@@ -65,11 +69,16 @@ static void run_test(const char *name, size_t len)
 }
 
 void guest_main(const uint8_t *boot_params);
+const char *cmdline_arg(const char *key)
+{
+	return find_arg(cmdline, key);
+}
+
 void guest_main(const uint8_t *boot_params)
 {
-	const char *cmdline = (const char *)(uint64_t)
-		(*(const uint32_t *)(boot_params + ZP_CMD_LINE_PTR));
 	const char *list;
+
+	cmdline = (const char *)(uint64_t)(*(const uint32_t *)(boot_params + ZP_CMD_LINE_PTR));
 
 	serial_init();
 	printf("testguest: command line '%s'\n", cmdline);

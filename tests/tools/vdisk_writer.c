@@ -12,6 +12,10 @@
  *	until killed.  After each flush completes it prints "durable N":
  *	the first N writes were complete before that flush was issued.
  *
+ *   vdisk_writer blkexpect SEED SIZE OUT
+ *	Write the raw image the test guest's "blk" test must leave on a
+ *	disk of SIZE bytes (guest/testguest/blk_layout.h), to compare with.
+ *
  *   vdisk_writer verify [--read-only] SEED DURABLE IMAGE
  *	Open IMAGE (replaying its log) and check: the first DURABLE writes
  *	read back exactly, later ones hold their data or zeros, and every
@@ -24,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "guest/testguest/blk_layout.h"
 #include "vhdx/vhdx.h"
 
 #define SLOT (384 * 1024)	/* not a divisor of 1 MiB: writes cross blocks */
@@ -315,6 +320,25 @@ static int do_verify(uint64_t seed, uint64_t durable, const char *image, bool ro
 	return bad;
 }
 
+static int do_blkexpect(uint64_t seed, uint64_t size, const char *out)
+{
+	int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	uint8_t buf[4096];
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+		return 2;
+	/* Only W can hold anything but zeros. */
+	for (uint64_t off = BLK_TEST_W0; off < BLK_TEST_W0 + BLK_TEST_WLEN;
+	     off += sizeof(buf)) {
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = blk_test_expected(seed, off + i);
+		if (pwrite(fd, buf, sizeof(buf), (off_t)off) != (ssize_t)sizeof(buf))
+			return 2;
+	}
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	bool ro = false;
@@ -329,6 +353,9 @@ int main(int argc, char **argv)
 	if (argc == 6 && strcmp(argv[1], "pattern") == 0)
 		return do_pattern(strtoull(argv[2], NULL, 0), atol(argv[3]),
 				  argv[4], argv[5]);
+	if (argc == 5 && strcmp(argv[1], "blkexpect") == 0)
+		return do_blkexpect(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0),
+				    argv[4]);
 	if (argc == 4 && strcmp(argv[1], "crash") == 0)
 		return do_crash(strtoull(argv[2], NULL, 0), argv[3]);
 	if (argc == 5 && strcmp(argv[1], "verify") == 0)

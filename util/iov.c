@@ -2,8 +2,9 @@
 /* Helpers for scatter/gather lists. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
-#include "vhdx/internal.h"
+#include "util/util.h"
 
 size_t iov_length(const struct iovec *iov, unsigned int cnt)
 {
