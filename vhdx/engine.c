@@ -78,6 +78,11 @@ unsigned int io_engine_inflight(const struct io_engine *eng)
 	return eng->inflight;
 }
 
+bool io_engine_has_completions(struct io_engine *eng)
+{
+	return eng->deferred || io_uring_cq_ready(&eng->ring) > 0;
+}
+
 int io_engine_submit(struct io_engine *eng)
 {
 	int ret;

@@ -71,6 +71,8 @@ int io_engine_run(struct io_engine *eng, unsigned int min_complete);
 int io_engine_eventfd(struct io_engine *eng);
 /* Requests submitted to the kernel and not yet completed. */
 unsigned int io_engine_inflight(const struct io_engine *eng);
+/* Completions waiting to be run (a cheap look, for polling). */
+bool io_engine_has_completions(struct io_engine *eng);
 
 /* Queue a vectored read or write of the whole of @iov at @offset. */
 int io_engine_rw(struct io_engine *eng, struct io_op *op, int fd, bool write,

@@ -77,6 +77,10 @@ bool virtq_should_interrupt(struct virtq *q);
  * requests.  Returns true if some arrived meanwhile (do not sleep).
  */
 bool virtq_enable_notify(struct virtq *q);
+/* While the device polls the ring, the driver need not notify. */
+void virtq_disable_notify(struct virtq *q);
+/* Requests waiting in the ring (a cheap look, for polling). */
+bool virtq_has_work(struct virtq *q);
 
 /* ---- the device core (virtio.c) --------------------------------------- */
 

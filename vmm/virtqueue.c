@@ -212,3 +212,15 @@ bool virtq_enable_notify(struct virtq *q)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	return load16_acquire(&q->avail->idx) != q->last_avail;
 }
+
+void virtq_disable_notify(struct virtq *q)
+{
+	/* With EVENT_IDX, an avail_event left behind has the same effect. */
+	if (q->enabled && !q->event_idx)
+		store16(&q->used->flags, VRING_USED_F_NO_NOTIFY);
+}
+
+bool virtq_has_work(struct virtq *q)
+{
+	return q->enabled && load16_acquire(&q->avail->idx) != q->last_avail;
+}

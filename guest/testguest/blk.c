@@ -295,6 +295,12 @@ bool test_blk(char *why)
 		return false;
 	virtio_config_read(&v, 0, &capacity, 8);
 	printf("blk: %lu sectors, features %lx\n", capacity, v.features);
+	/* The same through the PCI configuration access window. */
+	if (!v.cfg_cap ||
+	    virtio_cfg_window_read(&v, v.device_bar, v.device_off) != (uint32_t)capacity) {
+		memcpy(why, "the PCI config access window disagrees", 39);
+		return false;
+	}
 	if (!(v.features & (1ULL << VIRTIO_BLK_F_DISCARD)) ||
 	    !(v.features & (1ULL << VIRTIO_BLK_F_WRITE_ZEROES)) ||
 	    !(v.features & (1ULL << VIRTIO_BLK_F_FLUSH))) {

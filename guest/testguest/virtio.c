@@ -103,8 +103,13 @@ static void find_caps(struct vdev *v)
 				v->common = a;
 			else if (type == VIRTIO_PCI_CAP_ISR_CFG)
 				v->isr = a;
-			else if (type == VIRTIO_PCI_CAP_DEVICE_CFG)
+			else if (type == VIRTIO_PCI_CAP_DEVICE_CFG) {
 				v->device = a;
+				v->device_bar = bar;
+				v->device_off = pci_cfg_read32(v->devfn, p + 8);
+			}
+			else if (type == VIRTIO_PCI_CAP_PCI_CFG)
+				v->cfg_cap = p;
 			else if (type == VIRTIO_PCI_CAP_NOTIFY_CFG) {
 				v->notify = a;
 				v->notify_mult = pci_cfg_read32(v->devfn, p + 16);
@@ -202,6 +207,20 @@ int virtio_init(struct vdev *v, uint64_t want, uint16_t qsize)
 	if (r8(COMMON(v, device_status)) & VIRTIO_CONFIG_S_NEEDS_RESET)
 		return -4;
 	return 0;
+}
+
+/*
+ * Read through the PCI-configuration-access capability: point its window
+ * (bar, offset, length) at the device configuration and read the data.
+ */
+uint32_t virtio_cfg_window_read(struct vdev *v, unsigned int bar, uint32_t off)
+{
+	uint32_t dw = pci_cfg_read32(v->devfn, v->cfg_cap + 4);
+
+	pci_cfg_write32(v->devfn, v->cfg_cap + 4, (dw & ~0xFFu) | bar);
+	pci_cfg_write32(v->devfn, v->cfg_cap + 8, off);
+	pci_cfg_write32(v->devfn, v->cfg_cap + 12, 4);
+	return pci_cfg_read32(v->devfn, v->cfg_cap + 16);
 }
 
 uint8_t virtio_status(struct vdev *v)

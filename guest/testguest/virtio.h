@@ -21,6 +21,9 @@ struct vdev {
 	uint64_t common, isr, device, notify;
 	uint32_t notify_mult;
 	unsigned int msix_cap;
+	unsigned int cfg_cap;
+	unsigned int device_bar;
+	uint32_t device_off;
 	uint64_t msix_table;
 	uint64_t features;
 	struct virtq_g q;
@@ -32,6 +35,7 @@ uint64_t virtio_features(struct vdev *v);
 /* Reset, negotiate @want, set up queue 0 with MSI-X, DRIVER_OK. */
 int virtio_init(struct vdev *v, uint64_t want, uint16_t qsize);
 uint8_t virtio_status(struct vdev *v);
+uint32_t virtio_cfg_window_read(struct vdev *v, unsigned int bar, uint32_t off);
 void virtio_config_read(struct vdev *v, unsigned int off, void *out, unsigned int len);
 void virtio_kick(struct vdev *v, const uint16_t *heads, unsigned int n);
 /* Wait for @n more used entries; -1 on timeout. */

@@ -6,7 +6,8 @@ target=$1
 seconds=${FUZZ_SECONDS:-60}
 corpus=$(mktemp -d "${TMPDIR:-/tmp}/fsvisor-corpus.XXXXXX")
 trap 'rm -rf "$corpus"' EXIT
-# Seeds: a clean image, a dirty one, with checksums fixed, and raw bytes.
+# Seeds: for vhdx_open a clean image, a dirty one, with checksums fixed,
+# and raw bytes; the other targets start from these bytes too.
 printf '\001' > "$corpus/clean"
 printf '\002' > "$corpus/dirty"
 printf '\015\000\000\001\000\004abcd' > "$corpus/patched"
