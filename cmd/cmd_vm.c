@@ -19,9 +19,10 @@ static const char vm_usage[] =
 	"                      [--disk PATH[,ro][,format=vhdx|raw][,serial=S]]...\n"
 	"                      [--cpu-mask FEATURE,...] [--on-reboot reset|stop]\n"
 	"                      [--on-triple-fault stop|reset] [--control SOCKET]\n"
-	"                      [--console-log FILE] [--no-console] [--report-startup]\n"
+	"                      [--console-log FILE] [--console-ring FILE] [--no-console]\n"
+	"                      [--report-startup]\n"
 	"       fsvisor vm check [--config VM.json] [options as for run]\n"
-	"       fsvisor vm ctl SOCKET status|pause|resume|reset|stop|kill\n"
+	"       fsvisor vm ctl SOCKET status|pause|resume|reset|shutdown|stop|kill\n"
 	"       fsvisor vm ctl SOCKET console [--all]    follow the console\n"
 	"       fsvisor vm ctl SOCKET send TEXT           type TEXT (\\n for Enter)\n"
 	"The console is on stdin/stdout; on a terminal, Ctrl-a x quits.\n"
@@ -93,6 +94,7 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 		{ "on-triple-fault", required_argument, NULL, 'T' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "console-log", required_argument, NULL, 'L' },
+		{ "console-ring", required_argument, NULL, 'G' },
 		{ "no-console", no_argument, NULL, 'N' },
 		{ "report-startup", no_argument, NULL, 'S' },
 		{ "disk", required_argument, NULL, 'd' },
@@ -153,6 +155,9 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 			break;
 		case 'L':
 			wo.console_log = optarg;
+			break;
+		case 'G':
+			wo.console_ring = optarg;
 			break;
 		case 'N':
 			wo.stdio_console = false;

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -116,6 +117,27 @@ char *base64_encode(const void *data, size_t len);
  * that is not base64 (RFC 4648 alphabet, '=' padding).
  */
 int base64_decode(const char *text, uint8_t **out, size_t *len);
+
+/* ---- ring files (ringfile.c) -------------------------------------------- */
+
+/*
+ * A bounded log on disk: a 4 KiB header (magic, capacity, bytes ever
+ * written) and a data area used as a ring.  One process appends (the VM
+ * worker, console output); others read it at absolute offsets, of which
+ * the last @capacity bytes are kept.
+ */
+struct ringfile;
+
+int ringfile_create(const char *path, uint64_t capacity, struct ringfile **out);
+int ringfile_append(struct ringfile *r, const void *buf, size_t len);
+void ringfile_close(struct ringfile *r);
+/* Bytes ever written, and the oldest absolute offset still kept. */
+int ringfile_extent(const char *path, uint64_t *head, uint64_t *oldest);
+/*
+ * Read up to @len bytes from absolute offset *@off (moved up to the
+ * oldest kept byte if it is older); returns the count, 0 at the end.
+ */
+ssize_t ringfile_read(const char *path, uint64_t *off, void *buf, size_t len);
 
 /* ---- control messages (msg.c) ------------------------------------------- */
 

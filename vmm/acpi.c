@@ -105,6 +105,13 @@ static void gas_none(struct buf *b)
 #define AML_PACKAGE	0x12
 #define AML_EXT		0x5B
 #define AML_DEVICE	0x82
+#define AML_METHOD	0x14
+#define AML_IF		0xA0
+#define AML_LEQUAL	0x93
+#define AML_NOTIFY	0x86
+#define AML_ARG0	0x68
+#define AML_STRING	0x0D
+#define AML_DUALNAME	0x2E
 
 /* Open a construct with a PkgLength; close with aml_close(). */
 static size_t aml_open(struct buf *b)
@@ -182,6 +189,14 @@ static uint32_t eisa_id(const char *id)
 	/* Bytes in order: vendor high, vendor low, product high, low. */
 	return (v >> 8) | (v & 0xFF) << 8 | (product >> 8) << 16 |
 	       (product & 0xFF) << 24;
+}
+
+static void aml_name_string(struct buf *b, const char *name, const char *value)
+{
+	put8(b, AML_NAME);
+	putmem(b, name, 4);
+	put8(b, AML_STRING);
+	putmem(b, value, strlen(value) + 1);
 }
 
 static void aml_device_begin(struct buf *b, size_t *at, const char *name)
@@ -310,6 +325,45 @@ static void build_dsdt(struct buf *b)
 	aml_crs(b, &res);
 	aml_close(b, dev);
 
+	/* The power button, and the Generic Event Device that presses it. */
+	aml_device_begin(b, &dev, "PWRB");
+	aml_name_int(b, "_HID", eisa_id("PNP0C0C"));
+	aml_name_int(b, "_UID", 0);
+	aml_close(b, dev);
+
+	res.len = 0;
+	aml_device_begin(b, &dev, "GED0");
+	aml_name_string(b, "_HID", "ACPI0013");
+	aml_name_int(b, "_UID", 0);
+	put8(&res, 0x89);			/* extended interrupt */
+	putn(&res, 6, 2);
+	put8(&res, 0x03);			/* consumer, edge, high, exclusive */
+	put8(&res, 1);
+	putn(&res, GED_GSI, 4);
+	aml_crs(b, &res);
+	{
+		size_t method, cond;
+
+		/* Method (_EVT, 1) { If (Arg0 == GSI) { Notify (\_SB.PWRB, 0x80) } } */
+		put8(b, AML_METHOD);
+		method = aml_open(b);
+		putmem(b, "_EVT", 4);
+		put8(b, 1);			/* one argument, not serialized */
+		put8(b, AML_IF);
+		cond = aml_open(b);
+		put8(b, AML_LEQUAL);
+		put8(b, AML_ARG0);
+		aml_int(b, GED_GSI);
+		put8(b, AML_NOTIFY);
+		put8(b, '\\');
+		put8(b, AML_DUALNAME);
+		putmem(b, "_SB_PWRB", 8);
+		aml_int(b, 0x80);
+		aml_close(b, cond);
+		aml_close(b, method);
+	}
+	aml_close(b, dev);
+
 	aml_close(b, scope);
 	finish(b);
 }
@@ -321,7 +375,7 @@ static void build_fadt(struct buf *b, uint64_t dsdt)
 	putn(b, (uint32_t)dsdt, 4);
 	put8(b, 0);			/* reserved */
 	put8(b, 0);			/* preferred PM profile: unspecified */
-	putn(b, 9, 2);			/* SCI_INT (unused: hardware-reduced) */
+	putn(b, GED_GSI, 2);		/* SCI_INT: the GED's interrupt */
 	while (b->len < 109)
 		put8(b, 0);		/* legacy PM blocks: none */
 	putn(b, 0x3, 2);		/* IAPC_BOOT_ARCH: legacy devices, 8042 */

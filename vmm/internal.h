@@ -45,6 +45,8 @@
 #define PM_RESET	0x604
 #define PM_RESET_VALUE	0x01
 #define PM_S5_TYPE	5	/* SLP_TYP of \_S5 */
+/* The Generic Event Device's interrupt: the power button (SCI_INT too). */
+#define GED_GSI		9
 
 #define COM1_PORT	0x3F8
 #define COM1_IRQ	4
@@ -201,6 +203,8 @@ void i8042_destroy(struct i8042 *k);
 struct pm;
 struct pm *pm_create(struct vm *vm);
 void pm_destroy(struct pm *pm);
+/* Press the ACPI power button: an edge on the GED's interrupt. */
+void pm_power_button(struct pm *pm);
 
 /* PCI (pci.c) */
 #define PCI_CFG_SIZE 256
@@ -439,12 +443,14 @@ int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd,
 struct vm_device {
 	void (*reset)(void *opaque);
 	void (*destroy)(void *opaque);
+	/* Counters for "status", or NULL. */
+	json_t *(*stats)(void *opaque);
 	void *opaque;
 	struct vm_device *next;
 };
 
 int vm_add_device(struct vm *vm, void (*reset)(void *), void (*destroy)(void *),
-		  void *opaque);
+		  json_t *(*stats)(void *), void *opaque);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id, char *err,

@@ -146,7 +146,7 @@ int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd,
 }
 
 int vm_add_device(struct vm *vm, void (*reset)(void *), void (*destroy)(void *),
-		  void *opaque)
+		  json_t *(*stats)(void *), void *opaque)
 {
 	struct vm_device *d = calloc(1, sizeof(*d));
 
@@ -154,6 +154,7 @@ int vm_add_device(struct vm *vm, void (*reset)(void *), void (*destroy)(void *),
 		return -ENOMEM;
 	d->reset = reset;
 	d->destroy = destroy;
+	d->stats = stats;
 	d->opaque = opaque;
 	d->next = vm->devices;
 	vm->devices = d;

@@ -41,6 +41,13 @@ static void pm_io(void *opaque, uint64_t off, uint8_t *data, unsigned int len,
 	}
 }
 
+void pm_power_button(struct pm *pm)
+{
+	/* Edge-triggered, active high (the GED's _CRS says so). */
+	vm_irq_line(pm->vm, GED_GSI, 1);
+	vm_irq_line(pm->vm, GED_GSI, 0);
+}
+
 struct pm *pm_create(struct vm *vm)
 {
 	struct pm *pm = calloc(1, sizeof(*pm));

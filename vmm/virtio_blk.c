@@ -60,6 +60,7 @@ struct blk_req {
 	uint8_t *status;
 	uint32_t written;		/* bytes for the used ring */
 	uint32_t type;
+	uint64_t bytes;			/* data moved, for the counters */
 	struct blk_req *next;
 };
 
@@ -82,6 +83,10 @@ struct virtio_blk {
 	bool ctl_done;
 	_Atomic bool active;		/* DRIVER_OK and not broken */
 
+	/* Counters, written by the I/O thread, read by "status". */
+	_Atomic uint64_t n_read, n_write, n_flush, n_discard, n_error;
+	_Atomic uint64_t read_bytes, write_bytes;
+
 	struct blk_req *reqs;
 	struct blk_req *free_list;
 	unsigned int inflight;
@@ -98,6 +103,27 @@ static void complete(struct blk_req *r, uint8_t status)
 	struct virtio_blk *b = r->blk;
 
 	*r->status = status;
+	if (status != VIRTIO_BLK_S_OK && status != VIRTIO_BLK_S_UNSUPP) {
+		atomic_fetch_add(&b->n_error, 1);
+	} else if (status == VIRTIO_BLK_S_OK) {
+		switch (r->type) {
+		case VIRTIO_BLK_T_IN:
+			atomic_fetch_add(&b->n_read, 1);
+			atomic_fetch_add(&b->read_bytes, r->bytes);
+			break;
+		case VIRTIO_BLK_T_OUT:
+			atomic_fetch_add(&b->n_write, 1);
+			atomic_fetch_add(&b->write_bytes, r->bytes);
+			break;
+		case VIRTIO_BLK_T_FLUSH:
+			atomic_fetch_add(&b->n_flush, 1);
+			break;
+		case VIRTIO_BLK_T_DISCARD:
+		case VIRTIO_BLK_T_WRITE_ZEROES:
+			atomic_fetch_add(&b->n_discard, 1);
+			break;
+		}
+	}
 	virtq_push(&b->dev.vq[0], r->elem.head, r->written);
 	b->need_publish = true;
 	b->inflight--;
@@ -196,6 +222,7 @@ static void handle(struct virtio_blk *b, struct blk_req *r)
 	last = &e->iov[e->out_num + e->in_num - 1];
 	r->status = (uint8_t *)last->iov_base + last->iov_len - 1;
 	r->written = 1;
+	r->bytes = 0;
 	iov_to_buf(e->iov, e->out_num, 0, &hdr, sizeof(hdr));
 	r->type = le32toh(hdr.type);
 	sector = le64toh(hdr.sector);
@@ -209,6 +236,7 @@ static void handle(struct virtio_blk *b, struct blk_req *r)
 		}
 		n = iov_slice(e->iov + e->out_num, e->in_num, 0, len, r->data);
 		r->written = (uint32_t)len + 1;
+		r->bytes = len;
 		submit(r, VDISK_READ, sector * SECTOR, n, 0);
 		return;
 	case VIRTIO_BLK_T_OUT:
@@ -218,6 +246,7 @@ static void handle(struct virtio_blk *b, struct blk_req *r)
 			return;
 		}
 		n = iov_slice(e->iov, e->out_num, sizeof(hdr), len, r->data);
+		r->bytes = len;
 		submit(r, VDISK_WRITE, sector * SECTOR, n, 0);
 		return;
 	case VIRTIO_BLK_T_FLUSH:
@@ -628,6 +657,21 @@ static void attachment_reset(void *opaque)
 	virtio_pci_reset(a->vp);
 }
 
+static json_t *attachment_stats(void *opaque)
+{
+	struct virtio_blk *b = ((struct blk_attachment *)opaque)->blk;
+
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+		"path", b->cfg->path,
+		"reads", (json_int_t)atomic_load(&b->n_read),
+		"read_bytes", (json_int_t)atomic_load(&b->read_bytes),
+		"writes", (json_int_t)atomic_load(&b->n_write),
+		"write_bytes", (json_int_t)atomic_load(&b->write_bytes),
+		"flushes", (json_int_t)atomic_load(&b->n_flush),
+		"discards", (json_int_t)atomic_load(&b->n_discard),
+		"errors", (json_int_t)atomic_load(&b->n_error));
+}
+
 static void attachment_destroy(void *opaque)
 {
 	struct blk_attachment *a = opaque;
@@ -659,7 +703,8 @@ int virtio_blk_attach(struct vm *vm, const struct vm_disk_config *disk, char *er
 	}
 	ret = virtio_blk_start(a->blk, virtio_pci_kick_fd(a->vp, 0));
 	if (!ret)
-		ret = vm_add_device(vm, attachment_reset, attachment_destroy, a);
+		ret = vm_add_device(vm, attachment_reset, attachment_destroy,
+				    attachment_stats, a);
 	if (ret) {
 		snprintf(err, errlen, "disk %s: cannot start its I/O thread: %s",
 			 disk->path, strerror(-ret));

@@ -17,6 +17,8 @@
 #include <jansson.h>
 
 #define VMM_MAX_CPUS 64
+/* Size of the console ring file (--console-ring). */
+#define CONSOLE_RING_FILE (1024 * 1024)
 
 struct vm_config;
 
@@ -41,6 +43,11 @@ struct vm_worker_opts {
 	const char *control_path;
 	/* Append console output to this file, or NULL. */
 	const char *console_log;
+	/*
+	 * Keep console output in this ring file (util.h: ringfile), or NULL:
+	 * what the service serves as a VM's "console".
+	 */
+	const char *console_ring;
 	/* Report start-up timing and memory on stderr (bench/vmm.sh). */
 	bool report_startup;
 };

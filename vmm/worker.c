@@ -40,6 +40,7 @@ enum tag {
 struct client {
 	int fd;
 	bool console;		/* subscribed to console output */
+	bool events;		/* subscribed to state events */
 	uint64_t cursor;
 };
 
@@ -50,6 +51,7 @@ struct worker {
 	int listen_fd;
 	int sig_fd;
 	int log_fd;
+	struct ringfile *ring;	/* --console-ring */
 	int room_fd;		/* the UART took input: feed it more */
 	bool stdin_open;
 	bool stdin_tty;
@@ -58,6 +60,7 @@ struct worker {
 	bool tty_saved;
 	uint64_t out_cursor;	/* stdout */
 	uint64_t log_cursor;
+	uint64_t ring_cursor;
 	struct client clients[MAX_CLIENTS];
 	uint8_t pending[65536];	/* input the UART has not taken yet */
 	size_t npending;
@@ -119,6 +122,7 @@ static void client_close(struct worker *w, int i)
 	close(w->clients[i].fd);
 	w->clients[i].fd = -1;
 	w->clients[i].console = false;
+	w->clients[i].events = false;
 }
 
 static void send_console(struct worker *w, int i)
@@ -156,6 +160,11 @@ static void drain_console(struct worker *w)
 	if (w->log_fd >= 0) {
 		while ((n = console_read(w->vm->console, &w->log_cursor, buf, sizeof(buf))))
 			write_all(w->log_fd, buf, n);
+	}
+	if (w->ring) {
+		while ((n = console_read(w->vm->console, &w->ring_cursor, buf, sizeof(buf))))
+			if (ringfile_append(w->ring, buf, n))
+				log_warn("console ring %s: write failed", w->opts->console_ring);
 	}
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		if (w->clients[i].fd >= 0 && w->clients[i].console)
@@ -238,6 +247,21 @@ static void read_stdin(struct worker *w)
 
 /* ---- control --------------------------------------------------------- */
 
+/* Counters of the devices that keep them (the disks), in slot order. */
+static json_t *device_stats(struct vm *vm)
+{
+	json_t *list = json_array();
+
+	/* The list is newest first: insert each at the front. */
+	for (struct vm_device *d = vm->devices; d; d = d->next) {
+		json_t *st = d->stats ? d->stats(d->opaque) : NULL;
+
+		if (st)
+			json_array_insert_new(list, 0, st);
+	}
+	return list;
+}
+
 static json_t *status_json(struct worker *w)
 {
 	struct vm *vm = w->vm;
@@ -255,7 +279,7 @@ static json_t *status_json(struct worker *w)
 			"intr", (json_int_t)atomic_load(&s->intr),
 			"other", (json_int_t)atomic_load(&s->other)));
 	}
-	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:o}",
+	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:o, s:o}",
 		"ok", 1,
 		"state", vm->paused ? "paused" : "running",
 		"name", vm->cfg->name,
@@ -266,7 +290,8 @@ static json_t *status_json(struct worker *w)
 		"resets", (int)vm->resets,
 		"unclaimed_port_accesses", (json_int_t)atomic_load(&vm->pio.unclaimed),
 		"unclaimed_mmio_accesses", (json_int_t)atomic_load(&vm->mmio.unclaimed),
-		"vcpus", cpus);
+		"vcpus", cpus,
+		"disks", device_stats(vm));
 }
 
 static json_t *error_reply(const char *fmt, const char *arg)
@@ -294,6 +319,11 @@ static json_t *handle_command(struct worker *w, int i, json_t *req)
 		vm_resume(vm);
 	} else if (strcmp(cmd, "reset") == 0) {
 		vm_post_event(vm, VMEV_RESET, "reset requested");
+	} else if (strcmp(cmd, "shutdown") == 0) {
+		/* Ask the guest: it powers off (or not) in its own time. */
+		pm_power_button(vm->pm);
+	} else if (strcmp(cmd, "subscribe") == 0) {
+		w->clients[i].events = true;
 	} else if (strcmp(cmd, "stop") == 0) {
 		w->exit_status = VM_EXIT_POWEROFF;
 		w->done = true;
@@ -304,6 +334,7 @@ static json_t *handle_command(struct worker *w, int i, json_t *req)
 		const char *from = json_string_value(json_object_get(req, "from"));
 
 		w->clients[i].console = true;
+		w->clients[i].events = true;
 		/* "oldest": replay what the ring still holds; default: now. */
 		if (from && strcmp(from, "oldest") == 0)
 			w->clients[i].cursor = console_oldest(vm->console);
@@ -370,7 +401,7 @@ static void broadcast_state(struct worker *w, const char *state, const char *why
 			      "reason", why);
 
 	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (w->clients[i].fd >= 0 && w->clients[i].console)
+		if (w->clients[i].fd >= 0 && w->clients[i].events)
 			msg_send(w->clients[i].fd, m, NULL, 0);
 	json_decref(m);
 }
@@ -505,6 +536,14 @@ static void report_memory(void)
 
 /* ---- the loop --------------------------------------------------------- */
 
+static void termination_signals(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGTERM);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGHUP);
+}
+
 static int setup(struct worker *w, char *err, size_t errlen)
 {
 	sigset_t mask;
@@ -513,13 +552,7 @@ static int setup(struct worker *w, char *err, size_t errlen)
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (w->epfd < 0)
 		return -errno;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	/* Blocked here, so every thread (the vCPUs too) inherits it. */
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	termination_signals(&mask);
 	w->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (w->sig_fd < 0 || epoll_add(w, w->sig_fd, TAG_SIGNAL) ||
 	    epoll_add(w, console_eventfd(w->vm->console), TAG_CONSOLE) ||
@@ -536,6 +569,14 @@ static int setup(struct worker *w, char *err, size_t errlen)
 			snprintf(err, errlen, "console log %s: %s", w->opts->console_log,
 				 strerror(errno));
 			return -errno;
+		}
+	}
+	if (w->opts->console_ring) {
+		ret = ringfile_create(w->opts->console_ring, CONSOLE_RING_FILE, &w->ring);
+		if (ret) {
+			snprintf(err, errlen, "console ring %s: %s", w->opts->console_ring,
+				 strerror(-ret));
+			return ret;
 		}
 	}
 	if (w->opts->control_path) {
@@ -588,6 +629,15 @@ int vm_worker_run(const struct vm_config *cfg, const struct vm_worker_opts *opts
 	char err[1024] = "";
 	int ret;
 
+	sigset_t mask;
+
+	/*
+	 * Blocked before any thread exists, so every thread (the vCPUs and
+	 * I/O threads too) inherits it and the signals reach the signalfd.
+	 */
+	termination_signals(&mask);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		w.clients[i].fd = -1;
 	ret = vm_create(cfg, &w.vm, err, sizeof(err));
@@ -629,6 +679,7 @@ out:
 	}
 	if (w.log_fd >= 0)
 		close(w.log_fd);
+	ringfile_close(w.ring);
 	if (w.room_fd >= 0)
 		close(w.room_fd);
 	if (w.sig_fd >= 0)

@@ -182,3 +182,54 @@ Test(msg, call_gets_reply)
 	json_decref(req);
 	json_decref(reply);
 }
+
+Test(ringfile, wraps_and_keeps_the_newest)
+{
+	char path[] = "/tmp/fsvisor-ring-XXXXXX";
+	int fd = mkstemp(path);
+	struct ringfile *r;
+	uint64_t head, oldest, off = 0;
+	char buf[64];
+	ssize_t n;
+
+	close(fd);
+	cr_assert_eq(ringfile_create(path, 16, &r), 0);
+	cr_assert_eq(ringfile_append(r, "0123456789", 10), 0);
+	cr_assert_eq(ringfile_extent(path, &head, &oldest), 0);
+	cr_assert_eq(head, 10);
+	cr_assert_eq(oldest, 0);
+	n = ringfile_read(path, &off, buf, sizeof(buf));
+	cr_assert_eq(n, 10);
+	cr_assert_eq(memcmp(buf, "0123456789", 10), 0);
+	cr_assert_eq(ringfile_read(path, &off, buf, sizeof(buf)), 0, "end");
+
+	/* Past the capacity: the oldest bytes go, offsets stay absolute. */
+	cr_assert_eq(ringfile_append(r, "abcdefghij", 10), 0);
+	cr_assert_eq(ringfile_extent(path, &head, &oldest), 0);
+	cr_assert_eq(head, 20);
+	cr_assert_eq(oldest, 4);
+	off = 0;
+	n = ringfile_read(path, &off, buf, sizeof(buf));
+	cr_assert_eq(n, 16);
+	cr_assert_eq(memcmp(buf, "456789abcdefghij", 16), 0);
+	cr_assert_eq(off, 20);
+	off = 12;
+	cr_assert_eq(ringfile_read(path, &off, buf, 3), 3);
+	cr_assert_eq(memcmp(buf, "cde", 3), 0);
+
+	/* A write bigger than the ring keeps its tail. */
+	cr_assert_eq(ringfile_append(r, "ABCDEFGHIJKLMNOPQRSTUVWXYZ", 26), 0);
+	off = 0;
+	cr_assert_eq(ringfile_read(path, &off, buf, sizeof(buf)), 16);
+	cr_assert_eq(memcmp(buf, "KLMNOPQRSTUVWXYZ", 16), 0);
+	ringfile_close(r);
+
+	/* Reopened with the same size, it goes on; not a ring: refused. */
+	cr_assert_eq(ringfile_create(path, 16, &r), 0);
+	cr_assert_eq(ringfile_append(r, "!", 1), 0);
+	ringfile_close(r);
+	cr_assert_eq(ringfile_extent(path, &head, &oldest), 0);
+	cr_assert_eq(head, 47);
+	cr_assert_eq(ringfile_extent("/etc/hostname", &head, &oldest), -EINVAL);
+	unlink(path);
+}
