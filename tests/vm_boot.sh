@@ -2,11 +2,28 @@
 # The VM worker boots the test guest through the Linux boot path, with 1
 # and 2 vCPUs; every device test passes and the guest powers off cleanly.
 # Crashes end with the reason, reboots reset, bad configs are refused.
+# In idle mode the guest stays up, answers the console and obeys the
+# ACPI power button; SIGTERM kills a worker with status 4.
 . "$SOURCE_ROOT/tests/lib.sh"
 need timeout mkfifo
 [ -w /dev/kvm ] || fail "/dev/kvm is not usable here"
 scratch
 F=$FSVISOR
+
+# An idle guest never stops by itself: kill what is left if a check fails.
+workers=
+trap 'for p in $workers; do kill -KILL $p 2>/dev/null; done; rm -rf "$SCRATCH"' EXIT
+
+# wait_worker PID SECONDS: wait for the worker PID and set $status to its
+# exit status; one still running after SECONDS is killed (status 137).
+wait_worker()
+{
+	( sleep "$2"; kill -KILL "$1" ) >/dev/null 2>&1 &
+	ww_dog=$!
+	wait "$1"
+	status=$?
+	kill "$ww_dog" 2>/dev/null
+}
 all=serial,smp,timer,pci,acpi
 
 for cpus in 1 2; do
@@ -84,6 +101,69 @@ grep -q "serial: echo 'typed over the socket'" con.log || fail "input via the so
 grep -q "TEST timer PASS" follow.txt || fail "console follow: $(cat follow.txt)"
 grep -q "waiting for a line" follow.txt || fail "console --all missed the start"
 [ -e ctl.sock ] && fail "the control socket was left behind"
+
+# Idle mode: after its tests the guest stays up, answers console lines
+# and powers off when the ACPI power button (the GED, GSI 9) is pressed.
+"$F" vm run --kernel "$TESTGUEST" --cmdline "tests=serial idle" --mem 64M \
+	--no-console --control idle.sock --console-log idle.log >idle.out 2>&1 &
+wpid=$!
+workers="$workers $wpid"
+wait_for "waiting for a line" idle.log 60 || fail "idle: no prompt: $(tail -3 idle.log)"
+"$F" vm ctl idle.sock send 'hello\n' >/dev/null || fail "idle: send"
+wait_for "testguest: idle" idle.log 30 || fail "idle: not idle: $(tail -3 idle.log)"
+expect_passes idle.log serial
+grep -q "serial: echo 'hello'" idle.log || fail "idle: the serial test's line"
+"$F" vm ctl idle.sock send 'still there?\n' >/dev/null || fail "idle: send"
+wait_for "^echo: still there?" idle.log 30 || fail "idle: no echo: $(tail -3 idle.log)"
+"$F" vm ctl idle.sock status | grep -q '"state": "running"' || fail "idle: not running"
+"$F" vm ctl idle.sock shutdown >/dev/null || fail "shutdown command"
+wait_worker $wpid 30
+[ "$status" -eq 0 ] || fail "power button: exit $status: $(tail -3 idle.out)"
+grep -q "testguest: power button" idle.log || fail "power button: $(tail -3 idle.log)"
+grep -q "guest powered off (ACPI S5)" idle.out || fail "power button: $(cat idle.out)"
+
+# SIGTERM stops a worker with status 4, whatever its threads are doing;
+# the idle guest's heartbeat shows the vCPUs still running until then.
+"$F" vm run --kernel "$TESTGUEST" --cmdline "idle heartbeat=1" --mem 64M \
+	--cpus 2 --no-console --console-log term.log >term.out 2>&1 &
+wpid=$!
+workers="$workers $wpid"
+wait_for "testguest: alive 2" term.log 60 || fail "heartbeat: $(tail -3 term.log)"
+kill -TERM $wpid
+wait_worker $wpid 10
+[ "$status" -eq 4 ] || fail "SIGTERM: exit $status, expected 4: $(tail -3 term.out)"
+
+# The DSDT's AML, checked by ACPICA's disassembler where it is installed
+# (acpica-tools): the guest prints the table in hex.
+if command -v iasl >/dev/null && command -v xxd >/dev/null; then
+	boot_guest 1 "acpi dumpdsdt" dsdt.txt
+	[ "$status" -eq 0 ] || fail "dumpdsdt: exit $status"
+	sed -n 's/^dsdt \([0-9a-f]*\).*/\1/p' dsdt.txt | tr -d '\r\n' | xxd -r -p > dsdt.dat
+	len=$(sed -n 's/^dsdt: \([0-9]*\) bytes.*/\1/p' dsdt.txt)
+	[ "$(wc -c < dsdt.dat)" -eq "${len:-0}" ] || fail "dumpdsdt: $len bytes announced"
+	iasl -d dsdt.dat > iasl.out 2>&1 || fail "iasl -d: $(tail -5 iasl.out)"
+	# iasl decodes misnested AML without complaint: check what is where.
+	block()
+	{
+		awk -v dev="Device ($1)" 'index($0, dev) { on = 1 }
+			on { print; o = gsub(/[{]/, "&"); c = gsub(/[}]/, "&");
+			     n += o - c; if (c && n == 0) exit }' dsdt.dsl
+	}
+	block GED0 > ged.asl
+	block PWRB > pwrb.asl
+	for want in 'Name (_HID, "ACPI0013"' \
+		'Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )' \
+		'0x00000009,' 'Method (_EVT, 1, NotSerialized)' \
+		'If ((Arg0 == 0x09))' 'Notify (\_SB.PWRB, 0x80)'; do
+		grep -qF "$want" ged.asl || fail "DSDT: GED0 has no '$want': $(cat ged.asl)"
+	done
+	grep -qF 'EisaId ("PNP0C0C")' pwrb.asl || fail "DSDT: PWRB: $(cat pwrb.asl)"
+	grep -qF 'Name (_S5, Package (0x04)' dsdt.dsl || fail "DSDT: no _S5"
+	# ...and what it decoded compiles again without a warning.
+	iasl -p again dsdt.dsl > iasl2.out 2>&1 || fail "iasl: $(tail -5 iasl2.out)"
+	grep -q " 0 Errors, 0 Warnings, 0 Remarks" iasl2.out ||
+		fail "iasl: $(grep -i 'error\|warning\|remark' iasl2.out)"
+fi
 
 # Bad configurations are refused before anything runs.
 expect_bad()

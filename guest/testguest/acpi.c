@@ -113,6 +113,7 @@ static bool parse_fadt(const uint8_t *f, uint32_t len)
 		return fail("DSDT missing or bad checksum");
 	if (!parse_s5(d))
 		return fail("DSDT has no \\_S5 package");
+	acpi.dsdt = (const uint8_t *)d;
 	return true;
 }
 
@@ -176,6 +177,28 @@ void acpi_poweroff(void)
 	printf("poweroff failed (%s); halting\n", acpi.ok ? "no effect" : acpi.why);
 	for (;;)
 		__asm__ volatile("cli; hlt");
+}
+
+/*
+ * The DSDT in hex, 32 bytes a line, for the host to disassemble: the
+ * AML the VMM writes is checked by a real AML decoder, not by ours.
+ */
+void acpi_dump_dsdt(void)
+{
+	uint32_t len;
+
+	if (!acpi.dsdt) {
+		printf("dsdt: none (%s)\n", acpi.why);
+		return;
+	}
+	len = rd32(acpi.dsdt + 4);
+	printf("dsdt: %u bytes\n", len);
+	for (uint32_t i = 0; i < len; i++) {
+		if (i % 32 == 0)
+			printf("%sdsdt ", i ? "\n" : "");
+		printf("%02x", acpi.dsdt[i]);
+	}
+	printf("\n");
 }
 
 void acpi_reset(void)

@@ -66,12 +66,26 @@ static inline uint32_t mmio_read32(uint64_t addr)
 
 void serial_putc(char c);
 void serial_init(void);
+/*
+ * COM1 input through IOAPIC pin 4: received bytes go to a ring, lines
+ * come out of serial_getline() (NULL until a whole one is there; valid
+ * until the next call).
+ */
+void serial_rx_start(void);
+void serial_rx_stop(void);
+bool serial_rx_pending(void);
+const char *serial_getline(void);
 /* Busy-wait for about @us microseconds (TSC, calibrated by the PIT). */
 void udelay(uint64_t us);
 void delay_calibrate(void);
 /* Microseconds since delay_calibrate(). */
 uint64_t uptime_us(void);
 uint64_t tsc_rate(void);
+
+/* Interrupt vectors: legacy IRQ n through the IOAPIC at 0x20 + n. */
+#define VEC_COM1 0x24
+#define VEC_PWRB 0x29		/* GSI 9: the GED's ACPI power button */
+#define VEC_TIMER 0x40
 
 void idt_init(void);
 typedef void (*irq_fn)(void);
@@ -91,9 +105,12 @@ void irq_set_handler(unsigned int vector, irq_fn fn);
 uint32_t lapic_read(unsigned int reg);
 void lapic_write(unsigned int reg, uint32_t v);
 void lapic_enable(void);
+/* Periodic LAPIC timer interrupts on @vector every @us; 0 stops it. */
+void lapic_timer_periodic(unsigned int vector, uint64_t us);
 unsigned int lapic_id(void);
 void ioapic_route(uint64_t base, unsigned int pin, unsigned int vector,
 		  unsigned int dest);
+void pic_disable(void);
 
 /* acpi.c */
 struct acpi_info {
@@ -107,15 +124,22 @@ struct acpi_info {
 	uint8_t reset_value;
 	uint8_t s5_type;
 	bool hw_reduced;
+	const uint8_t *dsdt;
 };
 
 extern struct acpi_info acpi;
 void acpi_init(void);
 void acpi_poweroff(void);
 void acpi_reset(void);
+void acpi_dump_dsdt(void);
+
+/* idle.c */
+void idle_run(void);
 
 /* main.c: the value after "key=" on the command line, or NULL. */
 const char *cmdline_arg(const char *key);
+/* Whether the command line has @word on its own ("idle"). */
+bool cmdline_has(const char *word);
 
 /* tests.c */
 bool test_serial(char *why);

@@ -22,6 +22,67 @@ void serial_putc(char c)
 	outb(COM1, (uint8_t)c);
 }
 
+/*
+ * Input: the interrupt handler only moves bytes from the UART to a ring
+ * and always empties the FIFO, because IRQ 4 is an edge: a line left
+ * high would never interrupt again.  Lines are put together outside the
+ * handler, so several can arrive before the main loop gets to them.
+ */
+#define RX_RING 256
+
+static volatile char rx_ring[RX_RING];
+static volatile unsigned int rx_head, rx_tail;
+
+static void com1_irq(void)
+{
+	while (inb(COM1 + 5) & 0x01) {
+		char c = (char)inb(COM1);
+
+		if (rx_head - rx_tail < RX_RING)
+			rx_ring[rx_head++ % RX_RING] = c;
+	}
+}
+
+void serial_rx_start(void)
+{
+	irq_set_handler(VEC_COM1, com1_irq);
+	ioapic_route(acpi.ioapic, 4, VEC_COM1, lapic_id());
+	outb(COM1 + 1, 0x01);		/* received-data interrupts */
+}
+
+void serial_rx_stop(void)
+{
+	outb(COM1 + 1, 0x00);
+}
+
+bool serial_rx_pending(void)
+{
+	return rx_head != rx_tail;
+}
+
+const char *serial_getline(void)
+{
+	static char line[128];
+	static unsigned int len;
+
+	while (rx_tail != rx_head) {
+		char c = rx_ring[rx_tail % RX_RING];
+
+		rx_tail++;
+		if (c == '\r' || c == '\n') {
+			/* "\r\n" and empty lines end nothing. */
+			if (!len)
+				continue;
+			line[len] = 0;
+			len = 0;
+			return line;
+		}
+		if (len < sizeof(line) - 1)
+			line[len++] = c;
+	}
+	return NULL;
+}
+
 /* ---- time: the TSC, calibrated once against the LAPIC timer --------------- */
 
 /*
@@ -51,6 +112,23 @@ void delay_calibrate(void)
 	if ((t1 - t0) / (c0 - c) * LAPIC_COUNTS_PER_US > 0)
 		tsc_per_us = (t1 - t0) * LAPIC_COUNTS_PER_US / (c0 - c);
 	tsc_start = rdtsc();
+}
+
+void lapic_timer_periodic(unsigned int vector, uint64_t us)
+{
+	/* Divide by 128, so that 32 bits of count reach past nine minutes. */
+	uint64_t count = us * LAPIC_COUNTS_PER_US / 128;
+
+	if (count > 0xFFFFFFFF)
+		count = 0xFFFFFFFF;
+	lapic_write(LAPIC_TIMER_INIT, 0);
+	if (!us) {
+		lapic_write(LAPIC_LVT_TIMER, 1u << 16);	/* masked */
+		return;
+	}
+	lapic_write(LAPIC_TIMER_DIV, 0xA);
+	lapic_write(LAPIC_LVT_TIMER, (1u << 17) | vector);
+	lapic_write(LAPIC_TIMER_INIT, count ? (uint32_t)count : 1);
 }
 
 void udelay(uint64_t us)
@@ -89,7 +167,7 @@ static irq_fn handlers[256];
 #define STUB(n) extern char isr_##n[];
 STUB(0) STUB(1) STUB(2) STUB(3) STUB(4) STUB(5) STUB(6) STUB(7) STUB(8)
 STUB(9) STUB(10) STUB(11) STUB(12) STUB(13) STUB(14) STUB(16) STUB(17)
-STUB(18) STUB(19) STUB(36) STUB(64) STUB(80) STUB(255)
+STUB(18) STUB(19) STUB(36) STUB(41) STUB(64) STUB(80) STUB(255)
 
 static void idt_set(unsigned int v, void *fn)
 {
@@ -116,8 +194,8 @@ void idt_init(void)
 		{ 5, isr_5 }, { 6, isr_6 }, { 7, isr_7 }, { 8, isr_8 }, { 9, isr_9 },
 		{ 10, isr_10 }, { 11, isr_11 }, { 12, isr_12 }, { 13, isr_13 },
 		{ 14, isr_14 }, { 16, isr_16 }, { 17, isr_17 }, { 18, isr_18 },
-		{ 19, isr_19 }, { 36, isr_36 }, { 64, isr_64 }, { 80, isr_80 },
-		{ 255, isr_255 },
+		{ 19, isr_19 }, { 36, isr_36 }, { 41, isr_41 }, { 64, isr_64 },
+		{ 80, isr_80 }, { 255, isr_255 },
 	};
 	struct {
 		uint16_t limit;
@@ -170,10 +248,20 @@ unsigned int lapic_id(void)
 	return lapic_read(LAPIC_ID) >> 24;
 }
 
+/* The IOAPIC delivers every interrupt; the 8259s must not as well. */
+void pic_disable(void)
+{
+	outb(0x21, 0xFF);
+	outb(0xA1, 0xFF);
+}
+
 void ioapic_route(uint64_t base, unsigned int pin, unsigned int vector,
 		  unsigned int dest)
 {
-	/* High dword first: destination; then low: vector, edge, unmasked. */
+	/*
+	 * High dword first: destination; then low: vector, fixed delivery,
+	 * edge, active high, unmasked (ISA IRQs and the GED's GSI 9 alike).
+	 */
 	mmio_write32(base, 0x11 + 2 * pin);
 	mmio_write32(base + 0x10, dest << 24);
 	mmio_write32(base, 0x10 + 2 * pin);

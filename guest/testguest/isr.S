@@ -36,6 +36,7 @@ isr_\vector:
 	stub 18, 0
 	stub 19, 0
 	stub 36, 0		/* 0x24: COM1 through the IOAPIC */
+	stub 41, 0		/* 0x29: the ACPI power button (GSI 9) */
 	stub 64, 0		/* 0x40: LAPIC timer */
 	stub 80, 0		/* 0x50: virtio MSI-X */
 	stub 255, 0		/* spurious */

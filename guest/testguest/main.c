@@ -2,7 +2,8 @@
 /*
  * The test guest: reads "tests=a,b,c" from its command line, runs the
  * named tests, prints "TEST <name> PASS" or "TEST <name> FAIL <why>" for
- * each, and powers off through ACPI.
+ * each, and powers off through ACPI, or with "idle" stays up (idle.c).
+ * "dumpdsdt" prints the DSDT in hex first.
  */
 #include "guest.h"
 
@@ -74,6 +75,18 @@ const char *cmdline_arg(const char *key)
 	return find_arg(cmdline, key);
 }
 
+bool cmdline_has(const char *word)
+{
+	size_t k = strlen(word);
+
+	for (const char *p = cmdline; *p; p++) {
+		if ((p == cmdline || p[-1] == ' ') && strncmp(p, word, k) == 0 &&
+		    (p[k] == ' ' || !p[k]))
+			return true;
+	}
+	return false;
+}
+
 void guest_main(const uint8_t *boot_params)
 {
 	const char *list;
@@ -87,6 +100,8 @@ void guest_main(const uint8_t *boot_params)
 	printf("testguest: tsc %lu per us\n", tsc_rate());
 	idt_init();
 	acpi_init();
+	if (cmdline_has("dumpdsdt"))
+		acpi_dump_dsdt();
 	list = find_arg(cmdline, "tests");
 	while (list && *list && *list != ' ') {
 		const char *end = list;
@@ -96,6 +111,8 @@ void guest_main(const uint8_t *boot_params)
 		run_test(list, (size_t)(end - list));
 		list = *end == ',' ? end + 1 : end;
 	}
+	if (cmdline_has("idle"))
+		idle_run();
 	printf("testguest: done\n");
 	acpi_poweroff();
 }

@@ -6,10 +6,6 @@
  */
 #include "guest.h"
 
-#define COM1 0x3F8
-#define VEC_COM1 0x24
-#define VEC_TIMER 0x40
-
 static void set_why(char *why, const char *s)
 {
 	size_t n = strlen(s);
@@ -22,51 +18,29 @@ static void set_why(char *why, const char *s)
 
 /* ---- serial: a line in through IRQ 4, echoed back ------------------------- */
 
-static volatile char line[128];
-static volatile unsigned int line_len;
-static volatile bool line_done;
-
-static void com1_irq(void)
-{
-	while (inb(COM1 + 5) & 0x01) {
-		char c = (char)inb(COM1);
-
-		if (c == '\r' || c == '\n') {
-			if (line_len)
-				line_done = true;
-		} else if (line_len < sizeof(line) - 1 && !line_done) {
-			line[line_len++] = c;
-		}
-	}
-}
-
 bool test_serial(char *why)
 {
+	const char *line = NULL;
 	uint64_t deadline;
 
 	if (!acpi.ioapic) {
 		set_why(why, "no IOAPIC to route IRQ 4 through");
 		return false;
 	}
-	/* The 8259s stay masked: the IOAPIC delivers. */
-	outb(0x21, 0xFF);
-	outb(0xA1, 0xFF);
-	irq_set_handler(VEC_COM1, com1_irq);
-	ioapic_route(acpi.ioapic, 4, VEC_COM1, lapic_id());
+	pic_disable();
+	serial_rx_start();
 	printf("serial: waiting for a line\n");
-	outb(COM1 + 1, 0x01);			/* receive interrupts */
 	__asm__ volatile("sti");
 	deadline = uptime_us() + 30000000;
-	while (!line_done && uptime_us() < deadline)
+	while (!(line = serial_getline()) && uptime_us() < deadline)
 		__asm__ volatile("pause");
 	__asm__ volatile("cli");
-	outb(COM1 + 1, 0x00);
-	if (!line_done) {
+	serial_rx_stop();
+	if (!line) {
 		set_why(why, "no line arrived within 30 s");
 		return false;
 	}
-	line[line_len] = 0;
-	printf("serial: echo '%s'\n", (const char *)line);
+	printf("serial: echo '%s'\n", line);
 	return true;
 }
 

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Idle mode ("idle" on the command line): instead of powering off after
+ * its tests, the guest stays up like a long-running VM.  It sleeps in
+ * hlt and wakes for three things: a console line (answered with
+ * "echo: <line>", so a host can check input still reaches it), the
+ * ACPI power button (it powers off through S5, as an OS would) and, with
+ * "heartbeat=N", a LAPIC timer tick every N seconds ("testguest: alive
+ * K" for the K-th tick), so the console keeps moving.
+ */
+#include "guest.h"
+
+static volatile bool button;
+static volatile unsigned int beats;
+
+static void power_button_irq(void)
+{
+	button = true;
+}
+
+static void heartbeat_irq(void)
+{
+	beats++;
+}
+
+static unsigned int heartbeat_seconds(void)
+{
+	const char *p = cmdline_arg("heartbeat");
+	unsigned int n = 0;
+
+	while (p && *p >= '0' && *p <= '9' && n < 100000)
+		n = n * 10 + (unsigned int)(*p++ - '0');
+	return n;
+}
+
+static bool work_pending(unsigned int beats_seen)
+{
+	return button || beats != beats_seen || serial_rx_pending();
+}
+
+void idle_run(void)
+{
+	unsigned int period = heartbeat_seconds(), seen = 0;
+	const char *line;
+
+	if (!acpi.ioapic) {
+		printf("testguest: idle needs an IOAPIC (%s)\n", acpi.why);
+		acpi_poweroff();
+	}
+	pic_disable();
+	/*
+	 * The GED's _CRS says GSI 9, edge, active high: the same IOAPIC
+	 * entry an ISA IRQ gets.  Presses before this point are lost, as
+	 * they would be on a machine whose OS has not booted yet.
+	 */
+	irq_set_handler(VEC_PWRB, power_button_irq);
+	ioapic_route(acpi.ioapic, 9, VEC_PWRB, lapic_id());
+	serial_rx_start();
+	if (period) {
+		irq_set_handler(VEC_TIMER, heartbeat_irq);
+		lapic_timer_periodic(VEC_TIMER, (uint64_t)period * 1000000);
+	}
+	printf("testguest: idle\n");
+	for (;;) {
+		/*
+		 * Check with interrupts off, then "sti; hlt": the STI shadow
+		 * holds interrupts until hlt has begun, so a wakeup that
+		 * arrives after the check is not slept through.
+		 */
+		__asm__ volatile("cli" : : : "memory");
+		if (work_pending(seen))
+			__asm__ volatile("sti" : : : "memory");
+		else
+			__asm__ volatile("sti; hlt" : : : "memory");
+		if (button) {
+			printf("testguest: power button\n");
+			acpi_poweroff();
+		}
+		while (seen != beats)
+			printf("testguest: alive %u\n", ++seen);
+		while ((line = serial_getline()))
+			printf("echo: %s\n", line);
+	}
+}
