@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * fsvisor disk: create, inspect, check, convert and benchmark virtual
- * disks, in the manner of qemu-img.
+ * fsvisor disk: create, inspect, check, grow, convert and benchmark
+ * virtual disks, in the manner of qemu-img.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +24,7 @@ static const char disk_usage[] =
 	"         [--log-size N] FILE SIZE\n"
 	"  info [--json] FILE\n"
 	"  check [--repair] FILE          exit 0: clean, 1: problems, 2: cannot check\n"
+	"  resize FILE SIZE               grow a VHDX or raw disk (never shrinks)\n"
 	"  convert [-O vhdx|raw] [--type dynamic|fixed] [--block-size N] SRC DST\n"
 	"  bench [--rw read|write|randread|randwrite] [--bs N] [--qd N] [--direct]\n"
 	"        [--count N] [--step N] [--seed N] FILE\n";
@@ -286,6 +287,35 @@ static int disk_check(int argc, char **argv)
 		printf(", %u repaired", res.repaired);
 	printf(".\n");
 	return repair && res.repaired == res.problems ? 0 : 1;
+}
+
+/* ---- resize -------------------------------------------------------- */
+
+static int disk_resize(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	uint64_t size;
+	char err[512];
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return printf("%s", disk_usage) < 0;
+		return usage_error("bad option");
+	}
+	if (argc - optind != 2)
+		return usage_error("resize needs FILE and SIZE");
+	if (parse_size_arg("size", argv[optind + 1], &size))
+		return EXIT_USAGE;
+	if (vdisk_resize(argv[optind], size, err, sizeof(err))) {
+		fprintf(stderr, "fsvisor disk resize: %s\n", err);
+		return 1;
+	}
+	return 0;
 }
 
 /* ---- convert ------------------------------------------------------- */
@@ -709,6 +739,7 @@ int cmd_disk(int argc, char **argv)
 		{ "create", "create a VHDX file", disk_create },
 		{ "info", "describe a disk image", disk_info },
 		{ "check", "check (and repair) a VHDX file", disk_check },
+		{ "resize", "grow a disk", disk_resize },
 		{ "convert", "copy an image to VHDX or raw", disk_convert },
 		{ "bench", "measure I/O rates", disk_bench },
 	};

@@ -11,6 +11,7 @@
 
 #include "cmd/commands.h"
 #include "util/util.h"
+#include "service/service.h"
 #include "vmm/vmm.h"
 
 static const char vm_usage[] =
@@ -355,6 +356,9 @@ static int vm_ctl(int argc, char **argv)
 
 int cmd_vm(int argc, char **argv)
 {
+	/* Started by the service, not by people: not in the usage. */
+	if (argc >= 2 && strcmp(argv[1], "monitor") == 0)
+		return service_monitor(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "ctl") == 0)
 		return vm_ctl(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "run") == 0)

@@ -17,6 +17,8 @@ static const struct command commands[] = {
 	{ "help", "show the subcommands, or help for one", cmd_help },
 	{ "version", "print the version", cmd_version },
 	{ "disk", "create, inspect, check, convert, benchmark disk images", cmd_disk },
+	{ "mount", "bring up the service: VMs and disks as files under a mount", cmd_mount },
+	{ "ls", "list the VMs (or disks) of a mount", cmd_ls },
 	{ "vm", "run one VM in this process (console on stdio)", cmd_vm },
 };
 

@@ -7,6 +7,7 @@ TEST_NAME=$(basename "$0" .sh)
 fail()
 {
 	echo "FAIL $TEST_NAME: $*" >&2
+	command -v fail_hook >/dev/null 2>&1 && fail_hook
 	exit 1
 }
 
@@ -91,4 +92,82 @@ expect_passes()
 		grep -q "^TEST $t PASS" "$ep_out" ||
 			fail "TEST $t did not pass: $(grep "TEST $t" "$ep_out" || tail -5 "$ep_out")"
 	done
+}
+
+# ---- a mounted service ---------------------------------------------------
+
+# mount_service: bring up the service on $SCRATCH/mnt with its state in
+# $SCRATCH/state (after scratch); sets MNT and STATE.  On exit the VMs'
+# workers are killed, the mount goes and the scratch directory with it.
+mount_service()
+{
+	MNT=$SCRATCH/mnt
+	STATE=$SCRATCH/state
+	trap cleanup_service EXIT
+	"$FSVISOR" mount "$MNT" --state "$STATE" || fail "fsvisor mount failed"
+}
+
+# The service's pid, from its lock file.
+service_pid()
+{
+	head -n1 "$STATE/lock" 2>/dev/null
+}
+
+# stop_service [-9]: unmount (or kill -9) and wait for the service to go.
+stop_service()
+{
+	ss_pid=$(service_pid)
+	if [ "${1:-}" = -9 ]; then
+		kill -9 "$ss_pid" 2>/dev/null
+	else
+		umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null
+	fi
+	i=0
+	while kill -0 "$ss_pid" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -0 "$ss_pid" 2>/dev/null && fail "the service (pid $ss_pid) did not stop"
+	return 0
+}
+
+cleanup_service()
+{
+	if [ -n "${STATE:-}" ]; then
+		for p in "$STATE"/vms/*/worker.pid; do
+			[ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
+		done
+		pid=$(service_pid)
+		umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+		i=0
+		while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+	fi
+	rm -rf "$SCRATCH"
+}
+
+# Show the service's log when a test fails.
+fail_hook()
+{
+	if [ -n "${STATE:-}" ] && [ -f "$STATE/service.log" ]; then
+		echo "--- service log (last 30 lines) ---" >&2
+		tail -n 30 "$STATE/service.log" >&2
+	fi
+}
+
+# expect_value FILE VALUE: FILE reads VALUE (one line).
+expect_value()
+{
+	ev_got=$(cat "$1" 2>&1)
+	[ "$ev_got" = "$2" ] || fail "$1 reads '$ev_got', expected '$2'"
+}
+
+# expect_write FILE VALUE ERRNO: one write of VALUE gets ERRNO ("ok" for
+# success).
+expect_write()
+{
+	ew_got=$("$FSOP" write "$1" "$2")
+	[ "$ew_got" = "$3" ] || fail "writing '$(printf '%.60s' "$2")' to $1 gave $ew_got, expected $3"
 }

@@ -375,7 +375,13 @@ static void build_fadt(struct buf *b, uint64_t dsdt)
 	putn(b, (uint32_t)dsdt, 4);
 	put8(b, 0);			/* reserved */
 	put8(b, 0);			/* preferred PM profile: unspecified */
-	putn(b, GED_GSI, 2);		/* SCI_INT: the GED's interrupt */
+	/*
+	 * SCI_INT: none.  A hardware-reduced platform has no SCI (ACPI 5.2.9:
+	 * the OS ignores the field); the power button is the GED's own
+	 * edge-triggered interrupt, which an old kernel taking 9 for a
+	 * level-triggered SCI would fight over.
+	 */
+	putn(b, 0, 2);
 	while (b->len < 109)
 		put8(b, 0);		/* legacy PM blocks: none */
 	putn(b, 0x3, 2);		/* IAPC_BOOT_ARCH: legacy devices, 8042 */

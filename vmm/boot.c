@@ -265,6 +265,16 @@ int kernel_load(const char *path, struct kernel_image *k, char *err,
 	return ret;
 }
 
+int vmm_kernel_check(const char *path, char *err, size_t errlen)
+{
+	struct kernel_image k;
+	int ret = kernel_load(path, &k, err, errlen);
+
+	if (!ret)
+		kernel_free(&k);
+	return ret;
+}
+
 void kernel_free(struct kernel_image *k)
 {
 	free(k->data);

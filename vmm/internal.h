@@ -45,7 +45,7 @@
 #define PM_RESET	0x604
 #define PM_RESET_VALUE	0x01
 #define PM_S5_TYPE	5	/* SLP_TYP of \_S5 */
-/* The Generic Event Device's interrupt: the power button (SCI_INT too). */
+/* The Generic Event Device's interrupt: the power button. */
 #define GED_GSI		9
 
 #define COM1_PORT	0x3F8

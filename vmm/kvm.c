@@ -88,3 +88,15 @@ const char *vmm_kvm_problem(int *api)
 	close(fd);
 	return NULL;
 }
+
+unsigned int vmm_max_cpus(void)
+{
+	char why[256];
+	int fd, n;
+
+	if (kvm_open(&fd, why, sizeof(why)))
+		return VMM_MAX_CPUS;
+	n = kvm_max_vcpus(fd);
+	close(fd);
+	return n < VMM_MAX_CPUS ? (unsigned int)n : VMM_MAX_CPUS;
+}

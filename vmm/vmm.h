@@ -35,6 +35,13 @@ json_t *vm_config_to_json(const struct vm_config *cfg);
 
 /* Why /dev/kvm cannot be used, or NULL if it can (API version in *api). */
 const char *vmm_kvm_problem(int *api);
+/* Most vCPUs a VM may have here: VMM_MAX_CPUS or less if KVM says so. */
+unsigned int vmm_max_cpus(void);
+/*
+ * Whether @path is a kernel we can boot (bzImage with a 64-bit entry, or
+ * ELF64 x86-64); a sentence saying why not otherwise.
+ */
+int vmm_kernel_check(const char *path, char *err, size_t errlen);
 
 struct vm_worker_opts {
 	/* Console on stdin/stdout (the terminal in raw mode if it is one). */

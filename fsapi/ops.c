@@ -1,0 +1,633 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The FUSE requests: each one turns an inode number into the service's
+ * path, asks the service, and answers.  Files are opened with direct I/O
+ * (their size is not known until they are read, and a read must always
+ * see the current value); names and stable attributes are cached by the
+ * kernel until the service says they changed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fsapi/internal.h"
+#include "util/util.h"
+
+static struct fsapi *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void to_stat(const struct svc_stat *st, fuse_ino_t ino, struct stat *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->st_ino = ino;
+	out->st_mode = st->mode | (st->kind == SVC_DIR ? S_IFDIR :
+				   st->kind == SVC_LINK ? S_IFLNK : S_IFREG);
+	out->st_nlink = st->nlink;
+	out->st_uid = st->uid;
+	out->st_gid = st->gid;
+	out->st_size = (off_t)st->size;
+	out->st_blksize = 4096;
+	out->st_blocks = (blkcnt_t)((st->size + 511) / 512);
+	out->st_mtim = st->mtime;
+	out->st_ctim = st->mtime;
+	out->st_atim = st->mtime;
+}
+
+static char *join(const char *parent, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s%s%s", parent, parent[0] ? "/" : "", name) < 0)
+		return NULL;
+	return p;
+}
+
+/* Path of @parent + "/" + @name, or NULL after answering the error. */
+static char *child_path(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char *dir = inode_path(&fs_of(req)->inodes, parent), *p;
+
+	if (!dir) {
+		fuse_reply_err(req, ESTALE);
+		return NULL;
+	}
+	p = join(dir, name);
+	free(dir);
+	if (!p)
+		fuse_reply_err(req, ENOMEM);
+	return p;
+}
+
+static char *node_path(fuse_req_t req, fuse_ino_t ino)
+{
+	char *p = inode_path(&fs_of(req)->inodes, ino);
+
+	if (!p)
+		fuse_reply_err(req, ESTALE);
+	return p;
+}
+
+/* Fill @e for @path (adding one lookup); 0 or a negative errno. */
+static int make_entry(struct fsapi *fs, const char *path, const struct svc_stat *st,
+		      struct fuse_entry_param *e)
+{
+	struct inode *n = inode_get(&fs->inodes, path, 1);
+
+	if (!n)
+		return -ENOMEM;
+	memset(e, 0, sizeof(*e));
+	e->ino = n->ino;
+	e->generation = 1;
+	to_stat(st, n->ino, &e->attr);
+	e->attr_timeout = st->volatile_attrs ? 0 : ATTR_TTL;
+	e->entry_timeout = ENTRY_TTL;
+	return 0;
+}
+
+static void reply_entry(fuse_req_t req, const char *path)
+{
+	struct fsapi *fs = fs_of(req);
+	struct fuse_entry_param e;
+	struct svc_stat st;
+	int ret = service_stat(fs->svc, path, &st);
+
+	if (!ret)
+		ret = make_entry(fs, path, &st, &e);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else if (fuse_reply_entry(req, &e) == -ENOENT)
+		inode_forget(&fs->inodes, e.ino, 1);	/* the caller went away */
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char *path = child_path(req, parent, name);
+
+	if (!path)
+		return;
+	reply_entry(req, path);
+	free(path);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	inode_forget(&fs_of(req)->inodes, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		inode_forget(&fs_of(req)->inodes, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct svc_stat st;
+	struct stat out;
+	char *path = node_path(req, ino);
+	int ret;
+
+	(void)fi;
+	if (!path)
+		return;
+	ret = service_stat(fs_of(req)->svc, path, &st);
+	free(path);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	to_stat(&st, ino, &out);
+	fuse_reply_attr(req, &out, st.volatile_attrs ? 0 : ATTR_TTL);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	char *path = node_path(req, ino);
+	int ret = 0;
+
+	if (!path)
+		return;
+	/* Modes and owners are the service's to decide. */
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+		ret = -EPERM;
+	else if (to_set & FUSE_SET_ATTR_SIZE)
+		ret = service_truncate(fs_of(req)->svc, path, (uint64_t)attr->st_size);
+	free(path);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	/* Times are accepted and ignored: `touch` works, nothing changes. */
+	op_getattr(req, ino, fi);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char *path = node_path(req, ino), buf[512];
+	int ret;
+
+	if (!path)
+		return;
+	ret = service_readlink(fs_of(req)->svc, path, buf, sizeof(buf));
+	free(path);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	char *path = child_path(req, parent, name);
+	int ret;
+
+	(void)mode;
+	if (!path)
+		return;
+	ret = service_mkdir(fs_of(req)->svc, path);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		reply_entry(req, path);
+	free(path);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char *path = child_path(req, parent, name);
+
+	if (!path)
+		return;
+	fuse_reply_err(req, -service_rmdir(fs_of(req)->svc, path));
+	free(path);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	char *path = child_path(req, parent, name);
+	int ret;
+
+	if (!path)
+		return;
+	ret = service_symlink(fs_of(req)->svc, link, path);
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else
+		reply_entry(req, path);
+	free(path);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char *path = child_path(req, parent, name);
+
+	if (!path)
+		return;
+	fuse_reply_err(req, -service_unlink(fs_of(req)->svc, path));
+	free(path);
+}
+
+/* New files, hard links, renames, devices: the tree is the service's. */
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)fi;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)parent;
+	(void)name;
+	(void)mode;
+	(void)rdev;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	(void)newname;
+	fuse_reply_err(req, EPERM);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	(void)parent;
+	(void)name;
+	(void)newparent;
+	(void)newname;
+	(void)flags;
+	fuse_reply_err(req, EPERM);
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsapi *fs = fs_of(req);
+	struct handle *h;
+	char *path = node_path(req, ino);
+	int ret;
+
+	if (!path)
+		return;
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		free(path);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ret = service_open_file(fs->svc, path, fi->flags, &h->file);
+	free(path);
+	if (ret) {
+		free(h);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	h->ino = ino;
+	pthread_mutex_lock(&fs->lock);
+	h->next = fs->handles.next;
+	h->prev = &fs->handles;
+	fs->handles.next->prev = h;
+	fs->handles.next = h;
+	pthread_mutex_unlock(&fs->lock);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	fi->noflush = 1;	/* close() needs no round trip */
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* The opener went away before it got the file. */
+		pthread_mutex_lock(&fs->lock);
+		h->prev->next = h->next;
+		h->next->prev = h->prev;
+		pthread_mutex_unlock(&fs->lock);
+		service_close_file(h->file);
+		free(h);
+	}
+}
+
+static struct handle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = handle_of(fi);
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = service_read(h->file, (uint64_t)off, buf, size);
+	if (n == -EAGAIN && !(fi->flags & O_NONBLOCK)) {
+		free(buf);
+		pending_add(fs_of(req), req, h, size);
+		return;
+	}
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static bool req_interrupted(void *ctx)
+{
+	return fuse_req_interrupted(ctx);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	ssize_t n = service_write(handle_of(fi)->file, (uint64_t)off, buf, size,
+				  req_interrupted, req);
+
+	(void)ino;
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	fuse_reply_err(req, -service_flush_file(handle_of(fi)->file));
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fsapi *fs = fs_of(req);
+	struct handle *h = handle_of(fi);
+
+	(void)ino;
+	pthread_mutex_lock(&fs->lock);
+	h->prev->next = h->next;
+	h->next->prev = h->prev;
+	if (h->ph)
+		fuse_pollhandle_destroy(h->ph);
+	pthread_mutex_unlock(&fs->lock);
+	service_close_file(h->file);
+	free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		    struct fuse_pollhandle *ph)
+{
+	struct fsapi *fs = fs_of(req);
+	struct handle *h = handle_of(fi);
+	unsigned int revents;
+
+	(void)ino;
+	/* Armed before looking, so a change in between still wakes it. */
+	if (ph) {
+		pthread_mutex_lock(&fs->lock);
+		if (h->ph)
+			fuse_pollhandle_destroy(h->ph);
+		h->ph = ph;
+		pthread_mutex_unlock(&fs->lock);
+	}
+	revents = service_poll(h->file);
+	fuse_reply_poll(req, revents);
+}
+
+/* ---- directories -------------------------------------------------------- */
+
+struct dir_entry {
+	char *name;
+	struct svc_stat st;
+};
+
+struct dir_list {
+	char *path;
+	struct dir_entry *e;
+	size_t n, cap;
+};
+
+static int collect(void *ctx, const char *name, const struct svc_stat *st)
+{
+	struct dir_list *d = ctx;
+
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 32;
+		struct dir_entry *e = realloc(d->e, cap * sizeof(*e));
+
+		if (!e)
+			return 1;
+		d->e = e;
+		d->cap = cap;
+	}
+	d->e[d->n].name = strdup(name);
+	d->e[d->n].st = *st;
+	if (d->e[d->n].name)
+		d->n++;
+	return 0;
+}
+
+static void free_list(struct dir_list *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	free(d->e);
+	free(d->path);
+	free(d);
+}
+
+/* The listing is taken at opendir, so that offsets stay meaningful. */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dir_list *d = calloc(1, sizeof(*d));
+	int ret;
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	d->path = node_path(req, ino);
+	if (!d->path) {
+		free(d);
+		return;
+	}
+	ret = service_readdir(fs_of(req)->svc, d->path, collect, d);
+	if (ret) {
+		free_list(d);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		free_list(d);
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi, bool plus)
+{
+	struct fsapi *fs = fs_of(req);
+	struct dir_list *d = (struct dir_list *)(uintptr_t)fi->fh;
+	char *buf = malloc(size), *path;
+	size_t used = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Offsets: 0 ".", 1 "..", 2 + i the listing's entry i. */
+	for (size_t i = (size_t)off; i < d->n + 2; i++) {
+		struct fuse_entry_param e = { 0 };
+		const char *name = i == 0 ? "." : i == 1 ? ".." : d->e[i - 2].name;
+		size_t need;
+
+		need = plus ? fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0)
+			    : fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+		if (used + need > size)
+			break;
+		if (i < 2) {
+			/* The kernel takes no reference for these two. */
+			e.attr.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			path = join(d->path, name);
+			if (!path)
+				break;
+			if (plus) {
+				if (make_entry(fs, path, &d->e[i - 2].st, &e)) {
+					free(path);
+					break;
+				}
+			} else {
+				e.attr.st_ino = inode_find(&fs->inodes, path);
+				e.attr.st_mode = d->e[i - 2].st.kind == SVC_DIR ? S_IFDIR :
+						 d->e[i - 2].st.kind == SVC_LINK ? S_IFLNK : S_IFREG;
+			}
+			free(path);
+		}
+		if (plus)
+			used += fuse_add_direntry_plus(req, buf + used, size - used, name,
+						       &e, (off_t)i + 1);
+		else
+			used += fuse_add_direntry(req, buf + used, size - used, name,
+						  &e.attr, (off_t)i + 1);
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	readdir_common(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	free_list((struct dir_list *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs v = { 0 };
+	uint64_t blocks, bfree, bavail, files;
+	uint32_t bsize;
+	int ret;
+
+	(void)ino;
+	ret = service_statfs(fs_of(req)->svc, &blocks, &bfree, &bavail, &bsize, &files);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	v.f_bsize = bsize;
+	v.f_frsize = bsize;
+	v.f_blocks = blocks;
+	v.f_bfree = bfree;
+	v.f_bavail = bavail;
+	v.f_files = files;
+	v.f_namemax = NAME_MAX_LEN;
+	fuse_reply_statfs(req, &v);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* `>` sends O_TRUNC with the open rather than a separate truncate. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* ls -l gets names and attributes in one go, every time. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+const struct fuse_lowlevel_ops fsapi_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.create = op_create,
+	.poll = op_poll,
+};

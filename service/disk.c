@@ -1,0 +1,782 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Disk objects: a virtual disk declared under disks/NAME, its definition
+ * in <state>/disks/NAME/disk.json, and its file: one the service created
+ * there (disk.vhdx or disk.raw) or one it adopted, which it never deletes.
+ * "data" shows the virtual disk's contents through the disk library.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "service/internal.h"
+
+#define MAX_DISK_SIZE	(64ULL << 40)	/* the VHDX limit */
+
+const char *disk_format_name(enum vdisk_format f)
+{
+	return f == VDISK_FORMAT_RAW ? "raw" : "vhdx";
+}
+
+static const char *type_name(enum vdisk_type t)
+{
+	return t == VDISK_TYPE_FIXED ? "fixed" :
+	       t == VDISK_TYPE_DIFFERENCING ? "differencing" : "dynamic";
+}
+
+void disk_free(struct disk_obj *d)
+{
+	if (d->data)
+		vdisk_close(d->data);
+	pthread_mutex_destroy(&d->data_lock);
+	free(d->file);
+	free(d->dir);
+	free(d);
+}
+
+static struct disk_obj *disk_alloc(struct service *s, const char *name)
+{
+	struct disk_obj *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->dir = svc_path(s, "disks", name);
+	d->refs = 1;
+	d->type = VDISK_TYPE_DYNAMIC;
+	d->format = VDISK_FORMAT_VHDX;
+	pthread_mutex_init(&d->data_lock, NULL);
+	svc_touch(&d->mtime);
+	return d;
+}
+
+/* In use: attached to a VM that runs, or its data file is open. */
+bool disk_in_use(struct service *s, struct disk_obj *d)
+{
+	struct vm_obj *vm = disk_user(s, d->name, NULL);
+
+	return d->data_users || d->busy || (vm && (vm_is_active(vm) || vm->busy));
+}
+
+/* Why the disk cannot change now, as a sentence; NULL if it can. */
+static const char *busy_reason(struct service *s, struct disk_obj *d, char *buf,
+			       size_t len)
+{
+	struct vm_obj *vm = disk_user(s, d->name, NULL);
+
+	if (vm && vm_is_active(vm))
+		snprintf(buf, len, "VM %s, which uses it, is %s", vm->name,
+			 vm_state_name(vm->state));
+	else if (d->data_users)
+		snprintf(buf, len, "its data file is open");
+	else if (d->busy)
+		snprintf(buf, len, "it is busy (%s)", d->progress);
+	else
+		return NULL;
+	return buf;
+}
+
+/* ---- persistence ------------------------------------------------------ */
+
+static int disk_save(struct disk_obj *d)
+{
+	json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:b, s:I, s:s, s:s}",
+				"name", d->name,
+				"type", type_name(d->type),
+				"format", disk_format_name(d->format),
+				"file", d->file ? json_string(d->file) : json_null(),
+				"adopted", d->adopted,
+				"size", (json_int_t)d->size,
+				"error", d->error,
+				"progress", d->progress);
+	char *path;
+	int ret;
+
+	if (asprintf(&path, "%s/disk.json", d->dir) < 0) {
+		json_decref(doc);
+		return -ENOMEM;
+	}
+	ret = json_file_save(path, doc);
+	if (ret)
+		log_error("disk %s: saving %s failed: %s", d->name, path, strerror(-ret));
+	free(path);
+	json_decref(doc);
+	return ret;
+}
+
+static void disk_changed(struct service *s, struct disk_obj *d, const char *file,
+			 const char *value)
+{
+	svc_touch(&d->mtime);
+	svc_notify(s, SVC_CHANGED, "disks/%s/%s", d->name, file);
+	svc_notify(s, SVC_CHANGED, "disks/%s/used", d->name);
+	svc_notify(s, SVC_CHANGED, "disks/%s/data", d->name);
+	svc_event(s, "disk", d->name, "%s %s", file, value);
+}
+
+static void remove_dir(const char *path)
+{
+	DIR *dir = opendir(path);
+	struct dirent *e;
+
+	if (dir) {
+		while ((e = readdir(dir))) {
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(dirfd(dir), e->d_name, 0);
+		}
+		closedir(dir);
+	}
+	if (rmdir(path) < 0 && errno != ENOENT)
+		log_warn("cannot remove %s: %s", path, strerror(errno));
+}
+
+int disk_define(struct service *s, const char *name)
+{
+	struct disk_obj *d;
+	int ret;
+
+	if (disk_find(s, name))
+		return -EEXIST;
+	d = disk_alloc(s, name);
+	if (!d)
+		return -ENOMEM;
+	remove_dir(d->dir);	/* left by an interrupted mkdir */
+	if (mkdir(d->dir, 0700) < 0) {
+		ret = -errno;
+		log_error("disk %s: cannot create %s: %s", name, d->dir, strerror(errno));
+		disk_put(d);
+		return ret;
+	}
+	ret = disk_save(d);
+	if (!ret)
+		ret = svc_list_insert((void ***)&s->disks, &s->ndisks, &s->disks_cap, d);
+	if (ret) {
+		remove_dir(d->dir);
+		disk_put(d);
+		return ret;
+	}
+	svc_event(s, "disk", name, "defined");
+	return 0;
+}
+
+int disk_delete(struct service *s, struct disk_obj *d)
+{
+	struct vm_obj *vm;
+	char why[256];
+	int slot;
+
+	vm = disk_user(s, d->name, &slot);
+	if (vm)
+		return disk_fail(s, d, -EBUSY, "rmdir: VM %s uses it (disks/%d); remove the link first",
+				 vm->name, slot);
+	if (busy_reason(s, d, why, sizeof(why)))
+		return disk_fail(s, d, -EBUSY, "rmdir: %s", why);
+	/* Our own file goes with the disk; an adopted one stays. */
+	if (d->file && !d->adopted && unlink(d->file) < 0 && errno != ENOENT)
+		log_warn("disk %s: cannot remove %s: %s", d->name, d->file, strerror(errno));
+	remove_dir(d->dir);
+	svc_list_remove((void **)s->disks, &s->ndisks, d->name);
+	d->deleted = true;
+	svc_event(s, "disk", d->name, "deleted");
+	disk_put(d);
+	return 0;
+}
+
+static int disk_load(struct service *s, const char *name)
+{
+	struct disk_obj *d = disk_alloc(s, name);
+	json_t *doc, *v;
+	char err[512], *path;
+	struct stat st;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	if (asprintf(&path, "%s/disk.json", d->dir) < 0)
+		abort();
+	ret = json_file_load(path, &doc, err, sizeof(err));
+	if (ret == -ENOENT) {
+		log_warn("disk %s: no disk.json (an interrupted mkdir): removing %s",
+			 name, d->dir);
+		remove_dir(d->dir);
+		free(path);
+		disk_put(d);
+		return 0;
+	}
+	if (ret) {
+		log_error("disk %s: %s: %s; left alone", name, path, err);
+		free(path);
+		disk_put(d);
+		return 0;
+	}
+	if (stat(path, &st) == 0)
+		d->mtime = st.st_mtim;
+	free(path);
+	v = json_object_get(doc, "type");
+	if (json_is_string(v) && strcmp(json_string_value(v), "fixed") == 0)
+		d->type = VDISK_TYPE_FIXED;
+	v = json_object_get(doc, "format");
+	if (json_is_string(v) && strcmp(json_string_value(v), "raw") == 0)
+		d->format = VDISK_FORMAT_RAW;
+	v = json_object_get(doc, "file");
+	if (json_is_string(v))
+		d->file = svc_strdup(json_string_value(v));
+	d->adopted = json_is_true(json_object_get(doc, "adopted"));
+	v = json_object_get(doc, "size");
+	if (json_is_integer(v) && json_integer_value(v) >= 0)
+		d->size = (uint64_t)json_integer_value(v);
+	v = json_object_get(doc, "error");
+	if (json_is_string(v))
+		snprintf(d->error, sizeof(d->error), "%s", json_string_value(v));
+	v = json_object_get(doc, "progress");
+	if (json_is_string(v))
+		snprintf(d->progress, sizeof(d->progress), "%s", json_string_value(v));
+	json_decref(doc);
+
+	/*
+	 * A file of ours that the definition does not name was being created
+	 * when the service stopped: the write never succeeded, so it goes.
+	 */
+	for (int i = 0; i < 4; i++) {
+		static const char *const ours[] = { "disk.vhdx", "disk.raw",
+						    "disk.vhdx.new", "disk.raw.new" };
+		char *p;
+
+		if (asprintf(&p, "%s/%s", d->dir, ours[i]) < 0)
+			abort();
+		if ((!d->file || strcmp(d->file, p) != 0) && unlink(p) == 0)
+			log_warn("disk %s: removed %s, left by an interrupted create", name, p);
+		free(p);
+	}
+	if (d->file && access(d->file, F_OK) < 0)
+		log_error("disk %s: its file %s is missing", name, d->file);
+	ret = svc_list_insert((void ***)&s->disks, &s->ndisks, &s->disks_cap, d);
+	if (ret)
+		disk_put(d);
+	return ret;
+}
+
+int disk_load_all(struct service *s)
+{
+	char *dir = svc_path(s, "disks", "");
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	int ret = 0;
+
+	free(dir);
+	if (!dp)
+		return -errno;
+	while (!ret && (e = readdir(dp))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (!name_valid(e->d_name)) {
+			log_warn("disks/%s: not a valid name; ignored", e->d_name);
+			continue;
+		}
+		ret = disk_load(s, e->d_name);
+	}
+	closedir(dp);
+	return ret;
+}
+
+/* ---- size: creating and growing ------------------------------------------- */
+
+static int create_file(struct disk_obj *d, uint64_t size, char **out, char *why,
+		       size_t whylen)
+{
+	char *path, *tmp;
+	int ret = 0, fd;
+
+	if (asprintf(&path, "%s/disk.%s", d->dir, disk_format_name(d->format)) < 0 ||
+	    asprintf(&tmp, "%s.new", path) < 0)
+		abort();
+	unlink(tmp);
+	if (d->format == VDISK_FORMAT_VHDX) {
+		struct vhdx_create_opts o = { .size = size, .type = d->type };
+
+		ret = vhdx_create(tmp, &o, why, whylen);
+	} else {
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			ret = -errno;
+		} else {
+			if (ftruncate(fd, (off_t)size) < 0)
+				ret = -errno;
+			else if (d->type == VDISK_TYPE_FIXED)
+				ret = -posix_fallocate(fd, 0, (off_t)size);
+			if (!ret && fsync(fd) < 0)
+				ret = -errno;
+			close(fd);
+		}
+		if (ret)
+			snprintf(why, whylen, "%s", strerror(-ret));
+	}
+	if (!ret && rename(tmp, path) < 0) {
+		ret = -errno;
+		snprintf(why, whylen, "%s", strerror(errno));
+	}
+	if (!ret) {
+		/* The rename must be on disk before the definition names it. */
+		int dfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		*out = path;
+	} else {
+		unlink(tmp);
+		free(path);
+	}
+	free(tmp);
+	return ret;
+}
+
+static int store_size(struct service *s, void *obj, const char *value,
+		      svc_interrupted_fn intr, void *ctx)
+{
+	struct disk_obj *d = obj;
+	char why[512], a[SIZE_STR_MAX], b[SIZE_STR_MAX];
+	uint64_t size;
+	char *path = NULL;
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	if (busy_reason(s, d, why, sizeof(why)))
+		return disk_fail(s, d, -EBUSY, "size: %s", why);
+	ret = size_parse(value, &size);
+	if (ret)
+		return disk_fail(s, d, -EINVAL, "size: '%s' is not a size (like 20G)%s", value,
+				 ret == -ERANGE ? ": too large" : "");
+	if (size == 0)
+		return disk_fail(s, d, -EINVAL, "size: a disk needs more than 0 bytes");
+	if (size % 512)
+		return disk_fail(s, d, -EINVAL, "size: %s is not a multiple of 512 bytes", value);
+	if (size > MAX_DISK_SIZE)
+		return disk_fail(s, d, -EINVAL, "size: %s is over the VHDX limit of 64T", value);
+	if (d->file) {
+		if (size == d->size)
+			return 0;
+		if (size < d->size)
+			return disk_fail(s, d, -EINVAL,
+					 "size: %s is smaller than the disk (%s); shrinking would lose data and is not supported",
+					 size_format(size, a, sizeof(a)),
+					 size_format(d->size, b, sizeof(b)));
+		return disk_fail(s, d, -EINVAL, "size: growing a disk is not available yet");
+	}
+	if (d->type == VDISK_TYPE_FIXED) {
+		struct statvfs v;
+
+		if (statvfs(d->dir, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < size)
+			return disk_fail(s, d, -ENOSPC,
+					 "size: a fixed disk of %s needs that much space; %s is free",
+					 size_format(size, a, sizeof(a)),
+					 size_format_human((uint64_t)v.f_bavail * v.f_frsize,
+							   b, sizeof(b)));
+	}
+
+	/* Creating a fixed disk takes a while: others may go on meanwhile. */
+	d->busy = true;
+	snprintf(d->progress, sizeof(d->progress), "0%% create");
+	d->refs++;
+	svc_unlock(s);
+	ret = create_file(d, size, &path, why, sizeof(why));
+	svc_lock(s);
+	d->busy = false;
+	if (ret) {
+		snprintf(d->progress, sizeof(d->progress), "create failed");
+		ret = disk_fail(s, d, ret == -ENOSPC ? -ENOSPC : -EIO, "size: creating the file failed: %s",
+				why);
+		disk_put(d);
+		return ret;
+	}
+	d->file = path;
+	d->adopted = false;
+	d->size = size;
+	snprintf(d->progress, sizeof(d->progress), "100%% create");
+	ret = disk_save(d);
+	if (ret) {
+		unlink(path);
+		free(d->file);
+		d->file = NULL;
+		d->size = 0;
+		ret = disk_fail(s, d, -EIO, "size: cannot save the definition: %s", strerror(-ret));
+		disk_put(d);
+		return ret;
+	}
+	snprintf(a, sizeof(a), "%llu", (unsigned long long)size);
+	disk_changed(s, d, "size", a);
+	disk_changed(s, d, "file", path);
+	disk_changed(s, d, "progress", d->progress);
+	disk_put(d);
+	return 0;
+}
+
+static int show_size(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%llu\n", (unsigned long long)((struct disk_obj *)obj)->size);
+	return 0;
+}
+
+/* ---- type and format ------------------------------------------------------ */
+
+static int settable(struct service *s, struct disk_obj *d, const char *file)
+{
+	if (d->file)
+		return disk_fail(s, d, -EBUSY,
+				 "%s: the disk has its file (%s) already; this is set before 'size' (fsvisor disk convert makes a copy in another format)",
+				 file, d->file);
+	return 0;
+}
+
+static int store_type(struct service *s, void *obj, const char *value,
+		      svc_interrupted_fn intr, void *ctx)
+{
+	struct disk_obj *d = obj;
+	enum vdisk_type old = d->type;
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	ret = settable(s, d, "type");
+	if (ret)
+		return ret;
+	if (strcmp(value, "dynamic") == 0)
+		d->type = VDISK_TYPE_DYNAMIC;
+	else if (strcmp(value, "fixed") == 0)
+		d->type = VDISK_TYPE_FIXED;
+	else if (strcmp(value, "differencing") == 0)
+		return disk_fail(s, d, -EINVAL,
+				 "type: differencing disks are not available yet (they come with checkpoints)");
+	else
+		return disk_fail(s, d, -EINVAL, "type: '%s' is not one of: dynamic fixed", value);
+	ret = disk_save(d);
+	if (ret) {
+		d->type = old;
+		return disk_fail(s, d, -EIO, "type: cannot save the definition: %s", strerror(-ret));
+	}
+	disk_changed(s, d, "type", value);
+	return 0;
+}
+
+static int show_type(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%s\n", type_name(((struct disk_obj *)obj)->type));
+	return 0;
+}
+
+static int store_format(struct service *s, void *obj, const char *value,
+			svc_interrupted_fn intr, void *ctx)
+{
+	struct disk_obj *d = obj;
+	enum vdisk_format old = d->format;
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	ret = settable(s, d, "format");
+	if (ret)
+		return ret;
+	if (strcmp(value, "vhdx") == 0)
+		d->format = VDISK_FORMAT_VHDX;
+	else if (strcmp(value, "raw") == 0)
+		d->format = VDISK_FORMAT_RAW;
+	else if (strcmp(value, "vhd") == 0)
+		return disk_fail(s, d, -EINVAL,
+				 "format: VHD is not available yet; use vhdx (or raw)");
+	else
+		return disk_fail(s, d, -EINVAL, "format: '%s' is not one of: vhdx raw", value);
+	ret = disk_save(d);
+	if (ret) {
+		d->format = old;
+		return disk_fail(s, d, -EIO, "format: cannot save the definition: %s",
+				 strerror(-ret));
+	}
+	disk_changed(s, d, "format", value);
+	return 0;
+}
+
+static int show_format(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%s\n", disk_format_name(((struct disk_obj *)obj)->format));
+	return 0;
+}
+
+/* ---- file: adopting ------------------------------------------------------ */
+
+static int store_file(struct service *s, void *obj, const char *value,
+		      svc_interrupted_fn intr, void *ctx)
+{
+	struct disk_obj *d = obj;
+	struct vdisk_open_opts o = { .format = VDISK_FORMAT_AUTO, .no_io = true };
+	const struct vdisk_info *info;
+	char real[PATH_MAX], why[512];
+	size_t slen = strlen(s->state_dir);
+	struct vdisk *vd;
+	struct stat st;
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	if (d->file)
+		return disk_fail(s, d, -EBUSY, "file: the disk has its file (%s) already", d->file);
+	if (value[0] != '/')
+		return disk_fail(s, d, -EINVAL, "file: '%s' is not an absolute path", value);
+	if (!realpath(value, real))
+		return disk_fail(s, d, errno == ENOENT ? -ENOENT : -EINVAL, "file: %s: %s",
+				 value, strerror(errno));
+	if (stat(real, &st) < 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)))
+		return disk_fail(s, d, -EINVAL, "file: %s is not a regular file or block device",
+				 value);
+	if (strncmp(real, s->state_dir, slen) == 0 && real[slen] == '/')
+		return disk_fail(s, d, -EINVAL,
+				 "file: %s is inside the state directory, whose files are fsvisor's own",
+				 value);
+	for (size_t i = 0; i < s->ndisks; i++) {
+		if (s->disks[i]->file && strcmp(s->disks[i]->file, real) == 0)
+			return disk_fail(s, d, -EBUSY, "file: disk %s has %s already",
+					 s->disks[i]->name, real);
+	}
+	if (access(real, R_OK | W_OK) < 0)
+		return disk_fail(s, d, -EPERM, "file: %s: %s", value, strerror(errno));
+	ret = vdisk_open(real, &o, &vd, why, sizeof(why));
+	if (ret)
+		return disk_fail(s, d, -EINVAL, "file: %s", why);
+	info = vdisk_info(vd);
+	if (info->type == VDISK_TYPE_DIFFERENCING) {
+		vdisk_close(vd);
+		return disk_fail(s, d, -EINVAL,
+				 "file: %s is a differencing disk; those are not available yet", value);
+	}
+	d->file = svc_strdup(real);
+	d->adopted = true;
+	d->format = info->format == VDISK_FORMAT_RAW ? VDISK_FORMAT_RAW : VDISK_FORMAT_VHDX;
+	d->type = info->type;
+	d->size = info->virtual_size;
+	vdisk_close(vd);
+	ret = disk_save(d);
+	if (ret) {
+		free(d->file);
+		d->file = NULL;
+		d->adopted = false;
+		d->size = 0;
+		return disk_fail(s, d, -EIO, "file: cannot save the definition: %s", strerror(-ret));
+	}
+	disk_changed(s, d, "file", real);
+	return 0;
+}
+
+static int show_file(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%s\n", ((struct disk_obj *)obj)->file ? ((struct disk_obj *)obj)->file : "");
+	return 0;
+}
+
+static int show_used(struct service *s, void *obj, FILE *out)
+{
+	struct disk_obj *d = obj;
+	struct stat st;
+
+	(void)s;
+	fprintf(out, "%llu\n", d->file && stat(d->file, &st) == 0 ?
+		(unsigned long long)st.st_blocks * 512 : 0ULL);
+	return 0;
+}
+
+/* ---- ctl: check -------------------------------------------------------- */
+
+struct problems {
+	unsigned int n;
+	char text[ERROR_MAX - 128];
+};
+
+static void collect(void *ctx, const char *problem)
+{
+	struct problems *p = ctx;
+	size_t len = strlen(p->text);
+
+	if (p->n++ == 0)
+		snprintf(p->text, sizeof(p->text), "%s", problem);
+	else if (len + 3 < sizeof(p->text))
+		snprintf(p->text + len, sizeof(p->text) - len, "; %s", problem);
+}
+
+static int disk_check(struct service *s, struct disk_obj *d)
+{
+	struct vhdx_check_result res = { 0 };
+	struct problems p = { 0 };
+	char why[256];
+	int ret;
+
+	if (!d->file)
+		return disk_fail(s, d, -EINVAL, "check: the disk has no file yet");
+	if (busy_reason(s, d, why, sizeof(why)))
+		return disk_fail(s, d, -EBUSY, "check: %s", why);
+	if (d->format == VDISK_FORMAT_RAW) {
+		snprintf(d->progress, sizeof(d->progress), "100%% check: raw, nothing to check");
+		disk_changed(s, d, "progress", "check");
+		return 0;
+	}
+	d->busy = true;
+	snprintf(d->progress, sizeof(d->progress), "0%% check");
+	d->refs++;
+	svc_unlock(s);
+	ret = vhdx_check(d->file, false, collect, &p, &res);
+	svc_lock(s);
+	d->busy = false;
+	if (ret) {
+		snprintf(d->progress, sizeof(d->progress), "check failed");
+		ret = disk_fail(s, d, -EIO, "check: cannot read %s: %s", d->file, strerror(-ret));
+	} else if (p.n) {
+		snprintf(d->progress, sizeof(d->progress), "100%% check: %u problem%s", p.n,
+			 p.n == 1 ? "" : "s");
+		ret = disk_fail(s, d, -EIO, "check: %u problem%s: %s (fsvisor disk check --repair %s)",
+				p.n, p.n == 1 ? "" : "s", p.text, d->file);
+	} else {
+		snprintf(d->progress, sizeof(d->progress), "100%% check: clean");
+	}
+	disk_save(d);
+	disk_changed(s, d, "progress", d->progress);
+	disk_put(d);
+	return ret;
+}
+
+static int store_ctl(struct service *s, void *obj, const char *value,
+		     svc_interrupted_fn intr, void *ctx)
+{
+	struct disk_obj *d = obj;
+
+	(void)intr;
+	(void)ctx;
+	if (strcmp(value, "check") == 0)
+		return disk_check(s, d);
+	if (strcmp(value, "compact") == 0 || strcmp(value, "merge") == 0)
+		return disk_fail(s, d, -EINVAL, "ctl: '%s' is not available yet", value);
+	return disk_fail(s, d, -EINVAL, "ctl: unknown command '%s'; disks take: check", value);
+}
+
+static int show_progress(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%s\n", ((struct disk_obj *)obj)->progress);
+	return 0;
+}
+
+static int show_error(struct service *s, void *obj, FILE *out)
+{
+	struct disk_obj *d = obj;
+
+	(void)s;
+	if (d->error[0])
+		fprintf(out, "%s\n", d->error);
+	return 0;
+}
+
+/* ---- data ------------------------------------------------------------- */
+
+int disk_data_open(struct service *s, struct disk_obj *d, bool write)
+{
+	struct vdisk_open_opts o = { .format = d->format };
+	char why[512];
+	int ret;
+
+	(void)write;
+	if (!d->file)
+		return disk_fail(s, d, -EINVAL, "data: the disk has no file yet");
+	{
+		struct vm_obj *vm = disk_user(s, d->name, NULL);
+
+		if ((vm && (vm_is_active(vm) || vm->busy)) || d->busy)
+			return disk_fail(s, d, -EBUSY, "data: %s",
+					 busy_reason(s, d, why, sizeof(why)) ? why : "in use");
+	}
+	if (!d->data) {
+		/* Read-write when we may: the disk is ours while no VM runs. */
+		o.read_only = access(d->file, W_OK) < 0;
+		ret = vdisk_open(d->file, &o, &d->data, why, sizeof(why));
+		if (ret)
+			return disk_fail(s, d, ret == -ENOENT ? -ENOENT : -EIO, "data: %s", why);
+		d->data_rw = !o.read_only;
+	}
+	d->data_users++;
+	return 0;
+}
+
+void disk_data_close(struct service *s, struct disk_obj *d)
+{
+	(void)s;
+	if (--d->data_users)
+		return;
+	pthread_mutex_lock(&d->data_lock);
+	if (vdisk_close(d->data))
+		log_error("disk %s: closing %s failed; run fsvisor disk check", d->name, d->file);
+	d->data = NULL;
+	pthread_mutex_unlock(&d->data_lock);
+	svc_notify(s, SVC_CHANGED, "disks/%s/used", d->name);
+}
+
+ssize_t disk_data_read(struct disk_obj *d, uint64_t off, void *buf, size_t len)
+{
+	int ret;
+
+	if (off >= d->size)
+		return 0;
+	if (len > d->size - off)
+		len = (size_t)(d->size - off);
+	pthread_mutex_lock(&d->data_lock);
+	ret = vdisk_pread(d->data, buf, len, off);
+	pthread_mutex_unlock(&d->data_lock);
+	return ret ? ret : (ssize_t)len;
+}
+
+ssize_t disk_data_write(struct disk_obj *d, uint64_t off, const void *buf,
+			size_t len)
+{
+	int ret;
+
+	if (!d->data_rw)
+		return -EROFS;
+	/* Like a block device: the end is the end. */
+	if (off >= d->size)
+		return len ? -ENOSPC : 0;
+	if (len > d->size - off)
+		len = (size_t)(d->size - off);
+	pthread_mutex_lock(&d->data_lock);
+	ret = vdisk_pwrite(d->data, buf, len, off);
+	pthread_mutex_unlock(&d->data_lock);
+	return ret ? ret : (ssize_t)len;
+}
+
+int disk_data_flush(struct disk_obj *d)
+{
+	int ret;
+
+	pthread_mutex_lock(&d->data_lock);
+	ret = d->data ? vdisk_flush(d->data) : 0;
+	pthread_mutex_unlock(&d->data_lock);
+	return ret;
+}
+
+const struct attr disk_attrs[] = {
+	{ "size", A_READ | A_WRITE, show_size, store_size },
+	{ "type", A_READ | A_WRITE, show_type, store_type },
+	{ "format", A_READ | A_WRITE, show_format, store_format },
+	{ "file", A_READ | A_WRITE, show_file, store_file },
+	{ "used", A_READ | A_VOLATILE, show_used, NULL },
+	{ "ctl", A_WRITE | A_CTL, NULL, store_ctl },
+	{ "progress", A_READ, show_progress, NULL },
+	{ "error", A_READ, show_error, NULL },
+	{ "data", A_READ | A_WRITE | A_DATA, NULL, NULL },
+};
+const size_t n_disk_attrs = ARRAY_SIZE(disk_attrs);

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The files at the top of the tree (README, version, events) and host/:
+ * what a script needs to know about the machine before it defines VMs.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "fsvisor_config.h"
+#include "service/internal.h"
+#include "vmm/vmm.h"
+
+static const char readme[] =
+	"fsvisor: virtual machines and disks as files.\n"
+	"\n"
+	"  vms/NAME/     mkdir = define a VM, rmdir = delete it\n"
+	"    ctl         write: start stop shutdown kill pause resume reset\n"
+	"    state       off starting running paused stopping crashed\n"
+	"    status      a summary; stats: counters\n"
+	"    cpus, memory/startup, boot/kernel, boot/initrd, boot/cmdline\n"
+	"    disks/N     ln -s ../../../disks/DISK vms/NAME/disks/0\n"
+	"    console     serial output (tail -f); write to type\n"
+	"    error       why the last write failed; events: what happened\n"
+	"  disks/NAME/   mkdir = declare a disk\n"
+	"    type format (before size), size (creates the file, then grows it),\n"
+	"    file (write a path to adopt a file), used, ctl (check), data\n"
+	"  host/         cpus memory memory_free kvm\n"
+	"  events        every event, one line each (blocking read)\n"
+	"\n"
+	"Sizes take K M G T suffixes and read back in bytes.  A bad write fails\n"
+	"with an errno and the reason goes to the object's error file.\n"
+	"Reference: docs/filesystem.md in the fsvisor sources.\n";
+
+static int show_readme(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	(void)obj;
+	fputs(readme, out);
+	return 0;
+}
+
+static int show_version(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	(void)obj;
+	fprintf(out, "%s\n", FSVISOR_VERSION);
+	return 0;
+}
+
+const struct attr root_attrs[] = {
+	{ "README", A_READ, show_readme, NULL },
+	{ "version", A_READ, show_version, NULL },
+	{ "events", A_READ | A_EVENTS, NULL, NULL },
+};
+const size_t n_root_attrs = ARRAY_SIZE(root_attrs);
+
+static int show_cpus(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	(void)obj;
+	fprintf(out, "%ld\n", sysconf(_SC_NPROCESSORS_ONLN));
+	return 0;
+}
+
+static int show_memory(struct service *s, void *obj, FILE *out)
+{
+	struct sysinfo si;
+
+	(void)s;
+	(void)obj;
+	if (sysinfo(&si) < 0)
+		return -errno;
+	fprintf(out, "%llu\n", (unsigned long long)si.totalram * si.mem_unit);
+	return 0;
+}
+
+/* MemAvailable: what can be given to guests without swapping. */
+static int show_memory_free(struct service *s, void *obj, FILE *out)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	unsigned long long kib = 0;
+	char line[256];
+
+	(void)s;
+	(void)obj;
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	fprintf(out, "%llu\n", kib * 1024);
+	return 0;
+}
+
+static int show_kvm(struct service *s, void *obj, FILE *out)
+{
+	const char *why;
+	int api = 0;
+
+	(void)s;
+	(void)obj;
+	why = vmm_kvm_problem(&api);
+	if (why)
+		fprintf(out, "unusable: %s\n", why);
+	else
+		fprintf(out, "api %d\n", api);
+	return 0;
+}
+
+const struct attr host_attrs[] = {
+	{ "cpus", A_READ | A_VOLATILE, show_cpus, NULL },
+	{ "memory", A_READ | A_VOLATILE, show_memory, NULL },
+	{ "memory_free", A_READ | A_VOLATILE, show_memory_free, NULL },
+	{ "kvm", A_READ | A_VOLATILE, show_kvm, NULL },
+};
+const size_t n_host_attrs = ARRAY_SIZE(host_attrs);

@@ -1,0 +1,1303 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The service's object tree: opening the state directory, resolving
+ * paths to objects and their files, and the operations fsapi maps file
+ * system requests to.  What a file means is in its object's attribute
+ * table (vm.c, disk.c, host.c); this file only routes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "service/internal.h"
+
+/* ---- helpers shared by the service's files ------------------------------ */
+
+void svc_lock(struct service *s)
+{
+	pthread_mutex_lock(&s->lock);
+}
+
+void svc_unlock(struct service *s)
+{
+	pthread_mutex_unlock(&s->lock);
+}
+
+void svc_notify(struct service *s, enum svc_change what, const char *fmt, ...)
+{
+	char path[512];
+	va_list ap;
+
+	if (!s->notify)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	s->notify(s->notify_ctx, what, path);
+}
+
+int svc_fail(struct service *s, const char *kind, const char *name,
+	     char *error, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(error, ERROR_MAX, fmt, ap);
+	va_end(ap);
+	log_warn("%s %s: %s", kind, name, error);
+	svc_notify(s, SVC_CHANGED, "%ss/%s/error", kind, name);
+	return err;
+}
+
+void svc_touch(struct timespec *t)
+{
+	clock_gettime(CLOCK_REALTIME, t);
+}
+
+char *svc_strdup(const char *str)
+{
+	char *p = strdup(str ? str : "");
+
+	if (!p)
+		abort();	/* a few bytes: nothing sensible to do without them */
+	return p;
+}
+
+char *svc_path(struct service *s, const char *sub, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s/%s", s->state_dir, sub, name) < 0)
+		abort();
+	return p;
+}
+
+void svc_tail_text(int dirfd, const char *file, char *buf, size_t len)
+{
+	char text[4096];
+	ssize_t n;
+	int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC);
+	off_t size;
+	char *start, *end;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	n = pread(fd, text, sizeof(text) - 1,
+		  size > (off_t)sizeof(text) - 1 ? size - (off_t)sizeof(text) + 1 : 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	text[n] = '\0';
+	/* The last non-empty line, which is where the worker says why. */
+	end = text + n;
+	while (end > text && (end[-1] == '\n' || end[-1] == ' '))
+		*--end = '\0';
+	start = strrchr(text, '\n');
+	start = start ? start + 1 : text;
+	/* The worker prefixes its messages: keep the reason only. */
+	if (strncmp(start, "fsvisor vm: ", 12) == 0)
+		start += 12;
+	snprintf(buf, len, "%s", start);
+}
+
+/* Binary search in a sorted array of objects (both start with the name). */
+static size_t find_index(void **arr, size_t n, const char *name, bool *found)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		/* Every object starts with its name. */
+		int c = strcmp((const char *)arr[mid], name);
+
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+struct vm_obj *vm_find(struct service *s, const char *name)
+{
+	bool found;
+	size_t i = find_index((void **)s->vms, s->nvms, name, &found);
+
+	return found ? s->vms[i] : NULL;
+}
+
+struct disk_obj *disk_find(struct service *s, const char *name)
+{
+	bool found;
+	size_t i = find_index((void **)s->disks, s->ndisks, name, &found);
+
+	return found ? s->disks[i] : NULL;
+}
+
+int svc_list_insert(void ***arr, size_t *n, size_t *cap, void *obj)
+{
+	bool found;
+	size_t i = find_index(*arr, *n, (const char *)obj, &found);
+
+	if (found)
+		return -EEXIST;
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		void **p = realloc(*arr, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*arr = p;
+		*cap = ncap;
+	}
+	memmove(*arr + i + 1, *arr + i, (*n - i) * sizeof(**arr));
+	(*arr)[i] = obj;
+	(*n)++;
+	return 0;
+}
+
+void svc_list_remove(void **arr, size_t *n, const char *name)
+{
+	bool found;
+	size_t i = find_index(arr, *n, name, &found);
+
+	if (!found)
+		return;
+	memmove(arr + i, arr + i + 1, (*n - i - 1) * sizeof(*arr));
+	(*n)--;
+}
+
+struct vm_obj *disk_user(struct service *s, const char *name, int *slot)
+{
+	for (size_t i = 0; i < s->nvms; i++) {
+		for (int k = 0; k < SLOTS; k++) {
+			if (s->vms[i]->slot[k] && strcmp(s->vms[i]->slot[k], name) == 0) {
+				if (slot)
+					*slot = k;
+				return s->vms[i];
+			}
+		}
+	}
+	return NULL;
+}
+
+void vm_put(struct vm_obj *vm)
+{
+	if (--vm->refs == 0)
+		vm_free(vm);
+}
+
+void disk_put(struct disk_obj *d)
+{
+	if (--d->refs == 0)
+		disk_free(d);
+}
+
+/* ---- resolving paths ------------------------------------------------ */
+
+enum node_type {
+	N_ROOT,
+	N_ROOTFILE,
+	N_HOST,
+	N_HOSTFILE,
+	N_VMS,
+	N_VM,
+	N_VMDIR,		/* memory/, boot/ */
+	N_VMFILE,
+	N_SLOTS,		/* vms/NAME/disks/ */
+	N_SLOT,
+	N_DISKS,
+	N_DISK,
+	N_DISKFILE,
+};
+
+struct node {
+	enum node_type type;
+	const struct attr *attr;
+	struct vm_obj *vm;
+	struct disk_obj *disk;
+	int slot;
+	const char *sub;	/* N_VMDIR: the directory's name in @rest */
+	size_t sublen;
+};
+
+#define MAX_DEPTH 5
+
+static int split(const char *path, char comp[MAX_DEPTH][NAME_MAX_LEN * 2 + 2],
+		 int *n)
+{
+	*n = 0;
+	while (*path) {
+		const char *end = strchr(path, '/');
+		size_t len = end ? (size_t)(end - path) : strlen(path);
+
+		if (*n == MAX_DEPTH || len == 0 || len >= NAME_MAX_LEN * 2 + 2)
+			return -ENOENT;
+		memcpy(comp[*n], path, len);
+		comp[*n][len] = '\0';
+		(*n)++;
+		path += len;
+		if (*path == '/')
+			path++;
+	}
+	return 0;
+}
+
+static const struct attr *attr_find(const struct attr *tab, size_t n,
+				    const char *path)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(tab[i].path, path) == 0)
+			return &tab[i];
+	return NULL;
+}
+
+/* Is @dir ("memory") a directory of the table's files ("memory/startup")? */
+static bool attr_dir(const struct attr *tab, size_t n, const char *dir)
+{
+	size_t len = strlen(dir);
+
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(tab[i].path, dir, len) == 0 && tab[i].path[len] == '/')
+			return true;
+	return false;
+}
+
+static int parse_slot(const char *str)
+{
+	char *end;
+	long v;
+
+	if (!str[0] || (str[0] == '0' && str[1]) || str[0] < '0' || str[0] > '9')
+		return -1;
+	v = strtol(str, &end, 10);
+	return *end || v < 0 || v >= SLOTS ? -1 : (int)v;
+}
+
+static int resolve(struct service *s, const char *path, struct node *n)
+{
+	char c[MAX_DEPTH][NAME_MAX_LEN * 2 + 2];
+	char rest[NAME_MAX_LEN * 8];
+	int depth;
+
+	memset(n, 0, sizeof(*n));
+	if (split(path, c, &depth))
+		return -ENOENT;
+	if (depth == 0) {
+		n->type = N_ROOT;
+		return 0;
+	}
+	if (strcmp(c[0], "host") == 0) {
+		if (depth == 1) {
+			n->type = N_HOST;
+			return 0;
+		}
+		n->attr = depth == 2 ? attr_find(host_attrs, n_host_attrs, c[1]) : NULL;
+		n->type = N_HOSTFILE;
+		return n->attr ? 0 : -ENOENT;
+	}
+	if (strcmp(c[0], "vms") == 0) {
+		if (depth == 1) {
+			n->type = N_VMS;
+			return 0;
+		}
+		n->vm = vm_find(s, c[1]);
+		if (!n->vm)
+			return -ENOENT;
+		if (depth == 2) {
+			n->type = N_VM;
+			return 0;
+		}
+		if (strcmp(c[2], "disks") == 0) {
+			if (depth == 3) {
+				n->type = N_SLOTS;
+				return 0;
+			}
+			n->slot = parse_slot(c[3]);
+			if (depth > 4 || n->slot < 0 || !n->vm->slot[n->slot])
+				return -ENOENT;
+			n->type = N_SLOT;
+			return 0;
+		}
+		if (depth == 3 && attr_dir(vm_attrs, n_vm_attrs, c[2])) {
+			n->type = N_VMDIR;
+			n->sub = path + strlen("vms/") + strlen(c[1]) + 1;
+			return 0;
+		}
+		if (depth > 4)
+			return -ENOENT;
+		snprintf(rest, sizeof(rest), "%s%s%s", c[2], depth == 4 ? "/" : "",
+			 depth == 4 ? c[3] : "");
+		n->attr = attr_find(vm_attrs, n_vm_attrs, rest);
+		n->type = N_VMFILE;
+		return n->attr ? 0 : -ENOENT;
+	}
+	if (strcmp(c[0], "disks") == 0) {
+		if (depth == 1) {
+			n->type = N_DISKS;
+			return 0;
+		}
+		n->disk = disk_find(s, c[1]);
+		if (!n->disk)
+			return -ENOENT;
+		if (depth == 2) {
+			n->type = N_DISK;
+			return 0;
+		}
+		n->attr = depth == 3 ? attr_find(disk_attrs, n_disk_attrs, c[2]) : NULL;
+		n->type = N_DISKFILE;
+		return n->attr ? 0 : -ENOENT;
+	}
+	if (depth == 1) {
+		n->attr = attr_find(root_attrs, n_root_attrs, c[0]);
+		n->type = N_ROOTFILE;
+		return n->attr ? 0 : -ENOENT;
+	}
+	return -ENOENT;
+}
+
+/*
+ * Keep the node's object while the lock may be dropped (a file's show or
+ * store may wait for a worker, and the object be deleted meanwhile).
+ */
+static void node_hold(struct node *n)
+{
+	if (n->vm)
+		n->vm->refs++;
+	if (n->disk)
+		n->disk->refs++;
+}
+
+static void node_release(struct node *n)
+{
+	if (n->vm)
+		vm_put(n->vm);
+	if (n->disk)
+		disk_put(n->disk);
+}
+
+static void *node_object(const struct node *n)
+{
+	if (n->vm)
+		return n->vm;
+	if (n->disk)
+		return n->disk;
+	return NULL;
+}
+
+/* ---- attributes of tree nodes -------------------------------------------- */
+
+static mode_t file_mode(const struct service *s, unsigned int flags)
+{
+	mode_t m = 0;
+
+	if (flags & A_READ)
+		m |= 0400;
+	if (flags & A_WRITE)
+		m |= 0200;
+	return s->group_access ? m | (m >> 3) : m;
+}
+
+static mode_t dir_mode(const struct service *s)
+{
+	return s->group_access ? 0770 : 0700;
+}
+
+/* The value of a file as text (a new buffer); under the lock. */
+static int attr_value(struct service *s, const struct attr *a, void *obj,
+		      char **text, size_t *len)
+{
+	FILE *f;
+	int ret;
+
+	*text = NULL;
+	*len = 0;
+	f = open_memstream(text, len);
+	if (!f)
+		return -ENOMEM;
+	ret = a->show ? a->show(s, obj, f) : 0;
+	if (fclose(f) && !ret)
+		ret = -ENOMEM;
+	if (ret) {
+		free(*text);
+		*text = NULL;
+		*len = 0;
+	}
+	return ret;
+}
+
+static uint64_t console_size(struct vm_obj *vm)
+{
+	uint64_t head = 0, oldest;
+	char *path;
+
+	if (asprintf(&path, "%s/console", vm->dir) < 0)
+		return 0;
+	if (ringfile_extent(path, &head, &oldest))
+		head = 0;
+	free(path);
+	return head;
+}
+
+static void node_stat(struct service *s, const struct node *n, struct svc_stat *st)
+{
+	void *obj = node_object(n);
+
+	memset(st, 0, sizeof(*st));
+	st->uid = s->uid;
+	st->gid = s->gid;
+	st->mtime = s->started;
+	if (n->vm)
+		st->mtime = n->vm->mtime;
+	else if (n->disk)
+		st->mtime = n->disk->mtime;
+
+	switch (n->type) {
+	case N_ROOT:
+		st->kind = SVC_DIR;
+		st->nlink = 5;
+		break;
+	case N_VMS:
+	case N_DISKS:
+		st->kind = SVC_DIR;
+		st->nlink = 2 + (unsigned int)(n->type == N_VMS ? s->nvms : s->ndisks);
+		break;
+	case N_HOST:
+	case N_DISK:
+	case N_VMDIR:
+	case N_SLOTS:
+		st->kind = SVC_DIR;
+		st->nlink = 2;
+		break;
+	case N_VM:
+		st->kind = SVC_DIR;
+		st->nlink = 5;		/* memory/, boot/, disks/ */
+		break;
+	case N_SLOT:
+		st->kind = SVC_LINK;
+		st->nlink = 1;
+		st->mode = 0777;
+		st->size = strlen("../../../disks/") + strlen(n->vm->slot[n->slot]);
+		return;
+	case N_ROOTFILE:
+	case N_HOSTFILE:
+	case N_VMFILE:
+	case N_DISKFILE: {
+		const struct attr *a = n->attr;
+
+		st->kind = SVC_FILE;
+		st->nlink = 1;
+		st->mode = file_mode(s, a->flags);
+		st->volatile_attrs = (a->flags & (A_VOLATILE | A_CONSOLE | A_EVENTS)) != 0;
+		if (a->flags & A_CONSOLE) {
+			st->size = console_size(n->vm);
+		} else if (a->flags & A_DATA) {
+			st->size = n->disk->file ? n->disk->size : 0;
+		} else if ((a->flags & A_READ) && !(a->flags & (A_EVENTS | A_CTL))) {
+			char *text;
+			size_t len;
+
+			if (attr_value(s, a, obj, &text, &len) == 0) {
+				st->size = len;
+				free(text);
+			}
+		}
+		if (st->volatile_attrs)
+			svc_touch(&st->mtime);
+		return;
+	}
+	}
+	st->mode = dir_mode(s);
+}
+
+int service_stat(struct service *s, const char *path, struct svc_stat *st)
+{
+	struct node n;
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (!ret) {
+		node_hold(&n);
+		node_stat(s, &n, st);
+		node_release(&n);
+	}
+	svc_unlock(s);
+	return ret;
+}
+
+/* ---- directories ------------------------------------------------------- */
+
+static int list_attrs(struct service *s, const struct attr *tab, size_t count,
+		      void *obj, const char *prefix, struct node *base,
+		      svc_dirent_fn fn, void *ctx)
+{
+	size_t plen = strlen(prefix);
+	char seen[8][16];
+	int nseen = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		const char *p = tab[i].path, *slash;
+		struct node n = *base;
+		struct svc_stat st;
+		char dir[16];
+
+		if (strncmp(p, prefix, plen) != 0)
+			continue;
+		p += plen;
+		slash = strchr(p, '/');
+		if (!slash) {
+			n.attr = &tab[i];
+			n.type = base->type == N_ROOT ? N_ROOTFILE :
+				 base->type == N_HOST ? N_HOSTFILE :
+				 base->type == N_DISK ? N_DISKFILE : N_VMFILE;
+			node_stat(s, &n, &st);
+			if (fn(ctx, p, &st))
+				return 1;
+			continue;
+		}
+		/* A subdirectory: list it once. */
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - p), p);
+		bool dup = false;
+
+		for (int k = 0; k < nseen; k++)
+			dup |= strcmp(seen[k], dir) == 0;
+		if (dup || nseen == 8)
+			continue;
+		strcpy(seen[nseen++], dir);
+		n.type = N_VMDIR;
+		node_stat(s, &n, &st);
+		(void)obj;
+		if (fn(ctx, dir, &st))
+			return 1;
+	}
+	return 0;
+}
+
+int service_readdir(struct service *s, const char *path, svc_dirent_fn fn,
+		    void *ctx)
+{
+	struct svc_stat st;
+	struct node n, c;
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (ret)
+		goto out;
+	node_hold(&n);
+	switch (n.type) {
+	case N_ROOT:
+		if (list_attrs(s, root_attrs, n_root_attrs, NULL, "", &n, fn, ctx))
+			break;
+		c = (struct node){ .type = N_HOST };
+		node_stat(s, &c, &st);
+		if (fn(ctx, "host", &st))
+			break;
+		c.type = N_VMS;
+		node_stat(s, &c, &st);
+		if (fn(ctx, "vms", &st))
+			break;
+		c.type = N_DISKS;
+		node_stat(s, &c, &st);
+		fn(ctx, "disks", &st);
+		break;
+	case N_HOST:
+		list_attrs(s, host_attrs, n_host_attrs, NULL, "", &n, fn, ctx);
+		break;
+	case N_VMS:
+		for (size_t i = 0; i < s->nvms; i++) {
+			c = (struct node){ .type = N_VM, .vm = s->vms[i] };
+			node_stat(s, &c, &st);
+			if (fn(ctx, s->vms[i]->name, &st))
+				break;
+		}
+		break;
+	case N_DISKS:
+		for (size_t i = 0; i < s->ndisks; i++) {
+			c = (struct node){ .type = N_DISK, .disk = s->disks[i] };
+			node_stat(s, &c, &st);
+			if (fn(ctx, s->disks[i]->name, &st))
+				break;
+		}
+		break;
+	case N_VM:
+		if (list_attrs(s, vm_attrs, n_vm_attrs, n.vm, "", &n, fn, ctx))
+			break;
+		c = (struct node){ .type = N_SLOTS, .vm = n.vm };
+		node_stat(s, &c, &st);
+		fn(ctx, "disks", &st);
+		break;
+	case N_VMDIR: {
+		char prefix[32];
+
+		snprintf(prefix, sizeof(prefix), "%s/", n.sub);
+		list_attrs(s, vm_attrs, n_vm_attrs, n.vm, prefix, &n, fn, ctx);
+		break;
+	}
+	case N_SLOTS:
+		for (int k = 0; k < SLOTS; k++) {
+			char name[4];
+
+			if (!n.vm->slot[k])
+				continue;
+			c = (struct node){ .type = N_SLOT, .vm = n.vm, .slot = k };
+			node_stat(s, &c, &st);
+			snprintf(name, sizeof(name), "%d", k);
+			if (fn(ctx, name, &st))
+				break;
+		}
+		break;
+	case N_DISK:
+		list_attrs(s, disk_attrs, n_disk_attrs, n.disk, "", &n, fn, ctx);
+		break;
+	default:
+		ret = -ENOTDIR;
+		break;
+	}
+	node_release(&n);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_readlink(struct service *s, const char *path, char *buf, size_t len)
+{
+	struct node n;
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (!ret && n.type != N_SLOT)
+		ret = -EINVAL;
+	if (!ret)
+		snprintf(buf, len, "../../../disks/%s", n.vm->slot[n.slot]);
+	svc_unlock(s);
+	return ret;
+}
+
+/* The parent of @path and its last component. */
+static int split_last(const char *path, char *parent, size_t plen,
+		      const char **last)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash) {
+		*last = path;
+		parent[0] = '\0';
+		return 0;
+	}
+	if ((size_t)(slash - path) >= plen)
+		return -ENAMETOOLONG;
+	memcpy(parent, path, (size_t)(slash - path));
+	parent[slash - path] = '\0';
+	*last = slash + 1;
+	return 0;
+}
+
+int service_mkdir(struct service *s, const char *path)
+{
+	char parent[256];
+	const char *name;
+	struct node n;
+	int ret;
+
+	if (split_last(path, parent, sizeof(parent), &name))
+		return -ENAMETOOLONG;
+	svc_lock(s);
+	ret = resolve(s, parent, &n);
+	if (ret)
+		goto out;
+	if (n.type != N_VMS && n.type != N_DISKS) {
+		ret = -EPERM;
+		log_warn("mkdir %s: only vms/ and disks/ take new directories", path);
+		goto out;
+	}
+	if (name_problem(name)) {
+		log_warn("mkdir %s: %s", path, name_problem(name));
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = n.type == N_VMS ? vm_define(s, name) : disk_define(s, name);
+	if (!ret)
+		svc_notify(s, SVC_ADDED, "%s", path);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_rmdir(struct service *s, const char *path)
+{
+	struct node n;
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (ret)
+		goto out;
+	if (n.type == N_VM)
+		ret = vm_delete(s, n.vm);
+	else if (n.type == N_DISK)
+		ret = disk_delete(s, n.disk);
+	else
+		ret = n.type == N_SLOT || n.attr ? -ENOTDIR : -EPERM;
+	if (!ret)
+		svc_notify(s, SVC_REMOVED, "%s", path);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_symlink(struct service *s, const char *target, const char *path)
+{
+	char parent[256];
+	const char *name;
+	struct node n;
+	int ret, slot;
+
+	if (split_last(path, parent, sizeof(parent), &name))
+		return -ENAMETOOLONG;
+	svc_lock(s);
+	ret = resolve(s, parent, &n);
+	if (ret)
+		goto out;
+	if (n.type != N_SLOTS) {
+		ret = -EPERM;
+		log_warn("symlink %s: links go in a VM's disks/ directory", path);
+		goto out;
+	}
+	slot = parse_slot(name);
+	if (slot < 0) {
+		ret = vm_fail(s, n.vm, -EINVAL,
+			      "disks/%s: slots are numbered 0 to %d", name, SLOTS - 1);
+		goto out;
+	}
+	ret = vm_attach(s, n.vm, (unsigned int)slot, target);
+	if (!ret)
+		svc_notify(s, SVC_ADDED, "%s", path);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_unlink(struct service *s, const char *path)
+{
+	struct node n;
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (ret)
+		goto out;
+	if (n.type == N_SLOT)
+		ret = vm_detach(s, n.vm, (unsigned int)n.slot);
+	else
+		ret = n.attr ? -EPERM : -EISDIR;
+	if (!ret)
+		svc_notify(s, SVC_REMOVED, "%s", path);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_truncate(struct service *s, const char *path, uint64_t size)
+{
+	struct node n;
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (ret)
+		goto out;
+	if (!n.attr) {
+		ret = -EISDIR;
+	} else if (!(n.attr->flags & A_WRITE)) {
+		ret = -EACCES;
+	} else if (n.attr->flags & A_DATA) {
+		/* Like a block device: O_TRUNC is a no-op, the size is fixed. */
+		if (size != 0 && size != n.disk->size)
+			ret = disk_fail(s, n.disk, -EINVAL,
+					"data: the size is set through 'size', not by truncating");
+	} else if (size != 0) {
+		ret = -EINVAL;
+	}
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_statfs(struct service *s, uint64_t *blocks, uint64_t *bfree,
+		   uint64_t *bavail, uint32_t *bsize, uint64_t *files)
+{
+	struct statvfs v;
+
+	if (statvfs(s->state_dir, &v) < 0)
+		return -errno;
+	*blocks = v.f_blocks;
+	*bfree = v.f_bfree;
+	*bavail = v.f_bavail;
+	*bsize = (uint32_t)v.f_frsize;
+	svc_lock(s);
+	*files = s->nvms + s->ndisks;
+	svc_unlock(s);
+	return 0;
+}
+
+/* ---- open files ------------------------------------------------------- */
+
+struct svc_file {
+	struct service *s;
+	char *path;
+	unsigned int flags;		/* the attribute's */
+	bool can_write;
+	char *snap;			/* value as last read */
+	size_t snap_len;
+	bool snapped;
+	uint64_t cursor;		/* events */
+	char vm_filter[NAME_MAX_LEN + 1];
+	uint64_t con_next;		/* console: file offset expected next */
+	uint64_t con_delta;		/* ... and its distance to the stream */
+	struct disk_obj *disk;		/* data */
+};
+
+const char *service_file_path(const struct svc_file *f)
+{
+	return f->path;
+}
+
+int service_open_file(struct service *s, const char *path, int flags,
+		      struct svc_file **out)
+{
+	int acc = flags & O_ACCMODE;
+	struct svc_file *f;
+	struct node n;
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (ret)
+		goto out;
+	if (!n.attr) {
+		ret = n.type == N_SLOT ? -ELOOP : -EISDIR;
+		goto out;
+	}
+	if ((acc != O_WRONLY && !(n.attr->flags & A_READ) && !(n.attr->flags & A_CTL)) ||
+	    (acc != O_RDONLY && !(n.attr->flags & A_WRITE))) {
+		ret = -EACCES;
+		goto out;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	f->s = s;
+	f->path = svc_strdup(path);
+	f->flags = n.attr->flags;
+	f->can_write = acc != O_RDONLY;
+	if (f->flags & A_EVENTS) {
+		/* A reader sees what happens from now on. */
+		f->cursor = s->event_seq;
+		if (n.vm)
+			snprintf(f->vm_filter, sizeof(f->vm_filter), "%s", n.vm->name);
+	}
+	if (f->flags & A_DATA) {
+		ret = disk_data_open(s, n.disk, f->can_write);
+		if (ret) {
+			free(f->path);
+			free(f);
+			goto out;
+		}
+		f->disk = n.disk;
+		n.disk->refs++;
+	}
+	*out = f;
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_flush_file(struct svc_file *f)
+{
+	return f->disk ? disk_data_flush(f->disk) : 0;
+}
+
+void service_close_file(struct svc_file *f)
+{
+	struct service *s;
+
+	if (!f)
+		return;
+	s = f->s;
+	if (f->disk) {
+		svc_lock(s);
+		disk_data_close(s, f->disk);
+		disk_put(f->disk);
+		svc_unlock(s);
+	}
+	free(f->snap);
+	free(f->path);
+	free(f);
+}
+
+static ssize_t copy_out(const char *text, size_t len, uint64_t off, void *buf,
+			size_t size)
+{
+	if (off >= len)
+		return 0;
+	if (size > len - off)
+		size = (size_t)(len - off);
+	memcpy(buf, text + off, size);
+	return (ssize_t)size;
+}
+
+static ssize_t read_console(struct svc_file *f, struct vm_obj *vm, uint64_t off,
+			    void *buf, size_t len)
+{
+	uint64_t abs, start;
+	char *path;
+	ssize_t n;
+
+	/*
+	 * Offsets are positions in everything the VM ever printed; only the
+	 * newest part is kept.  A reader that starts before it reads on
+	 * from the oldest byte kept, and its later offsets follow on.
+	 */
+	if (off != f->con_next)
+		f->con_delta = 0;
+	abs = off + f->con_delta;
+	start = abs;
+	if (asprintf(&path, "%s/console", vm->dir) < 0)
+		return -ENOMEM;
+	n = ringfile_read(path, &abs, buf, len);
+	free(path);
+	if (n == -ENOENT)
+		return 0;	/* never started: nothing printed yet */
+	if (n < 0)
+		return n;
+	start = abs - (uint64_t)n;
+	f->con_delta = start - off;
+	f->con_next = off + (uint64_t)n;
+	return n;
+}
+
+ssize_t service_read(struct svc_file *f, uint64_t off, void *buf, size_t len)
+{
+	struct service *s = f->s;
+	struct disk_obj *d = f->disk;
+	struct node n;
+	ssize_t ret;
+
+	if (f->flags & A_DATA)
+		return disk_data_read(d, off, buf, len);
+
+	svc_lock(s);
+	ret = resolve(s, f->path, &n);
+	if (ret)
+		goto out;
+	node_hold(&n);
+	if (f->flags & A_CTL) {
+		ret = 0;
+	} else if (f->flags & A_EVENTS) {
+		ret = svc_events_read(s, &f->cursor, f->vm_filter[0] ? f->vm_filter : NULL,
+				      buf, len);
+	} else if (f->flags & A_CONSOLE) {
+		ret = read_console(f, n.vm, off, buf, len);
+	} else {
+		if (off == 0 || !f->snapped) {
+			char *text;
+			size_t tlen;
+
+			ret = attr_value(s, n.attr, node_object(&n), &text, &tlen);
+			if (ret)
+				goto release;
+			free(f->snap);
+			f->snap = text;
+			f->snap_len = tlen;
+			f->snapped = true;
+		}
+		ret = copy_out(f->snap, f->snap_len, off, buf, len);
+	}
+release:
+	node_release(&n);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+/* One written value: trimmed, checked for what no file accepts. */
+static int clean_value(const char *buf, size_t len, char *out, const char **why)
+{
+	size_t start = 0, end = len;
+
+	if (len > VALUE_MAX) {
+		*why = "the value is too long (at most 4096 bytes)";
+		return -EINVAL;
+	}
+	while (start < end && (buf[start] == ' ' || buf[start] == '\t' ||
+			       buf[start] == '\n' || buf[start] == '\r'))
+		start++;
+	while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t' ||
+			       buf[end - 1] == '\n' || buf[end - 1] == '\r'))
+		end--;
+	for (size_t i = start; i < end; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if (c < 0x20 || c == 0x7F) {
+			*why = c == '\n' ? "one value per write: the value has several lines"
+					 : "the value contains control characters";
+			return -EINVAL;
+		}
+	}
+	memcpy(out, buf + start, end - start);
+	out[end - start] = '\0';
+	return 0;
+}
+
+ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
+		      size_t len, svc_interrupted_fn intr, void *ctx)
+{
+	struct service *s = f->s;
+	char value[VALUE_MAX + 1];
+	const char *why = NULL;
+	struct node n;
+	ssize_t ret;
+
+	if (f->flags & A_DATA)
+		return disk_data_write(f->disk, off, buf, len);
+
+	svc_lock(s);
+	ret = resolve(s, f->path, &n);
+	if (ret)
+		goto out;
+	node_hold(&n);
+	if (f->flags & A_CONSOLE) {
+		ret = vm_console_input(s, n.vm, buf, len);
+		goto release;
+	}
+	ret = clean_value(buf, len, value, &why);
+	if (ret) {
+		if (n.vm)
+			vm_fail(s, n.vm, (int)ret, "%s: %s", n.attr->path, why);
+		else if (n.disk)
+			disk_fail(s, n.disk, (int)ret, "%s: %s", n.attr->path, why);
+		goto release;
+	}
+	ret = n.attr->store(s, node_object(&n), value, intr, ctx);
+release:
+	node_release(&n);
+out:
+	svc_unlock(s);
+	return ret ? ret : (ssize_t)len;
+}
+
+unsigned int service_poll(struct svc_file *f)
+{
+	struct service *s = f->s;
+	unsigned int revents = 0;
+	struct node n;
+
+	if (!(f->flags & (A_EVENTS | A_CTL)) && (f->flags & A_VOLATILE ||
+						 f->flags & (A_CONSOLE | A_DATA)))
+		return POLLIN | (f->can_write ? POLLOUT : 0);
+	svc_lock(s);
+	if (resolve(s, f->path, &n)) {
+		revents = POLLERR;
+		svc_unlock(s);
+		return revents;
+	}
+	node_hold(&n);
+	if (f->flags & A_EVENTS) {
+		if (svc_events_pending(s, f->cursor, f->vm_filter[0] ? f->vm_filter : NULL))
+			revents = POLLIN;
+	} else if (f->flags & A_CTL) {
+		revents = POLLOUT;
+	} else if (!f->snapped) {
+		revents = POLLIN | POLLPRI;
+	} else {
+		char *text;
+		size_t len;
+
+		if (attr_value(s, n.attr, node_object(&n), &text, &len) == 0) {
+			if (len != f->snap_len || memcmp(text, f->snap, len))
+				revents = POLLIN | POLLPRI;
+			free(text);
+		}
+	}
+	if (f->can_write)
+		revents |= POLLOUT;
+	node_release(&n);
+	svc_unlock(s);
+	return revents;
+}
+
+/* ---- opening and closing ---------------------------------------------- */
+
+void service_set_notify(struct service *s, svc_notify_fn fn, void *ctx)
+{
+	svc_lock(s);
+	s->notify = fn;
+	s->notify_ctx = ctx;
+	svc_unlock(s);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char *copy = svc_strdup(path);
+	int ret = 0;
+
+	for (char *p = copy + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(copy, mode) < 0 && errno != EEXIST) {
+				ret = -errno;
+				break;
+			}
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	free(copy);
+	return ret;
+}
+
+static int take_lock(struct service *s, char *err, size_t errlen)
+{
+	char path[4096], pid[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/lock", s->state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		snprintf(err, errlen, "another fsvisor service (pid %s) uses %s",
+			 pid[0] ? pid : "?", s->state_dir);
+		close(fd);
+		return -EBUSY;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+		log_warn("%s: cannot record the pid", path);
+	s->lock_fd = fd;
+	return 0;
+}
+
+int service_open(const struct service_opts *opts, struct service **out,
+		 char *err, size_t errlen)
+{
+	struct service *s = calloc(1, sizeof(*s));
+	char *sub;
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	s->lock_fd = -1;
+	s->epfd = -1;
+	s->wake_fd = -1;
+	s->state_dir = svc_strdup(opts->state_dir);
+	s->mount_point = svc_strdup(opts->mount_point);
+	s->worker_exe = svc_strdup(opts->worker_exe);
+	s->uid = opts->uid;
+	s->gid = opts->gid;
+	s->group_access = opts->group_access;
+	svc_touch(&s->started);
+
+	ret = mkdir_p(s->state_dir, 0700);
+	if (ret) {
+		snprintf(err, errlen, "state directory %s: %s", s->state_dir, strerror(-ret));
+		goto fail;
+	}
+	ret = take_lock(s, err, errlen);
+	if (ret)
+		goto fail;
+	for (int i = 0; i < 2; i++) {
+		sub = svc_path(s, i ? "disks" : "vms", "");
+		ret = mkdir_p(sub, 0700);
+		free(sub);
+		if (ret) {
+			snprintf(err, errlen, "state directory %s: %s", s->state_dir,
+				 strerror(-ret));
+			goto fail;
+		}
+	}
+	ret = disk_load_all(s);
+	if (!ret)
+		ret = vm_load_all(s);
+	if (ret) {
+		snprintf(err, errlen, "loading the objects in %s: %s", s->state_dir,
+			 strerror(-ret));
+		goto fail;
+	}
+	ret = supervisor_start(s);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the supervisor: %s", strerror(-ret));
+		goto fail;
+	}
+	svc_lock(s);
+	for (size_t i = 0; i < s->nvms; i++)
+		vm_adopt(s, s->vms[i]);
+	svc_unlock(s);
+	log_info("%zu VMs, %zu disks in %s", s->nvms, s->ndisks, s->state_dir);
+	*out = s;
+	return 0;
+fail:
+	service_close(s);
+	return ret;
+}
+
+void service_close(struct service *s)
+{
+	if (!s)
+		return;
+	supervisor_stop(s);
+	svc_lock(s);
+	s->notify = NULL;
+	for (size_t i = 0; i < s->nvms; i++) {
+		struct vm_obj *vm = s->vms[i];
+
+		/* The worker runs on; the next service adopts it. */
+		if (vm->watch_fd >= 0) {
+			close(vm->watch_fd);
+			vm->watch_fd = -1;
+		}
+		vm_put(vm);
+	}
+	for (size_t i = 0; i < s->ndisks; i++)
+		disk_put(s->disks[i]);
+	svc_events_free(s);
+	svc_unlock(s);
+	free(s->vms);
+	free(s->disks);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s->state_dir);
+	free(s->mount_point);
+	free(s->worker_exe);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

@@ -1,0 +1,805 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Supervision: starting VM workers, talking to them, noticing when they
+ * end, and finding them again after the service restarts.
+ *
+ * A VM's run lives in its directory (<state>/vms/NAME/):
+ *   worker.json  the configuration the worker was started with
+ *   ctl.sock     the worker's control socket
+ *   console      the console ring the worker writes
+ *   worker.err   the worker's stderr: why it failed, if it did
+ *   worker.pid   written by the monitor when the worker starts
+ *   worker.exit  written by the monitor when the worker ends
+ * The monitor (monitor.c) is a small process in the worker's own session
+ * that waits for the worker and records how it ended, so the outcome is
+ * known even if the service was down at the time.
+ *
+ * The service keeps one connection per running worker subscribed to its
+ * state events; the supervisor thread watches them.  Commands go over a
+ * fresh connection each, so a slow answer never holds up the events.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "service/internal.h"
+#include "vmm/vmm.h"
+
+#define START_TIMEOUT_MS	30000
+#define STOP_TIMEOUT_MS		10000
+#define SHUTDOWN_TIMEOUT_MS	60000
+#define COMMAND_TIMEOUT_MS	5000
+#define EXIT_FILE_WAIT_MS	3000
+
+/* ---- talking to a worker ------------------------------------------------ */
+
+static void set_timeout(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/*
+ * Connect to the worker's socket.  Through the directory descriptor, so
+ * that a long state directory path does not overflow sun_path.
+ */
+static int connect_worker(struct vm_obj *vm, int timeout_ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/ctl.sock", vm->dirfd);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	set_timeout(fd, timeout_ms);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+/* Send @req and wait for its reply, skipping event messages. */
+static int call(int fd, const json_t *req, json_t **reply)
+{
+	int ret = msg_send(fd, req, NULL, 0);
+
+	while (!ret) {
+		ret = msg_recv(fd, reply, NULL, NULL, 0);
+		if (ret)
+			break;
+		if (!json_object_get(*reply, "event"))
+			return json_is_true(json_object_get(*reply, "ok")) ? 0 : -EPROTO;
+		json_decref(*reply);
+	}
+	*reply = NULL;
+	return ret;
+}
+
+/* One command on its own connection; no locks held. */
+static int worker_command(struct vm_obj *vm, const char *cmd, json_t *extra,
+			  json_t **reply_out)
+{
+	json_t *req = json_pack("{s:s}", "cmd", cmd), *reply = NULL;
+	int fd = connect_worker(vm, COMMAND_TIMEOUT_MS), ret;
+
+	if (extra)
+		json_object_update(req, extra);
+	if (fd < 0) {
+		json_decref(req);
+		return fd;
+	}
+	ret = call(fd, req, &reply);
+	close(fd);
+	json_decref(req);
+	if (reply_out)
+		*reply_out = reply;
+	else
+		json_decref(reply);
+	return ret;
+}
+
+json_t *vm_worker_status(struct service *s, struct vm_obj *vm)
+{
+	json_t *reply = NULL;
+
+	vm->refs++;
+	svc_unlock(s);
+	if (worker_command(vm, "status", NULL, &reply)) {
+		json_decref(reply);
+		reply = NULL;
+	}
+	svc_lock(s);
+	vm_put(vm);
+	return reply;
+}
+
+int vm_console_input(struct service *s, struct vm_obj *vm, const void *buf,
+		     size_t len)
+{
+	char *b64;
+	json_t *extra;
+	int ret;
+
+	if (vm->state != VMS_RUNNING && vm->state != VMS_PAUSED)
+		return vm_fail(s, vm, -EBUSY, "console: the VM is %s; input goes to a running guest",
+			       vm_state_name(vm->state));
+	b64 = base64_encode(buf, len);
+	if (!b64)
+		return -ENOMEM;
+	extra = json_pack("{s:s}", "data", b64);
+	free(b64);
+	vm->refs++;
+	svc_unlock(s);
+	ret = worker_command(vm, "console-input", extra, NULL);
+	svc_lock(s);
+	json_decref(extra);
+	if (ret)
+		ret = vm_fail(s, vm, -EIO, "console: the worker did not take the input: %s",
+			      strerror(-ret));
+	vm_put(vm);
+	return ret;
+}
+
+/* ---- state ----------------------------------------------------------- */
+
+void vm_set_state(struct service *s, struct vm_obj *vm, enum vm_state st)
+{
+	if (vm->state == st)
+		return;
+	vm->state = st;
+	svc_touch(&vm->mtime);
+	/* Off and crashed outlive the service: keep them with the definition. */
+	if (st == VMS_OFF || st == VMS_CRASHED || st == VMS_RUNNING)
+		vm_save(s, vm);
+	svc_notify(s, SVC_CHANGED, "vms/%s/state", vm->name);
+	svc_notify(s, SVC_CHANGED, "vms/%s/status", vm->name);
+	svc_notify(s, SVC_CHANGED, "vms/%s/stats", vm->name);
+	svc_event(s, "vm", vm->name, "state %s", vm_state_name(st));
+	pthread_cond_broadcast(&vm->changed);
+}
+
+/* Wait (the lock held) until @pred holds or @ms pass; false on timeout. */
+static bool wait_state(struct service *s, struct vm_obj *vm, bool (*pred)(struct vm_obj *),
+		       int ms, svc_interrupted_fn intr, void *ctx, bool *interrupted)
+{
+	struct timespec deadline, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += ms / 1000;
+	deadline.tv_nsec += (ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	while (!pred(vm)) {
+		struct timespec slice;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > deadline.tv_sec ||
+		    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
+			return false;
+		if (intr && intr(ctx)) {
+			*interrupted = true;
+			return false;
+		}
+		/* Wake up now and then to look for an interrupt. */
+		slice = now;
+		slice.tv_nsec += 100 * 1000000L;
+		if (slice.tv_nsec >= 1000000000L) {
+			slice.tv_sec++;
+			slice.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&vm->changed, &s->lock, &slice);
+	}
+	return true;
+}
+
+static bool is_ended(struct vm_obj *vm)
+{
+	return !vm_is_active(vm);
+}
+
+/* ---- how a run ended ---------------------------------------------------- */
+
+/* Read worker.exit: "exit N" or "signal N". */
+static bool read_exit(struct vm_obj *vm, char *kind, size_t klen, int *code)
+{
+	char buf[64];
+	ssize_t n;
+	int fd = openat(vm->dirfd, "worker.exit", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (sscanf(buf, "%15s %d", kind, code) != 2)
+		return false;
+	kind[klen - 1] = '\0';
+	return true;
+}
+
+static bool wait_exit_file(struct vm_obj *vm, int ms, char *kind, size_t klen,
+			   int *code)
+{
+	pid_t monitor = vm->monitor_pid;
+
+	for (int waited = 0; ; waited += 5) {
+		bool monitor_gone = monitor > 0 && kill(monitor, 0) < 0 && errno == ESRCH;
+
+		if (read_exit(vm, kind, klen, code))
+			return true;
+		/* Nobody left to write it. */
+		if (waited >= ms || monitor_gone)
+			return read_exit(vm, kind, klen, code);
+		usleep(5000);
+	}
+}
+
+/* The parent of @pid (its monitor), from /proc. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	int fd, ppid = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1)
+		return 0;
+	return ppid > 1 ? (pid_t)ppid : 0;
+}
+
+/*
+ * Decide off or crashed from the exit record; under the lock.  The exit
+ * file stays until the next start, so a restarted service that finds it
+ * comes to the same verdict.
+ */
+static void apply_exit(struct service *s, struct vm_obj *vm, bool have_exit,
+		       const char *kind, int code)
+{
+	char reason[sizeof(vm->ended) - 64];
+	bool crashed = true;
+
+	svc_tail_text(vm->dirfd, "worker.err", reason, sizeof(reason));
+	if (!have_exit) {
+		snprintf(vm->ended, sizeof(vm->ended),
+			 "the worker went away without an exit status");
+	} else if (strcmp(kind, "signal") == 0) {
+		snprintf(vm->ended, sizeof(vm->ended), "the worker was killed by signal %d (%s)",
+			 code, strsignal(code));
+		crashed = !vm->end_requested;
+	} else if (code == VM_EXIT_POWEROFF) {
+		snprintf(vm->ended, sizeof(vm->ended), "%s",
+			 !vm->end_requested ? "the guest powered off" :
+			 strcmp(vm->end_requested, "shutdown") == 0 ?
+			 "shut down (the guest powered off)" : "stopped (powered off)");
+		crashed = false;
+	} else if (code == VM_EXIT_KILLED) {
+		snprintf(vm->ended, sizeof(vm->ended), "%s",
+			 vm->end_requested ? "killed" : "the worker was stopped by a signal");
+		crashed = !vm->end_requested;
+	} else if (code == VM_EXIT_FAILED) {
+		snprintf(vm->ended, sizeof(vm->ended), "the VM failed: %s",
+			 reason[0] ? reason : "no reason given");
+	} else {
+		snprintf(vm->ended, sizeof(vm->ended), "the worker exited with status %d%s%s",
+			 code, reason[0] ? ": " : "", reason);
+	}
+	if (crashed) {
+		snprintf(vm->error, sizeof(vm->error), "crashed: %s", vm->ended);
+		svc_notify(s, SVC_CHANGED, "vms/%s/error", vm->name);
+		log_error("vm %s: %s", vm->name, vm->ended);
+	} else {
+		log_info("vm %s: %s", vm->name, vm->ended);
+	}
+	vm->pid = 0;
+	vm->monitor_pid = 0;
+	vm->end_requested = NULL;
+	vm_set_state(s, vm, crashed ? VMS_CRASHED : VMS_OFF);
+	/* The verdict is saved with the definition now; the record is done. */
+	unlinkat(vm->dirfd, "worker.exit", 0);
+	unlinkat(vm->dirfd, "worker.pid", 0);
+}
+
+static void unwatch(struct service *s, struct vm_obj *vm)
+{
+	if (vm->watch_fd < 0)
+		return;
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, vm->watch_fd, NULL);
+	close(vm->watch_fd);
+	vm->watch_fd = -1;
+	vm_put(vm);		/* the supervisor's reference */
+}
+
+static int watch(struct service *s, struct vm_obj *vm, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = vm };
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	vm->watch_fd = fd;
+	vm->refs++;
+	return 0;
+}
+
+/* The worker's connection closed: it has ended.  Under the lock. */
+static void worker_gone(struct service *s, struct vm_obj *vm)
+{
+	char kind[16] = "";
+	int code = 0;
+	bool have;
+
+	unwatch(s, vm);
+	vm->refs++;
+	svc_unlock(s);
+	/* The monitor writes the record a moment after the worker exits. */
+	have = wait_exit_file(vm, EXIT_FILE_WAIT_MS, kind, sizeof(kind), &code);
+	svc_lock(s);
+	if (!vm->deleted)
+		apply_exit(s, vm, have, kind, code);
+	vm_put(vm);
+}
+
+static void worker_message(struct service *s, struct vm_obj *vm)
+{
+	for (;;) {
+		json_t *m = NULL;
+		const char *ev, *st, *why;
+		int ret = msg_recv(vm->watch_fd, &m, NULL, NULL, 0);
+
+		if (ret == -EAGAIN)
+			return;
+		if (ret == -EBADMSG)
+			continue;
+		if (ret) {
+			worker_gone(s, vm);
+			return;
+		}
+		ev = json_string_value(json_object_get(m, "event"));
+		st = json_string_value(json_object_get(m, "state"));
+		why = json_string_value(json_object_get(m, "reason"));
+		if (ev && strcmp(ev, "state") == 0 && st) {
+			if (strcmp(st, "running") == 0)
+				svc_event(s, "vm", vm->name, "reset%s%s%s", why ? " (" : "",
+					  why ? why : "", why ? ")" : "");
+			else if (why)
+				snprintf(vm->ended, sizeof(vm->ended), "%s", why);
+		}
+		json_decref(m);
+	}
+}
+
+static void *supervisor_main(void *arg)
+{
+	struct service *s = arg;
+
+	for (;;) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(s->epfd, evs, ARRAY_SIZE(evs), -1);
+
+		svc_lock(s);
+		if (s->stopping) {
+			svc_unlock(s);
+			return NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			struct vm_obj *vm = evs[i].data.ptr;
+
+			if (!vm)
+				continue;	/* the wake-up */
+			/* An earlier event in this batch may have ended it. */
+			if (vm->watch_fd >= 0)
+				worker_message(s, vm);
+		}
+		svc_unlock(s);
+	}
+}
+
+int supervisor_start(struct service *s)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int ret;
+
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->epfd < 0 || s->wake_fd < 0 ||
+	    epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wake_fd, &ev) < 0)
+		return -errno;
+	ret = pthread_create(&s->supervisor, NULL, supervisor_main, s);
+	if (ret)
+		return -ret;
+	s->supervisor_started = true;
+	return 0;
+}
+
+void supervisor_stop(struct service *s)
+{
+	uint64_t one = 1;
+
+	if (s->supervisor_started) {
+		svc_lock(s);
+		s->stopping = true;
+		svc_unlock(s);
+		if (write(s->wake_fd, &one, sizeof(one)) < 0)
+			log_warn("cannot wake the supervisor");
+		pthread_join(s->supervisor, NULL);
+		s->supervisor_started = false;
+	}
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	s->epfd = s->wake_fd = -1;
+}
+
+/* ---- starting ------------------------------------------------------- */
+
+static pid_t read_pid(struct vm_obj *vm)
+{
+	char buf[32];
+	ssize_t n;
+	int fd = openat(vm->dirfd, "worker.pid", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return (pid_t)atoi(buf);
+}
+
+/*
+ * Fork the monitor in a session of its own.  Between fork and exec only
+ * async-signal-safe calls: the service has other threads.  The middle
+ * process exits at once, so the monitor belongs to init, not to us.
+ */
+static int spawn_monitor(struct service *s, struct vm_obj *vm, int errfd, int nullfd)
+{
+	char *argv[] = {
+		"fsvisor", "vm", "monitor", "--",
+		"fsvisor", "vm", "run", "--name", vm->name,
+		"--config", "worker.json", "--control", "ctl.sock",
+		"--console-ring", "console", "--no-console", NULL,
+	};
+	sigset_t none;
+	pid_t pid;
+	int status;
+
+	sigemptyset(&none);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (setsid() < 0 || fork() != 0)
+			_exit(0);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (fchdir(vm->dirfd) < 0)
+			_exit(126);
+		dup2(nullfd, 0);
+		dup2(errfd, 1);
+		dup2(errfd, 2);
+		/* Nothing of the service's, its FUSE connection least of all. */
+		close_range(3, ~0U, 0);
+		execv(s->worker_exe, argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+/* Connect, subscribe, and see the worker answer: it runs the guest. */
+static int wait_for_worker(struct vm_obj *vm, int timeout_ms, int *out_fd,
+			   json_t **status)
+{
+	json_t *req;
+	char kind[16];
+	int code, fd, ret;
+
+	for (int waited = 0, step = 2; waited < timeout_ms; waited += step) {
+		fd = connect_worker(vm, timeout_ms);
+		if (fd >= 0) {
+			json_t *reply = NULL;
+
+			/* Replies come once the worker's loop runs: after vm_start. */
+			req = json_pack("{s:s}", "cmd", "subscribe");
+			ret = call(fd, req, &reply);
+			json_decref(req);
+			json_decref(reply);
+			if (!ret) {
+				req = json_pack("{s:s}", "cmd", "status");
+				ret = call(fd, req, status);
+				json_decref(req);
+			}
+			if (!ret) {
+				*out_fd = fd;
+				return 0;
+			}
+			close(fd);
+			return ret == -EAGAIN ? -ETIMEDOUT : -ECONNRESET;
+		}
+		if (read_exit(vm, kind, sizeof(kind), &code))
+			return -ECONNRESET;
+		usleep((useconds_t)step * 1000);
+		if (step < 50)
+			step *= 2;
+	}
+	return -ETIMEDOUT;
+}
+
+static int vm_start(struct service *s, struct vm_obj *vm)
+{
+	char why[ERROR_MAX - 64], kind[16];
+	json_t *cfg, *status = NULL;
+	int err, errfd, nullfd, fd = -1, code;
+	char *path;
+	pid_t pid;
+
+	if (vm->state != VMS_OFF && vm->state != VMS_CRASHED)
+		return vm_fail(s, vm, -EBUSY, "start: the VM is %s already",
+			       vm_state_name(vm->state));
+	cfg = vm_worker_config(s, vm, &err, why, sizeof(why));
+	if (!cfg)
+		return vm_fail(s, vm, err, "start: %s", why);
+	if (asprintf(&path, "%s/worker.json", vm->dir) < 0)
+		abort();
+	err = json_file_save(path, cfg);
+	free(path);
+	json_decref(cfg);
+	if (err)
+		return vm_fail(s, vm, -EIO, "start: cannot write worker.json: %s", strerror(-err));
+	unlinkat(vm->dirfd, "ctl.sock", 0);
+	unlinkat(vm->dirfd, "worker.exit", 0);
+	unlinkat(vm->dirfd, "worker.pid", 0);
+	errfd = openat(vm->dirfd, "worker.err", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+		       O_CLOEXEC, 0600);
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (errfd < 0 || nullfd < 0) {
+		err = -errno;
+		if (errfd >= 0)
+			close(errfd);
+		return vm_fail(s, vm, -EIO, "start: %s", strerror(-err));
+	}
+	vm->end_requested = NULL;
+	vm->ended[0] = '\0';
+	vm_set_state(s, vm, VMS_STARTING);
+	err = spawn_monitor(s, vm, errfd, nullfd);
+	close(errfd);
+	close(nullfd);
+	if (err) {
+		vm_set_state(s, vm, VMS_OFF);
+		return vm_fail(s, vm, -EIO, "start: cannot fork: %s", strerror(-err));
+	}
+
+	vm->refs++;
+	svc_unlock(s);
+	err = wait_for_worker(vm, START_TIMEOUT_MS, &fd, &status);
+	svc_lock(s);
+	vm_put(vm);
+
+	if (!err) {
+		vm->pid = (pid_t)json_integer_value(json_object_get(status, "pid"));
+		vm->monitor_pid = parent_of(vm->pid);
+		json_decref(status);
+		err = watch(s, vm, fd);
+		if (!err) {
+			log_info("vm %s: started, worker pid %d", vm->name, (int)vm->pid);
+			vm_set_state(s, vm, VMS_RUNNING);
+			return 0;
+		}
+		close(fd);
+	}
+	/* It did not come up: make sure nothing is left, and say why. */
+	pid = read_pid(vm);
+	if (pid > 0 && !read_exit(vm, kind, sizeof(kind), &code))
+		kill(pid, SIGKILL);
+	vm->refs++;
+	svc_unlock(s);
+	wait_exit_file(vm, EXIT_FILE_WAIT_MS, kind, sizeof(kind), &code);
+	svc_lock(s);
+	vm_put(vm);
+	svc_tail_text(vm->dirfd, "worker.err", why, sizeof(why));
+	vm_set_state(s, vm, VMS_OFF);
+	if (err == -ETIMEDOUT)
+		return vm_fail(s, vm, -ETIMEDOUT, "start: the worker did not come up within %d s%s%s",
+			       START_TIMEOUT_MS / 1000, why[0] ? ": " : "", why);
+	return vm_fail(s, vm, -EINVAL, "start: %s", why[0] ? why : "the worker failed");
+}
+
+/* ---- the other commands ---------------------------------------------- */
+
+static int command(struct service *s, struct vm_obj *vm, const char *cmd)
+{
+	int ret;
+
+	vm->refs++;
+	svc_unlock(s);
+	ret = worker_command(vm, cmd, NULL, NULL);
+	svc_lock(s);
+	vm_put(vm);
+	if (ret)
+		return vm_fail(s, vm, -EIO, "%s: the worker did not answer: %s", cmd,
+			       strerror(-ret));
+	return 0;
+}
+
+/* Power off (stop) or end the worker (kill), and wait until it has. */
+static int vm_end(struct service *s, struct vm_obj *vm, bool kill_it)
+{
+	const char *cmd = kill_it ? "kill" : "stop";
+	bool intr = false;
+	pid_t pid = vm->pid;
+
+	if (vm->state == VMS_OFF)
+		return 0;		/* already there */
+	if (vm->state == VMS_CRASHED) {
+		vm->ended[0] = '\0';
+		vm_set_state(s, vm, VMS_OFF);
+		return 0;
+	}
+	if (vm->state == VMS_STARTING)
+		return vm_fail(s, vm, -EBUSY, "%s: the VM is starting; try again when it runs", cmd);
+	vm->end_requested = cmd;
+	vm_set_state(s, vm, VMS_STOPPING);
+	if (!kill_it) {
+		vm->refs++;
+		svc_unlock(s);
+		worker_command(vm, "stop", NULL, NULL);
+		svc_lock(s);
+		vm_put(vm);
+		if (wait_state(s, vm, is_ended, STOP_TIMEOUT_MS, NULL, NULL, &intr))
+			return 0;
+		log_warn("vm %s: the worker did not stop within %d s: killing it",
+			 vm->name, STOP_TIMEOUT_MS / 1000);
+	}
+	/* The worker only: its monitor stays to record the end. */
+	if (pid > 0)
+		kill(pid, SIGKILL);
+	if (wait_state(s, vm, is_ended, STOP_TIMEOUT_MS, NULL, NULL, &intr))
+		return 0;
+	return vm_fail(s, vm, -EIO, "%s: the worker (pid %d) does not go away", cmd, (int)pid);
+}
+
+static int vm_shutdown(struct service *s, struct vm_obj *vm, svc_interrupted_fn intr,
+		       void *ctx)
+{
+	bool interrupted = false;
+	int ret;
+
+	if (vm->state == VMS_OFF)
+		return 0;
+	if (vm->state != VMS_RUNNING)
+		return vm_fail(s, vm, -EBUSY, "shutdown: the VM is %s%s",
+			       vm_state_name(vm->state),
+			       vm->state == VMS_PAUSED ? "; resume it first" : "");
+	ret = command(s, vm, "shutdown");
+	if (ret)
+		return ret;
+	vm->end_requested = "shutdown";
+	vm_set_state(s, vm, VMS_STOPPING);
+	if (wait_state(s, vm, is_ended, SHUTDOWN_TIMEOUT_MS, intr, ctx, &interrupted))
+		return 0;
+	/* The guest may still do it; until then it is running. */
+	if (vm->state == VMS_STOPPING) {
+		vm->end_requested = NULL;
+		vm_set_state(s, vm, VMS_RUNNING);
+	}
+	if (interrupted)
+		return -EINTR;
+	return vm_fail(s, vm, -ETIMEDOUT,
+		       "shutdown: the guest did not power off within %d s (it may not handle the ACPI power button); 'stop' powers it off",
+		       SHUTDOWN_TIMEOUT_MS / 1000);
+}
+
+int vm_control(struct service *s, struct vm_obj *vm, const char *cmd,
+	       svc_interrupted_fn intr, void *ctx)
+{
+	int ret;
+
+	if (strcmp(cmd, "start") == 0)
+		return vm_start(s, vm);
+	if (strcmp(cmd, "stop") == 0)
+		return vm_end(s, vm, false);
+	if (strcmp(cmd, "kill") == 0)
+		return vm_end(s, vm, true);
+	if (strcmp(cmd, "shutdown") == 0)
+		return vm_shutdown(s, vm, intr, ctx);
+	if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 ||
+	    strcmp(cmd, "reset") == 0) {
+		bool pause = cmd[0] == 'p', resume = cmd[1] == 'e' && cmd[2] == 's' && cmd[3] == 'u';
+
+		if (vm->state != VMS_RUNNING && vm->state != VMS_PAUSED)
+			return vm_fail(s, vm, -EBUSY, "%s: the VM is %s", cmd,
+				       vm_state_name(vm->state));
+		if ((pause && vm->state == VMS_PAUSED) || (resume && vm->state == VMS_RUNNING))
+			return 0;
+		ret = command(s, vm, cmd);
+		if (ret)
+			return ret;
+		if (pause && vm->state == VMS_RUNNING)
+			vm_set_state(s, vm, VMS_PAUSED);
+		else if (resume && vm->state == VMS_PAUSED)
+			vm_set_state(s, vm, VMS_RUNNING);
+		return 0;
+	}
+	if (strcmp(cmd, "save") == 0)
+		return vm_fail(s, vm, -EINVAL,
+			       "ctl: 'save' is not available yet (saved states come with checkpoints)");
+	return vm_fail(s, vm, -EINVAL,
+		       "ctl: unknown command '%s'; one of: start stop shutdown kill pause resume reset",
+		       cmd);
+}
+
+/* ---- adoption ----------------------------------------------------------- */
+
+void vm_adopt(struct service *s, struct vm_obj *vm)
+{
+	char kind[16];
+	json_t *status = NULL;
+	int fd = -1, code, ret = -ENOENT;
+	pid_t pid = read_pid(vm);
+	bool exited = read_exit(vm, kind, sizeof(kind), &code);
+
+	/* A worker that is there, or still coming up, is waited for briefly. */
+	if (!exited && (pid > 0 && kill(pid, 0) == 0))
+		ret = wait_for_worker(vm, 5000, &fd, &status);
+	else if (!exited)
+		ret = wait_for_worker(vm, 50, &fd, &status);
+	if (!ret) {
+		const char *st = json_string_value(json_object_get(status, "state"));
+
+		vm->pid = (pid_t)json_integer_value(json_object_get(status, "pid"));
+		vm->monitor_pid = parent_of(vm->pid);
+		json_decref(status);
+		if (watch(s, vm, fd)) {
+			close(fd);
+		} else {
+			vm->state = st && strcmp(st, "paused") == 0 ? VMS_PAUSED : VMS_RUNNING;
+			log_info("vm %s: adopted the running worker (pid %d)", vm->name,
+				 (int)vm->pid);
+			return;
+		}
+	}
+	if (exited) {
+		/* It ended while no service was watching. */
+		vm->state = VMS_STARTING;
+		apply_exit(s, vm, true, kind, code);
+		return;
+	}
+	/* No worker: what was saved (off, or crashed with its reason). */
+	if (vm->state == VMS_RUNNING) {
+		snprintf(vm->ended, sizeof(vm->ended),
+			 "not running when the service started (the host restarted?)");
+		vm_set_state(s, vm, VMS_OFF);
+	}
+}

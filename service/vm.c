@@ -1,0 +1,830 @@
+// SPDX-License-Identifier: MIT
+/*
+ * VM objects: the definition (vm.json in the VM's directory under
+ * <state>/vms/), the files that show and change it, and what the worker
+ * is given when the VM starts.  Running the VM is supervise.c's.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "service/internal.h"
+#include "vmm/vmm.h"
+
+#define DEFAULT_MEMORY	(256ULL << 20)
+#define MIN_MEMORY	(16ULL << 20)
+#define DEFAULT_CMDLINE	"console=ttyS0"
+#define CMDLINE_MAX	4095
+
+static const char *const state_names[] = {
+	[VMS_OFF] = "off",
+	[VMS_STARTING] = "starting",
+	[VMS_RUNNING] = "running",
+	[VMS_PAUSED] = "paused",
+	[VMS_STOPPING] = "stopping",
+	[VMS_CRASHED] = "crashed",
+};
+
+const char *vm_state_name(enum vm_state st)
+{
+	return state_names[st];
+}
+
+bool vm_is_active(const struct vm_obj *vm)
+{
+	return vm->state != VMS_OFF && vm->state != VMS_CRASHED;
+}
+
+void vm_free(struct vm_obj *vm)
+{
+	if (vm->dirfd >= 0)
+		close(vm->dirfd);
+	if (vm->watch_fd >= 0)
+		close(vm->watch_fd);
+	for (int i = 0; i < SLOTS; i++)
+		free(vm->slot[i]);
+	free(vm->kernel);
+	free(vm->initrd);
+	free(vm->cmdline);
+	free(vm->dir);
+	pthread_cond_destroy(&vm->changed);
+	free(vm);
+}
+
+static struct vm_obj *vm_alloc(struct service *s, const char *name)
+{
+	struct vm_obj *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	snprintf(vm->name, sizeof(vm->name), "%s", name);
+	vm->dir = svc_path(s, "vms", name);
+	vm->dirfd = -1;
+	vm->watch_fd = -1;
+	vm->refs = 1;
+	vm->cpus = 1;
+	vm->memory = DEFAULT_MEMORY;
+	vm->kernel = svc_strdup("");
+	vm->initrd = svc_strdup("");
+	vm->cmdline = svc_strdup(DEFAULT_CMDLINE);
+	pthread_cond_init(&vm->changed, NULL);
+	svc_touch(&vm->mtime);
+	return vm;
+}
+
+/* ---- persistence ------------------------------------------------------ */
+
+static json_t *definition_json(const struct vm_obj *vm)
+{
+	json_t *disks = json_object();
+	char key[4];
+
+	for (int i = 0; i < SLOTS; i++) {
+		if (vm->slot[i]) {
+			snprintf(key, sizeof(key), "%d", i);
+			json_object_set_new(disks, key, json_string(vm->slot[i]));
+		}
+	}
+	return json_pack("{s:s, s:i, s:I, s:{s:s, s:s, s:s}, s:o}",
+			 "name", vm->name,
+			 "cpus", (int)vm->cpus,
+			 "memory", (json_int_t)vm->memory,
+			 "boot", "kernel", vm->kernel, "initrd", vm->initrd,
+			 "cmdline", vm->cmdline,
+			 "disks", disks);
+}
+
+int vm_save(struct service *s, struct vm_obj *vm)
+{
+	json_t *doc = definition_json(vm);
+	char *path;
+	int ret;
+
+	(void)s;
+	json_object_set_new(doc, "error", json_string(vm->error));
+	/* How the last run ended survives a restart of the service. */
+	json_object_set_new(doc, "state", json_string(vm->state == VMS_CRASHED ? "crashed" :
+						      vm_is_active(vm) ? "running" : "off"));
+	json_object_set_new(doc, "ended", json_string(vm->ended));
+	if (asprintf(&path, "%s/vm.json", vm->dir) < 0) {
+		json_decref(doc);
+		return -ENOMEM;
+	}
+	ret = json_file_save(path, doc);
+	if (ret)
+		log_error("vm %s: saving %s failed: %s", vm->name, path, strerror(-ret));
+	free(path);
+	json_decref(doc);
+	return ret;
+}
+
+/* After a change: save it, tell the readers, and record an event. */
+static int vm_changed(struct service *s, struct vm_obj *vm, const char *file,
+		      const char *value)
+{
+	int ret;
+
+	svc_touch(&vm->mtime);
+	ret = vm_save(s, vm);
+	svc_notify(s, SVC_CHANGED, "vms/%s/%s", vm->name, file);
+	svc_notify(s, SVC_CHANGED, "vms/%s/config.json", vm->name);
+	svc_notify(s, SVC_CHANGED, "vms/%s/status", vm->name);
+	svc_event(s, "vm", vm->name, "%s %s", file, value);
+	return ret;
+}
+
+static void remove_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+
+	if (d) {
+		while ((e = readdir(d))) {
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(dirfd(d), e->d_name, 0);
+		}
+		closedir(d);
+	}
+	if (rmdir(path) < 0 && errno != ENOENT)
+		log_warn("cannot remove %s: %s", path, strerror(errno));
+}
+
+static int open_dir(struct vm_obj *vm)
+{
+	vm->dirfd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return vm->dirfd < 0 ? -errno : 0;
+}
+
+int vm_define(struct service *s, const char *name)
+{
+	struct vm_obj *vm;
+	int ret;
+
+	if (vm_find(s, name))
+		return -EEXIST;
+	vm = vm_alloc(s, name);
+	if (!vm)
+		return -ENOMEM;
+	/* A directory without vm.json is left from an interrupted mkdir. */
+	remove_dir(vm->dir);
+	if (mkdir(vm->dir, 0700) < 0) {
+		ret = -errno;
+		log_error("vm %s: cannot create %s: %s", name, vm->dir, strerror(errno));
+		vm_put(vm);
+		return ret;
+	}
+	ret = open_dir(vm);
+	if (!ret)
+		ret = vm_save(s, vm);
+	if (!ret)
+		ret = svc_list_insert((void ***)&s->vms, &s->nvms, &s->vms_cap, vm);
+	if (ret) {
+		remove_dir(vm->dir);
+		vm_put(vm);
+		return ret;
+	}
+	svc_event(s, "vm", name, "defined");
+	return 0;
+}
+
+int vm_delete(struct service *s, struct vm_obj *vm)
+{
+	if (vm_is_active(vm) || vm->busy)
+		return vm_fail(s, vm, -EBUSY, "rmdir: the VM is %s; stop it first",
+			       vm_state_name(vm->state));
+	remove_dir(vm->dir);
+	svc_list_remove((void **)s->vms, &s->nvms, vm->name);
+	vm->deleted = true;
+	svc_event(s, "vm", vm->name, "deleted");
+	vm_put(vm);
+	return 0;
+}
+
+static char *json_str(json_t *obj, const char *key, const char *def)
+{
+	const char *v = json_string_value(json_object_get(obj, key));
+
+	return svc_strdup(v ? v : def);
+}
+
+static int vm_load(struct service *s, const char *name)
+{
+	struct vm_obj *vm = vm_alloc(s, name);
+	char err[512], *path;
+	json_t *doc, *boot, *disks, *v;
+	const char *key;
+	struct stat st;
+	int ret;
+
+	if (!vm)
+		return -ENOMEM;
+	if (asprintf(&path, "%s/vm.json", vm->dir) < 0)
+		abort();
+	ret = json_file_load(path, &doc, err, sizeof(err));
+	if (ret == -ENOENT) {
+		log_warn("vm %s: no vm.json (an interrupted mkdir): removing %s",
+			 name, vm->dir);
+		remove_dir(vm->dir);
+		free(path);
+		vm_put(vm);
+		return 0;
+	}
+	if (ret) {
+		log_error("vm %s: %s: %s; left alone", name, path, err);
+		free(path);
+		vm_put(vm);
+		return 0;
+	}
+	if (stat(path, &st) == 0)
+		vm->mtime = st.st_mtim;
+	free(path);
+	v = json_object_get(doc, "cpus");
+	if (json_integer_value(v) >= 1 && json_integer_value(v) <= VMM_MAX_CPUS)
+		vm->cpus = (unsigned int)json_integer_value(v);
+	v = json_object_get(doc, "memory");
+	if (json_integer_value(v) >= (json_int_t)MIN_MEMORY)
+		vm->memory = (uint64_t)json_integer_value(v);
+	boot = json_object_get(doc, "boot");
+	free(vm->kernel);
+	free(vm->initrd);
+	free(vm->cmdline);
+	vm->kernel = json_str(boot, "kernel", "");
+	vm->initrd = json_str(boot, "initrd", "");
+	vm->cmdline = json_str(boot, "cmdline", DEFAULT_CMDLINE);
+	disks = json_object_get(doc, "disks");
+	json_object_foreach(disks, key, v) {
+		char *end;
+		long k = strtol(key, &end, 10);
+
+		if (*end || k < 0 || k >= SLOTS || !json_is_string(v) ||
+		    !name_valid(json_string_value(v))) {
+			log_warn("vm %s: ignoring disk slot '%s'", name, key);
+			continue;
+		}
+		vm->slot[k] = svc_strdup(json_string_value(v));
+	}
+	v = json_object_get(doc, "error");
+	if (json_is_string(v))
+		snprintf(vm->error, sizeof(vm->error), "%s", json_string_value(v));
+	v = json_object_get(doc, "ended");
+	if (json_is_string(v))
+		snprintf(vm->ended, sizeof(vm->ended), "%s", json_string_value(v));
+	/* "running" is checked by adoption: is the worker still there? */
+	v = json_object_get(doc, "state");
+	if (json_is_string(v) && strcmp(json_string_value(v), "crashed") == 0)
+		vm->state = VMS_CRASHED;
+	else if (json_is_string(v) && strcmp(json_string_value(v), "running") == 0)
+		vm->state = VMS_RUNNING;
+	json_decref(doc);
+	ret = open_dir(vm);
+	if (!ret)
+		ret = svc_list_insert((void ***)&s->vms, &s->nvms, &s->vms_cap, vm);
+	if (ret)
+		vm_put(vm);
+	return ret;
+}
+
+int vm_load_all(struct service *s)
+{
+	char *dir = svc_path(s, "vms", "");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int ret = 0;
+
+	free(dir);
+	if (!d)
+		return -errno;
+	while (!ret && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (!name_valid(e->d_name)) {
+			log_warn("vms/%s: not a valid name; ignored", e->d_name);
+			continue;
+		}
+		ret = vm_load(s, e->d_name);
+	}
+	closedir(d);
+	return ret;
+}
+
+/* ---- slots ---------------------------------------------------------- */
+
+/* "../../../disks/NAME" or "<mount>/disks/NAME": the disk's name. */
+static const char *link_target_disk(struct service *s, const char *target)
+{
+	static const char rel[] = "../../../disks/";
+	size_t mlen = strlen(s->mount_point);
+
+	if (strncmp(target, rel, strlen(rel)) == 0)
+		return target + strlen(rel);
+	if (target[0] == '/' && strncmp(target, s->mount_point, mlen) == 0 &&
+	    strncmp(target + mlen, "/disks/", 7) == 0)
+		return target + mlen + 7;
+	return NULL;
+}
+
+int vm_attach(struct service *s, struct vm_obj *vm, unsigned int slot,
+	      const char *target)
+{
+	const char *name = link_target_disk(s, target);
+	struct vm_obj *user;
+	char value[80];
+	int uslot, ret;
+
+	if (vm_is_active(vm) || vm->busy)
+		return vm_fail(s, vm, -EBUSY, "disks/%u: the VM is %s; disks change only while it is off",
+			       slot, vm_state_name(vm->state));
+	if (!name || !name_valid(name))
+		return vm_fail(s, vm, -EINVAL,
+			       "disks/%u: the link must point at a disk: ../../../disks/NAME or %s/disks/NAME, not '%s'",
+			       slot, s->mount_point, target);
+	if (vm->slot[slot])
+		return vm_fail(s, vm, -EEXIST, "disks/%u: the slot holds disk %s already",
+			       slot, vm->slot[slot]);
+	if (!disk_find(s, name))
+		return vm_fail(s, vm, -ENOENT, "disks/%u: there is no disk '%s'", slot, name);
+	user = disk_user(s, name, &uslot);
+	if (user)
+		return vm_fail(s, vm, -EBUSY, "disks/%u: disk %s is attached to VM %s (slot %d)",
+			       slot, name, user->name, uslot);
+	vm->slot[slot] = svc_strdup(name);
+	snprintf(value, sizeof(value), "%s", name);
+	ret = vm_save(s, vm);
+	if (ret) {
+		free(vm->slot[slot]);
+		vm->slot[slot] = NULL;
+		return vm_fail(s, vm, -EIO, "disks/%u: cannot save the definition: %s",
+			       slot, strerror(-ret));
+	}
+	{
+		char file[16];
+
+		snprintf(file, sizeof(file), "disks/%u", slot);
+		vm_changed(s, vm, file, value);
+	}
+	return 0;
+}
+
+int vm_detach(struct service *s, struct vm_obj *vm, unsigned int slot)
+{
+	char file[16];
+	char *old = vm->slot[slot];
+	int ret;
+
+	if (vm_is_active(vm) || vm->busy)
+		return vm_fail(s, vm, -EBUSY, "disks/%u: the VM is %s; disks change only while it is off",
+			       slot, vm_state_name(vm->state));
+	vm->slot[slot] = NULL;
+	ret = vm_save(s, vm);
+	if (ret) {
+		vm->slot[slot] = old;
+		return vm_fail(s, vm, -EIO, "disks/%u: cannot save the definition: %s",
+			       slot, strerror(-ret));
+	}
+	free(old);
+	snprintf(file, sizeof(file), "disks/%u", slot);
+	vm_changed(s, vm, file, "none");
+	return 0;
+}
+
+/* ---- the worker's configuration ----------------------------------------- */
+
+json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
+			 char *why, size_t whylen)
+{
+	json_t *doc, *disks = json_array();
+
+	*err = -EINVAL;
+	if (!vm->kernel[0]) {
+		snprintf(why, whylen, "boot/kernel is not set");
+		json_decref(disks);
+		return NULL;
+	}
+	for (int i = 0; i < SLOTS; i++) {
+		struct disk_obj *d;
+		char serial[21];
+
+		if (!vm->slot[i])
+			continue;
+		d = disk_find(s, vm->slot[i]);
+		if (!d) {
+			*err = -ENOENT;
+			snprintf(why, whylen, "disks/%d: disk %s does not exist", i, vm->slot[i]);
+		} else if (!d->file) {
+			snprintf(why, whylen, "disks/%d: disk %s has no file yet (write its size or file)",
+				 i, d->name);
+		} else if (d->data_users || d->busy) {
+			*err = -EBUSY;
+			snprintf(why, whylen, "disks/%d: disk %s is in use (%s)", i, d->name,
+				 d->data_users ? "its data file is open" : d->progress);
+		} else {
+			/* What the guest reads as the disk's serial: 20 bytes at most. */
+			memcpy(serial, d->name, sizeof(serial) - 1);
+			serial[sizeof(serial) - 1] = '\0';
+			json_array_append_new(disks, json_pack("{s:s, s:s, s:s}",
+				"path", d->file, "format", disk_format_name(d->format),
+				"serial", serial));
+			continue;
+		}
+		json_decref(disks);
+		return NULL;
+	}
+	doc = json_pack("{s:s, s:i, s:I, s:s, s:s, s:o}",
+			"name", vm->name,
+			"cpus", (int)vm->cpus,
+			"memory", (json_int_t)vm->memory,
+			"kernel", vm->kernel,
+			"cmdline", vm->cmdline,
+			"disks", disks);
+	if (vm->initrd[0])
+		json_object_set_new(doc, "initrd", json_string(vm->initrd));
+	*err = 0;
+	return doc;
+}
+
+/* ---- files ---------------------------------------------------------- */
+
+static int refuse_if_active(struct service *s, struct vm_obj *vm, const char *file)
+{
+	if (vm_is_active(vm) || vm->busy)
+		return vm_fail(s, vm, -EBUSY, "%s: the VM is %s; this changes only while it is off",
+			       file, vm_state_name(vm->state));
+	return 0;
+}
+
+static int store_ctl(struct service *s, void *obj, const char *value,
+		     svc_interrupted_fn intr, void *ctx)
+{
+	return vm_control(s, obj, value, intr, ctx);
+}
+
+static int show_state(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%s\n", vm_state_name(((struct vm_obj *)obj)->state));
+	return 0;
+}
+
+static int show_error(struct service *s, void *obj, FILE *out)
+{
+	struct vm_obj *vm = obj;
+
+	(void)s;
+	if (vm->error[0])
+		fprintf(out, "%s\n", vm->error);
+	return 0;
+}
+
+static void show_slots(const struct vm_obj *vm, FILE *out)
+{
+	bool any = false;
+
+	for (int i = 0; i < SLOTS; i++) {
+		if (vm->slot[i]) {
+			fprintf(out, "%s%d=%s", any ? " " : "", i, vm->slot[i]);
+			any = true;
+		}
+	}
+	fprintf(out, "%s\n", any ? "" : "none");
+}
+
+static int show_status(struct service *s, void *obj, FILE *out)
+{
+	struct vm_obj *vm = obj;
+	json_t *st = NULL;
+
+	if (vm->state == VMS_RUNNING || vm->state == VMS_PAUSED)
+		st = vm_worker_status(s, vm);
+	fprintf(out, "name: %s\n", vm->name);
+	fprintf(out, "state: %s\n", vm_state_name(vm->state));
+	fprintf(out, "cpus: %u\n", vm->cpus);
+	fprintf(out, "memory: %llu\n", (unsigned long long)vm->memory);
+	fprintf(out, "disks: ");
+	show_slots(vm, out);
+	fprintf(out, "kernel: %s\n", vm->kernel[0] ? vm->kernel : "(not set)");
+	if (vm->initrd[0])
+		fprintf(out, "initrd: %s\n", vm->initrd);
+	fprintf(out, "cmdline: %s\n", vm->cmdline);
+	if (st) {
+		fprintf(out, "pid: %lld\n",
+			(long long)json_integer_value(json_object_get(st, "pid")));
+		fprintf(out, "uptime: %lld\n",
+			(long long)json_integer_value(json_object_get(st, "uptime_ms")) / 1000);
+		fprintf(out, "resets: %lld\n",
+			(long long)json_integer_value(json_object_get(st, "resets")));
+		json_decref(st);
+	} else if (vm_is_active(vm) && vm->pid) {
+		fprintf(out, "pid: %d\n", (int)vm->pid);
+	}
+	if (!vm_is_active(vm) && vm->ended[0])
+		fprintf(out, "last run: %s\n", vm->ended);
+	if (vm->error[0])
+		fprintf(out, "error: %s\n", vm->error);
+	return 0;
+}
+
+/* CPU time of a process in milliseconds, from /proc/PID/stat. */
+static unsigned long long cpu_time_ms(int pid)
+{
+	unsigned long long ut = 0, st = 0;
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* Fields after the command name, which may hold spaces: 14 and 15. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			 &ut, &st) != 2)
+		return 0;
+	return (ut + st) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK);
+}
+
+static int show_stats(struct service *s, void *obj, FILE *out)
+{
+	static const char *const exit_kinds[] = { "exits", "io", "mmio", "hlt", "intr", "other" };
+	struct vm_obj *vm = obj;
+	long long sums[ARRAY_SIZE(exit_kinds)] = { 0 };
+	json_t *st = NULL, *v, *disks;
+	size_t i, k;
+	int slot_of[SLOTS], n = 0;
+
+	if (vm->state == VMS_RUNNING || vm->state == VMS_PAUSED)
+		st = vm_worker_status(s, vm);
+	fprintf(out, "cpu_time_ms: %llu\n",
+		st ? cpu_time_ms((int)json_integer_value(json_object_get(st, "pid"))) : 0ULL);
+	json_array_foreach(json_object_get(st, "vcpus"), i, v)
+		for (k = 0; k < ARRAY_SIZE(exit_kinds); k++)
+			sums[k] += json_integer_value(json_object_get(v, exit_kinds[k]));
+	fprintf(out, "exits: %lld\n", sums[0]);
+	for (k = 1; k < ARRAY_SIZE(exit_kinds); k++)
+		fprintf(out, "exits_%s: %lld\n", exit_kinds[k], sums[k]);
+	fprintf(out, "resets: %lld\n",
+		(long long)json_integer_value(json_object_get(st, "resets")));
+	/* The worker lists the disks in slot order, without the gaps. */
+	for (int sl = 0; sl < SLOTS; sl++)
+		if (vm->slot[sl])
+			slot_of[n++] = sl;
+	disks = json_object_get(st, "disks");
+	for (int d = 0; d < n; d++) {
+		static const char *const keys[] = { "reads", "read_bytes", "writes",
+			"write_bytes", "flushes", "discards", "errors" };
+		json_t *dj = json_array_get(disks, (size_t)d);
+
+		for (k = 0; k < ARRAY_SIZE(keys); k++)
+			fprintf(out, "disk%d_%s: %lld\n", slot_of[d], keys[k],
+				(long long)json_integer_value(json_object_get(dj, keys[k])));
+	}
+	json_decref(st);
+	return 0;
+}
+
+static int show_config(struct service *s, void *obj, FILE *out)
+{
+	json_t *doc = definition_json(obj);
+	char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	(void)s;
+	json_decref(doc);
+	if (!text)
+		return -ENOMEM;
+	fprintf(out, "%s\n", text);
+	free(text);
+	return 0;
+}
+
+static int show_cpus(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%u\n", ((struct vm_obj *)obj)->cpus);
+	return 0;
+}
+
+static int store_cpus(struct service *s, void *obj, const char *value,
+		      svc_interrupted_fn intr, void *ctx)
+{
+	struct vm_obj *vm = obj;
+	unsigned int max = vmm_max_cpus(), old = vm->cpus;
+	unsigned long v;
+	char *end;
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	ret = refuse_if_active(s, vm, "cpus");
+	if (ret)
+		return ret;
+	errno = 0;
+	v = strtoul(value, &end, 10);
+	if (!value[0] || *end || value[0] < '0' || value[0] > '9' || errno)
+		return vm_fail(s, vm, -EINVAL, "cpus: '%s' is not a whole number", value);
+	if (v < 1 || v > max)
+		return vm_fail(s, vm, -EINVAL, "cpus: %s is out of range: 1 to %u", value, max);
+	vm->cpus = (unsigned int)v;
+	ret = vm_changed(s, vm, "cpus", value);
+	if (ret) {
+		vm->cpus = old;
+		return vm_fail(s, vm, -EIO, "cpus: cannot save the definition: %s",
+			       strerror(-ret));
+	}
+	return 0;
+}
+
+static int show_memory(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	fprintf(out, "%llu\n", (unsigned long long)((struct vm_obj *)obj)->memory);
+	return 0;
+}
+
+static uint64_t host_ram(void)
+{
+	struct sysinfo si;
+
+	return sysinfo(&si) < 0 ? 0 : (uint64_t)si.totalram * si.mem_unit;
+}
+
+static int store_memory(struct service *s, void *obj, const char *value,
+			svc_interrupted_fn intr, void *ctx)
+{
+	struct vm_obj *vm = obj;
+	uint64_t v, old = vm->memory, host = host_ram();
+	char a[SIZE_STR_MAX], b[SIZE_STR_MAX];
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	ret = refuse_if_active(s, vm, "memory/startup");
+	if (ret)
+		return ret;
+	ret = size_parse(value, &v);
+	if (ret)
+		return vm_fail(s, vm, -EINVAL, "memory/startup: '%s' is not a size (like 512M or 2G)%s",
+			       value, ret == -ERANGE ? ": too large" : "");
+	if (v < MIN_MEMORY)
+		return vm_fail(s, vm, -EINVAL, "memory/startup: %s is below the minimum of 16M",
+			       value);
+	if (v % 4096)
+		return vm_fail(s, vm, -EINVAL, "memory/startup: %s is not a multiple of 4K", value);
+	if (host && v > host)
+		return vm_fail(s, vm, -EINVAL, "memory/startup: %s is more than the host has (%s)",
+			       size_format(v, a, sizeof(a)), size_format_human(host, b, sizeof(b)));
+	vm->memory = v;
+	snprintf(a, sizeof(a), "%llu", (unsigned long long)v);
+	ret = vm_changed(s, vm, "memory/startup", a);
+	if (ret) {
+		vm->memory = old;
+		return vm_fail(s, vm, -EIO, "memory/startup: cannot save the definition: %s",
+			       strerror(-ret));
+	}
+	return 0;
+}
+
+static int show_string(FILE *out, const char *str)
+{
+	fprintf(out, "%s\n", str);
+	return 0;
+}
+
+static int show_kernel(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	return show_string(out, ((struct vm_obj *)obj)->kernel);
+}
+
+static int show_initrd(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	return show_string(out, ((struct vm_obj *)obj)->initrd);
+}
+
+static int show_cmdline(struct service *s, void *obj, FILE *out)
+{
+	(void)s;
+	return show_string(out, ((struct vm_obj *)obj)->cmdline);
+}
+
+/* Replace a string setting, saving it; the old value stays on failure. */
+static int set_string(struct service *s, struct vm_obj *vm, char **field,
+		      const char *file, const char *value)
+{
+	char *old = *field;
+	int ret;
+
+	*field = svc_strdup(value);
+	ret = vm_changed(s, vm, file, value[0] ? value : "none");
+	if (ret) {
+		free(*field);
+		*field = old;
+		return vm_fail(s, vm, -EIO, "%s: cannot save the definition: %s", file,
+			       strerror(-ret));
+	}
+	free(old);
+	return 0;
+}
+
+/* An absolute path to a readable regular file. */
+static int check_boot_file(struct service *s, struct vm_obj *vm, const char *file,
+			   const char *value)
+{
+	struct stat st;
+
+	if (value[0] != '/')
+		return vm_fail(s, vm, -EINVAL, "%s: '%s' is not an absolute path", file, value);
+	if (stat(value, &st) < 0)
+		return vm_fail(s, vm, errno == ENOENT ? -ENOENT : -EINVAL, "%s: %s: %s",
+			       file, value, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return vm_fail(s, vm, -EINVAL, "%s: %s is not a regular file", file, value);
+	if (access(value, R_OK) < 0)
+		return vm_fail(s, vm, -EINVAL, "%s: %s is not readable", file, value);
+	return 0;
+}
+
+static int store_kernel(struct service *s, void *obj, const char *value,
+			svc_interrupted_fn intr, void *ctx)
+{
+	struct vm_obj *vm = obj;
+	char why[512];
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	ret = refuse_if_active(s, vm, "boot/kernel");
+	if (ret)
+		return ret;
+	if (value[0]) {
+		ret = check_boot_file(s, vm, "boot/kernel", value);
+		if (ret)
+			return ret;
+		if (vmm_kernel_check(value, why, sizeof(why)))
+			return vm_fail(s, vm, -EINVAL, "boot/kernel: %s", why);
+	}
+	return set_string(s, vm, &vm->kernel, "boot/kernel", value);
+}
+
+static int store_initrd(struct service *s, void *obj, const char *value,
+			svc_interrupted_fn intr, void *ctx)
+{
+	struct vm_obj *vm = obj;
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	ret = refuse_if_active(s, vm, "boot/initrd");
+	if (ret)
+		return ret;
+	if (value[0]) {
+		ret = check_boot_file(s, vm, "boot/initrd", value);
+		if (ret)
+			return ret;
+	}
+	return set_string(s, vm, &vm->initrd, "boot/initrd", value);
+}
+
+static int store_cmdline(struct service *s, void *obj, const char *value,
+			 svc_interrupted_fn intr, void *ctx)
+{
+	struct vm_obj *vm = obj;
+	int ret;
+
+	(void)intr;
+	(void)ctx;
+	ret = refuse_if_active(s, vm, "boot/cmdline");
+	if (ret)
+		return ret;
+	if (strlen(value) > CMDLINE_MAX)
+		return vm_fail(s, vm, -EINVAL, "boot/cmdline: %zu bytes is too long (at most %d)",
+			       strlen(value), CMDLINE_MAX);
+	return set_string(s, vm, &vm->cmdline, "boot/cmdline", value);
+}
+
+const struct attr vm_attrs[] = {
+	{ "ctl", A_WRITE | A_CTL, NULL, store_ctl },
+	{ "state", A_READ, show_state, NULL },
+	{ "status", A_READ | A_VOLATILE, show_status, NULL },
+	{ "error", A_READ, show_error, NULL },
+	{ "events", A_READ | A_EVENTS, NULL, NULL },
+	{ "cpus", A_READ | A_WRITE, show_cpus, store_cpus },
+	{ "memory/startup", A_READ | A_WRITE, show_memory, store_memory },
+	{ "boot/kernel", A_READ | A_WRITE, show_kernel, store_kernel },
+	{ "boot/initrd", A_READ | A_WRITE, show_initrd, store_initrd },
+	{ "boot/cmdline", A_READ | A_WRITE, show_cmdline, store_cmdline },
+	{ "console", A_READ | A_WRITE | A_CONSOLE, NULL, NULL },
+	{ "stats", A_READ | A_VOLATILE, show_stats, NULL },
+	{ "config.json", A_READ, show_config, NULL },
+};
+const size_t n_vm_attrs = ARRAY_SIZE(vm_attrs);

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fsop: file operations whose errno the shell cannot show, for the tests
+ * of the mount.
+ *
+ *   fsop write FILE VALUE        one write(2) of VALUE; prints "ok" or the
+ *                                errno's name (EINVAL, EBUSY, ...)
+ *   fsop poll FILE MS            read FILE, then poll(2) it for a change for
+ *                                up to MS ms; prints "changed VALUE" or
+ *                                "timeout"
+ *   fsop read-nonblock FILE      one O_NONBLOCK read; prints the errno name
+ *                                or the bytes
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int do_write(const char *file, const char *value)
+{
+	int fd = open(file, O_WRONLY | O_TRUNC);
+	ssize_t n;
+
+	if (fd < 0) {
+		printf("%s\n", strerrorname_np(errno));
+		return 0;
+	}
+	n = write(fd, value, strlen(value));
+	if (n < 0)
+		printf("%s\n", strerrorname_np(errno));
+	else if ((size_t)n != strlen(value))
+		printf("short %zd\n", n);
+	else
+		printf("ok\n");
+	close(fd);
+	return 0;
+}
+
+static int do_poll(const char *file, int ms)
+{
+	char buf[4096];
+	struct pollfd p;
+	ssize_t n;
+	int fd = open(file, O_RDONLY);
+
+	if (fd < 0 || read(fd, buf, sizeof(buf)) < 0) {
+		printf("%s\n", strerrorname_np(errno));
+		return 1;
+	}
+	p.fd = fd;
+	p.events = POLLIN | POLLPRI;
+	if (poll(&p, 1, ms) <= 0) {
+		printf("timeout\n");
+		return 0;
+	}
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	printf("changed %s", buf);
+	return 0;
+}
+
+static int do_read_nonblock(const char *file)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = open(file, O_RDONLY | O_NONBLOCK);
+
+	if (fd < 0) {
+		printf("%s\n", strerrorname_np(errno));
+		return 0;
+	}
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0)
+		printf("%s\n", strerrorname_np(errno));
+	else
+		fwrite(buf, 1, (size_t)n, stdout);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && strcmp(argv[1], "write") == 0)
+		return do_write(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "poll") == 0)
+		return do_poll(argv[2], atoi(argv[3]));
+	if (argc == 3 && strcmp(argv[1], "read-nonblock") == 0)
+		return do_read_nonblock(argv[2]);
+	fprintf(stderr, "usage: fsop write FILE VALUE | poll FILE MS | read-nonblock FILE\n");
+	return 2;
+}
