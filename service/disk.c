@@ -84,7 +84,7 @@ static const char *busy_reason(struct service *s, struct disk_obj *d, char *buf,
 
 /* ---- persistence ------------------------------------------------------ */
 
-static int disk_save(struct disk_obj *d)
+int disk_save(struct disk_obj *d)
 {
 	json_t *doc = json_pack("{s:s, s:s, s:s, s:o, s:b, s:I, s:s, s:s}",
 				"name", d->name,

@@ -242,6 +242,7 @@ int vm_console_input(struct service *s, struct vm_obj *vm, const void *buf,
 int disk_define(struct service *s, const char *name);	/* mkdir */
 int disk_delete(struct service *s, struct disk_obj *d);	/* rmdir */
 int disk_load_all(struct service *s);
+int disk_save(struct disk_obj *d);
 void disk_free(struct disk_obj *d);
 bool disk_in_use(struct service *s, struct disk_obj *d);
 const char *disk_format_name(enum vdisk_format f);

@@ -52,6 +52,11 @@ int svc_fail(struct service *s, const char *kind, const char *name,
 	vsnprintf(error, ERROR_MAX, fmt, ap);
 	va_end(ap);
 	log_warn("%s %s: %s", kind, name, error);
+	/* The error is part of the object: it survives a restart too. */
+	if (strcmp(kind, "vm") == 0 && vm_find(s, name))
+		vm_save(s, vm_find(s, name));
+	else if (strcmp(kind, "disk") == 0 && disk_find(s, name))
+		disk_save(disk_find(s, name));
 	svc_notify(s, SVC_CHANGED, "%ss/%s/error", kind, name);
 	return err;
 }

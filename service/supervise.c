@@ -562,6 +562,7 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 	char why[ERROR_MAX - 64], kind[16];
 	json_t *cfg, *status = NULL;
 	int err, errfd, nullfd, fd = -1, code;
+	bool exited;
 	char *path;
 	pid_t pid;
 
@@ -625,10 +626,18 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 		kill(pid, SIGKILL);
 	vm->refs++;
 	svc_unlock(s);
-	wait_exit_file(vm, EXIT_FILE_WAIT_MS, kind, sizeof(kind), &code);
+	exited = wait_exit_file(vm, EXIT_FILE_WAIT_MS, kind, sizeof(kind), &code);
 	svc_lock(s);
 	vm_put(vm);
 	svc_tail_text(vm->dirfd, "worker.err", why, sizeof(why));
+	if (exited && strcmp(kind, "exit") == 0 && code == VM_EXIT_FAILED) {
+		/* The guest ran, and failed at once: that is a crash. */
+		apply_exit(s, vm, true, kind, code);
+		return vm_fail(s, vm, -EIO, "start: the VM failed at once: %s",
+			       why[0] ? why : "no reason given");
+	}
+	unlinkat(vm->dirfd, "worker.exit", 0);
+	unlinkat(vm->dirfd, "worker.pid", 0);
 	vm_set_state(s, vm, VMS_OFF);
 	if (err == -ETIMEDOUT)
 		return vm_fail(s, vm, -ETIMEDOUT, "start: the worker did not come up within %d s%s%s",

@@ -10,6 +10,8 @@
  *                                "timeout"
  *   fsop read-nonblock FILE      one O_NONBLOCK read; prints the errno name
  *                                or the bytes
+ *   fsop mkdir|rmdir|unlink PATH, fsop symlink TARGET PATH, fsop create PATH
+ *                                the call; prints "ok" or the errno name
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int do_write(const char *file, const char *value)
@@ -80,8 +83,24 @@ static int do_read_nonblock(const char *file)
 	return 0;
 }
 
+static int result(int ret)
+{
+	printf("%s\n", ret < 0 ? strerrorname_np(errno) : "ok");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "mkdir") == 0)
+		return result(mkdir(argv[2], 0755));
+	if (argc == 3 && strcmp(argv[1], "rmdir") == 0)
+		return result(rmdir(argv[2]));
+	if (argc == 3 && strcmp(argv[1], "unlink") == 0)
+		return result(unlink(argv[2]));
+	if (argc == 3 && strcmp(argv[1], "create") == 0)
+		return result(open(argv[2], O_WRONLY | O_CREAT | O_EXCL, 0644));
+	if (argc == 4 && strcmp(argv[1], "symlink") == 0)
+		return result(symlink(argv[2], argv[3]));
 	if (argc == 4 && strcmp(argv[1], "write") == 0)
 		return do_write(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "poll") == 0)

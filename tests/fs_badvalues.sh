@@ -1,0 +1,132 @@
+#!/bin/sh
+# Every writable file refuses bad values: the write fails with the errno of
+# DESIGN.md section 3, the value stays as it was, and the object's error
+# file says why.  One table per object and state.
+. "$SOURCE_ROOT/tests/lib.sh"
+scratch
+mount_service
+cd "$MNT" || fail "cannot enter the mount"
+
+long=$(head -c 5000 /dev/zero | tr '\0' 1)
+huge=$(head -c 120000 /dev/zero | tr '\0' 7)	# under the 128K limit of one argument
+nl='
+'
+
+# bad FILE ERRNO VALUE...: each VALUE written to FILE fails with ERRNO,
+# leaves FILE's value alone and puts a reason in the object's error file.
+bad()
+{
+	b_file=$1 b_errno=$2
+	shift 2
+	b_obj=$(echo "$b_file" | cut -d/ -f1-2)
+	for b_value in "$@"; do
+		b_before=$(cat "$b_file" 2>/dev/null)
+		expect_write "$b_file" "$b_value" "$b_errno"
+		b_after=$(cat "$b_file" 2>/dev/null)
+		[ "$b_before" = "$b_after" ] ||
+			fail "$b_file changed from '$b_before' to '$b_after' after a refused write"
+		[ -s "$b_obj/error" ] || fail "$b_obj/error is empty after a refused write to $b_file"
+		b_err=$(cat "$b_obj/error")
+		case "$b_err" in
+		*"$(basename "$b_file")"* | start:* | stop:* | pause:* | resume:* | reset:* | \
+		shutdown:* | check:* | console:*) ;;
+		*) fail "$b_obj/error does not name the file or command: '$b_err'" ;;
+		esac
+		grep -qF "$(echo "$b_err" | cut -c1-60)" "$STATE/service.log" ||
+			fail "the service log lacks '$b_err'"
+	done
+}
+
+# op_is ERRNO fsop-args...: a call (mkdir, symlink, ...) fails with ERRNO.
+op_is()
+{
+	oi_want=$1
+	shift
+	oi_got=$("$FSOP" "$@")
+	[ "$oi_got" = "$oi_want" ] || fail "fsop $* gave $oi_got, expected $oi_want"
+}
+
+mkdir vms/v disks/d disks/e disks/f || fail "mkdir failed"
+
+# ---- a VM that is off ----------------------------------------------------------
+bad vms/v/cpus EINVAL abc 0 -1 1.5 0x2 "2 3" "1${nl}2" 99999999999999999999 65 1000 \
+	"$nl" "$long" "$huge" "$(printf '1\001')"
+bad vms/v/memory/startup EINVAL abc 0 15M 1Q -1 1.5G 16385K 4000T "$nl" "$long" "$huge" \
+	99999999999999999999T
+bad vms/v/boot/kernel EINVAL relative/path /etc /etc/hostname "$long"
+bad vms/v/boot/kernel ENOENT /nonexistent/kernel
+bad vms/v/boot/initrd EINVAL x / /dev/null
+bad vms/v/boot/initrd ENOENT /nonexistent/initrd
+bad vms/v/boot/cmdline EINVAL "$(head -c 4096 /dev/zero | tr '\0' a)" "$(printf 'a\tb')" \
+	"$huge"
+bad vms/v/ctl EINVAL bogus "$nl" save START "start now" "$huge"
+bad vms/v/ctl EINVAL start			# no kernel yet
+bad vms/v/ctl EBUSY pause resume reset
+bad vms/v/console EBUSY hello
+expect_write vms/v/state running EACCES
+expect_write vms/v/status x EACCES
+op_is EPERM create vms/v/newfile
+op_is EPERM mkdir vms/v/newdir
+op_is EPERM unlink vms/v/cpus
+
+# Slots.
+op_is EINVAL symlink ../../../disks/d vms/v/disks/16
+op_is EINVAL symlink ../../../disks/d vms/v/disks/abc
+op_is EINVAL symlink ../../../disks/d vms/v/disks/01
+op_is EINVAL symlink /etc/passwd vms/v/disks/0
+op_is EINVAL symlink ../../../vms/v vms/v/disks/0
+op_is ENOENT symlink ../../../disks/nosuch vms/v/disks/0
+[ -s vms/v/error ] || fail "no error for a bad link"
+op_is ok symlink ../../../disks/d vms/v/disks/0
+op_is EEXIST symlink ../../../disks/e vms/v/disks/0
+mkdir vms/w
+op_is EBUSY symlink ../../../disks/d vms/w/disks/0	# d belongs to v
+op_is ok symlink "$MNT/disks/e" vms/w/disks/3		# the absolute form
+[ "$(readlink vms/w/disks/3)" = ../../../disks/e ] || fail "readlink of an absolute link"
+
+# ---- disks -----------------------------------------------------------------------
+bad disks/d/size EINVAL abc 0 1000 65T -5 "$nl" 1.5G "$long" "$huge"
+bad disks/d/type EINVAL bogus differencing "$nl" Fixed
+bad disks/d/format EINVAL qcow2 vhd "$nl"
+bad disks/d/file EINVAL relative /etc /dev/null "$STATE/lock"
+bad disks/d/file ENOENT /nonexistent/disk.vhdx
+bad disks/d/ctl EINVAL bogus compact merge "$nl"
+bad disks/d/ctl EINVAL check		# no file yet
+op_is EINVAL write disks/d/data x	# no file yet: cannot even open
+# A damaged VHDX is refused, not taken for raw.
+head -c 1M /dev/zero > "$SCRATCH/bad.vhdx"
+printf 'vhdxfile' | dd of="$SCRATCH/bad.vhdx" conv=notrunc status=none
+bad disks/d/file EINVAL "$SCRATCH/bad.vhdx"
+# A fixed disk larger than the free space.
+echo fixed > disks/f/type
+bad disks/f/size ENOSPC 60T
+[ -e "$STATE/disks/f/disk.vhdx" ] && fail "a refused fixed disk left a file"
+
+echo 32M > disks/d/size || fail "creating d failed"
+bad disks/d/size EINVAL 16M 1000
+bad disks/d/type EBUSY fixed dynamic
+bad disks/d/format EBUSY raw
+bad disks/d/file EBUSY "$SCRATCH/bad.vhdx"
+echo raw > disks/e/format && echo 1M > disks/e/size || fail "creating a raw disk failed"
+bad disks/d/file EBUSY "$(cat disks/e/file)"	# another disk's file
+
+# ---- a VM that runs ------------------------------------------------------------------
+echo "$TESTGUEST" > vms/v/boot/kernel
+echo "idle" > vms/v/boot/cmdline
+echo start > vms/v/ctl || fail "start failed: $(cat vms/v/error)"
+bad vms/v/cpus EBUSY 2
+bad vms/v/memory/startup EBUSY 64M
+bad vms/v/boot/kernel EBUSY "$TESTGUEST"
+bad vms/v/boot/initrd EBUSY "$nl"
+bad vms/v/boot/cmdline EBUSY quiet
+bad vms/v/ctl EBUSY start
+bad disks/d/size EBUSY 64M
+bad disks/d/ctl EBUSY check
+op_is EBUSY write disks/d/data x
+op_is EBUSY unlink vms/v/disks/0
+op_is EBUSY symlink ../../../disks/f vms/v/disks/1
+op_is EBUSY rmdir vms/v
+op_is EBUSY rmdir disks/d
+echo stop > vms/v/ctl || fail "stop failed"
+op_is EBUSY rmdir disks/d	# still attached
+pass
