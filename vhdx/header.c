@@ -53,6 +53,7 @@ int vhdx_header_update(struct vhdx *v, bool data_change,
 		v->hdr_slot = slot;
 		v->hdr_seq = seq;
 		memcpy(v->hdr, h, VHDX_HEADER_SIZE);
+		vhdx_step("header: one copy written and flushed");
 	}
 	if (!ret) {
 		v->file_guid_done = true;

@@ -83,6 +83,9 @@ struct vhdx_report {
 	unsigned int count;
 };
 
+/* What check says of a log a crash left (resize lets that one pass). */
+#define VHDX_MSG_LOG_DIRTY "the log has not been replayed (the file was not closed cleanly)"
+
 /* Record a problem; returns -EINVAL (fatal when opening), else 0. */
 int vhdx_problem(struct vhdx_report *r, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

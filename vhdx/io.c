@@ -11,7 +11,8 @@
  * one log entry, flushes, writes them in place and flushes again.  A
  * flush request completes only after a commit that covers every
  * allocation made before it, which is what makes a completed flush
- * durable.  New blocks lie past the old end of the file, so until their
+ * durable.  The same machinery carries other metadata sectors for a
+ * resize (vhdx_commit_sectors()).  New blocks lie past the old end of the file, so until their
  * BAT entry is committed a crash merely forgets them, and once it is,
  * LastFileOffset in the log entry guarantees the file covers them.
  */
@@ -97,8 +98,8 @@ static void commit_finish(struct vhdx *v, int err)
 		vhdx_commit_start(v);
 }
 
-/* Write the snapshot's BAT sectors in place, one write per run. */
-static void commit_write_bat(struct vhdx *v)
+/* Write the snapshot's sectors in place, one write per run of neighbours. */
+static void commit_apply(struct vhdx *v)
 {
 	struct commit *c = &v->commit;
 	int slot = 1;
@@ -106,11 +107,10 @@ static void commit_write_bat(struct vhdx *v)
 	for (uint32_t i = 0; i < c->n;) {
 		uint32_t j = i + 1;
 
-		while (j < c->n && c->idx[j] == c->idx[j - 1] + 1)
+		while (j < c->n && c->target[j] == c->target[j - 1] + VHDX_SECTOR)
 			j++;
 		commit_queue_write(v, slot++, c->snap + (size_t)i * VHDX_SECTOR,
-				   (size_t)(j - i) * VHDX_SECTOR,
-				   v->bat_offset + (uint64_t)c->idx[i] * VHDX_SECTOR);
+				   (size_t)(j - i) * VHDX_SECTOR, c->target[i]);
 		i = j;
 	}
 }
@@ -126,16 +126,18 @@ static void commit_advance(struct vhdx *v)
 	}
 	switch (c->phase) {
 	case COMMIT_LOG_WRITE:
+		vhdx_step("commit: log entry written");
 		c->phase = COMMIT_LOG_SYNC;
 		commit_queue_sync(v);
 		break;
 	case COMMIT_LOG_SYNC:
+		vhdx_step("commit: log entry flushed");
 		/* The file size in the entry is stable now. */
 		v->durable_size = get64(c->entry + LE_LAST_OFFSET);
 		/*
 		 * The entry is on disk; only now does the header point at the
 		 * log, so a crash before this leaves a file whose log is
-		 * empty and whose BAT is untouched.
+		 * empty and whose metadata is untouched.
 		 */
 		if (!guid_equal(&v->log_guid, &v->session_log_guid)) {
 			ret = vhdx_header_update(v, true, &v->session_log_guid);
@@ -145,13 +147,15 @@ static void commit_advance(struct vhdx *v)
 			}
 		}
 		c->phase = COMMIT_BAT_WRITE;
-		commit_write_bat(v);
+		commit_apply(v);
 		break;
 	case COMMIT_BAT_WRITE:
+		vhdx_step("commit: sectors written in place");
 		c->phase = COMMIT_BAT_SYNC;
 		commit_queue_sync(v);
 		break;
 	case COMMIT_BAT_SYNC:
+		vhdx_step("commit: done");
 		commit_finish(v, 0);
 		break;
 	case COMMIT_IDLE:
@@ -166,10 +170,63 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Buffers and the session's LogGuid, before the first entry. */
+static int commit_prepare(struct vhdx *v)
+{
+	struct commit *c = &v->commit;
+
+	if (!c->entry) {
+		c->entry = vhdx_alloc((COMMIT_MAX_SECTORS + 1) * VHDX_SECTOR);
+		c->snap = vhdx_alloc(COMMIT_MAX_SECTORS * VHDX_SECTOR);
+		if (!c->entry || !c->snap)
+			return -ENOMEM;
+	}
+	if (guid_is_zero(&v->session_log_guid)) {
+		guid_generate(&v->session_log_guid);
+		v->log_seq = 0;
+	}
+	c->error = 0;
+	c->pending = 0;
+	return 0;
+}
+
+/* Build the entry for the c->n sectors in c->snap and queue its write. */
+static void commit_launch(struct vhdx *v)
+{
+	struct commit *c = &v->commit;
+	struct log_sector s[COMMIT_MAX_SECTORS];
+	struct log_entry_head h = {
+		.log_guid = v->session_log_guid,
+		.seq = ++v->log_seq,
+		/* Every earlier entry is applied and flushed: none to replay. */
+		.tail = v->log_head,
+		.flushed = v->durable_size - v->durable_size % VHDX_ALIGN,
+		.last = v->alloc_end,
+	};
+	uint32_t len, first;
+
+	for (uint32_t i = 0; i < c->n; i++) {
+		s[i].off = c->target[i];
+		s[i].data = c->snap + (size_t)i * VHDX_SECTOR;
+	}
+	len = vhdx_log_build(c->entry, &h, s, c->n);
+	first = v->log_length - v->log_head;
+	if (first > len)
+		first = len;
+	c->phase = COMMIT_LOG_WRITE;
+	commit_queue_write(v, 0, c->entry, first, v->log_offset + v->log_head);
+	if (first < len)
+		commit_queue_write(v, 1, c->entry + first, len - first,
+				   v->log_offset);
+	v->log_head = (v->log_head + len) % v->log_length;
+}
+
 void vhdx_commit_start(struct vhdx *v)
 {
 	struct commit *c = &v->commit;
-	uint32_t n, len, first;
+	uint32_t idx[COMMIT_MAX_SECTORS];
+	uint32_t n;
+	int ret;
 
 	if (c->phase != COMMIT_IDLE)
 		return;
@@ -190,29 +247,23 @@ void vhdx_commit_start(struct vhdx *v)
 		commit_queue_sync(v);
 		return;
 	}
-	if (!c->entry) {
-		c->entry = vhdx_alloc((COMMIT_MAX_SECTORS + 1) * VHDX_SECTOR);
-		c->snap = vhdx_alloc(COMMIT_MAX_SECTORS * VHDX_SECTOR);
-		if (!c->entry || !c->snap) {
-			v->broken = -ENOMEM;
-			fail_waiters(&v->next_waiters, -ENOMEM);
-			return;
-		}
-	}
-	if (guid_is_zero(&v->session_log_guid)) {
-		guid_generate(&v->session_log_guid);
-		v->log_seq = 0;
+	ret = commit_prepare(v);
+	if (ret) {
+		v->broken = ret;
+		fail_waiters(&v->next_waiters, ret);
+		return;
 	}
 
 	n = v->ndirty < COMMIT_MAX_SECTORS ? v->ndirty : COMMIT_MAX_SECTORS;
-	memcpy(c->idx, v->dirty_list, n * sizeof(uint32_t));
+	memcpy(idx, v->dirty_list, n * sizeof(uint32_t));
 	v->ndirty -= n;
 	memmove(v->dirty_list, v->dirty_list + n, v->ndirty * sizeof(uint32_t));
-	qsort(c->idx, n, sizeof(uint32_t), cmp_u32);
+	qsort(idx, n, sizeof(uint32_t), cmp_u32);
 	for (uint32_t i = 0; i < n; i++) {
-		v->dirty_map[c->idx[i]] = 0;
+		v->dirty_map[idx[i]] = 0;
+		c->target[i] = v->bat_offset + (uint64_t)idx[i] * VHDX_SECTOR;
 		memcpy(c->snap + (size_t)i * VHDX_SECTOR,
-		       v->bat + (size_t)c->idx[i] * VHDX_SECTOR, VHDX_SECTOR);
+		       v->bat + (size_t)idx[i] * VHDX_SECTOR, VHDX_SECTOR);
 	}
 	c->n = n;
 	/* Flushes wait for the commit that empties the dirty set. */
@@ -220,18 +271,7 @@ void vhdx_commit_start(struct vhdx *v)
 		c->waiters = v->next_waiters;
 		v->next_waiters = NULL;
 	}
-
-	len = vhdx_log_build(v, c->entry, c->snap, c->idx, n, ++v->log_seq,
-			     v->log_head);
-	first = v->log_length - v->log_head;
-	if (first > len)
-		first = len;
-	c->phase = COMMIT_LOG_WRITE;
-	commit_queue_write(v, 0, c->entry, first, v->log_offset + v->log_head);
-	if (first < len)
-		commit_queue_write(v, 1, c->entry + first, len - first,
-				   v->log_offset);
-	v->log_head = (v->log_head + len) % v->log_length;
+	commit_launch(v);
 }
 
 int vhdx_commit_all(struct vhdx *v)
@@ -242,6 +282,53 @@ int vhdx_commit_all(struct vhdx *v)
 		vhdx_commit_start(v);
 		if (v->broken)
 			return v->broken;
+		ret = io_engine_run(v->d->eng, 1);
+		if (ret < 0)
+			return ret;
+	}
+	return v->broken;
+}
+
+static int cmp_sector(const void *a, const void *b)
+{
+	const struct log_sector *x = a, *y = b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+int vhdx_commit_sectors(struct vhdx *v, const struct log_sector *s,
+			uint32_t n)
+{
+	struct commit *c = &v->commit;
+	struct log_sector sorted[COMMIT_MAX_SECTORS];
+	int ret;
+
+	if (n > COMMIT_MAX_SECTORS)
+		return -E2BIG;
+	/* Commits are applied in order: earlier BAT changes go first. */
+	ret = vhdx_commit_all(v);
+	if (ret || !n)
+		return ret;
+	memcpy(sorted, s, n * sizeof(*s));
+	qsort(sorted, n, sizeof(*s), cmp_sector);
+	for (uint32_t i = 0; i < n; i++) {
+		/* Two versions of one sector in an entry: which one wins? */
+		if (sorted[i].off % VHDX_SECTOR ||
+		    (i && sorted[i].off == sorted[i - 1].off))
+			return -EINVAL;
+	}
+	ret = commit_prepare(v);
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < n; i++) {
+		c->target[i] = sorted[i].off;
+		memcpy(c->snap + (size_t)i * VHDX_SECTOR, sorted[i].data,
+		       VHDX_SECTOR);
+	}
+	c->n = n;
+	c->waiters = NULL;
+	commit_launch(v);
+	while (c->phase != COMMIT_IDLE) {
 		ret = io_engine_run(v->d->eng, 1);
 		if (ret < 0)
 			return ret;

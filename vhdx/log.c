@@ -257,7 +257,7 @@ int vhdx_log_replay(struct vhdx *v, struct vhdx_report *r, bool in_memory)
 		return vhdx_fail(r, "the header names a log to replay but the log is empty");
 	if (r->checking && !v->repairing) {
 		/* Check reports a dirty log; it does not replay it. */
-		vhdx_problem(r, "the log has not been replayed (the file was not closed cleanly)");
+		vhdx_problem(r, "%s", VHDX_MSG_LOG_DIRTY);
 		in_memory = true;
 	}
 
@@ -324,38 +324,48 @@ out:
 	return ret;
 }
 
-uint32_t vhdx_log_build(struct vhdx *v, uint8_t *entry, const uint8_t *snap,
-			const uint32_t *idx, uint32_t n, uint64_t seq,
-			uint32_t tail)
+uint32_t vhdx_log_build(uint8_t *entry, const struct log_entry_head *h,
+			const struct log_sector *s, uint32_t n)
 {
 	uint32_t len = (1 + n) * VHDX_SECTOR;
-	uint64_t flushed = v->durable_size - v->durable_size % VHDX_ALIGN;
+
+	/* One descriptor sector: the writer's entries never need more. */
+	if (n > LOG_DESC_FIRST_SECTOR)
+		return 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (s[i].off % VHDX_SECTOR || s[i].off < LOG_MIN_TARGET)
+			return 0;
 
 	memset(entry, 0, VHDX_SECTOR);
 	memcpy(entry + LE_SIGNATURE, VHDX_SIG_LOGE, 4);
 	put32(entry + LE_ENTRY_LENGTH, len);
-	put32(entry + LE_TAIL, tail);
-	put64(entry + LE_SEQUENCE, seq);
+	put32(entry + LE_TAIL, h->tail);
+	put64(entry + LE_SEQUENCE, h->seq);
 	put32(entry + LE_DESC_COUNT, n);
-	memcpy(entry + LE_LOG_GUID, v->session_log_guid.b, 16);
-	put64(entry + LE_FLUSHED_OFFSET, flushed);
-	put64(entry + LE_LAST_OFFSET, v->alloc_end);
+	memcpy(entry + LE_LOG_GUID, h->log_guid.b, 16);
+	put64(entry + LE_FLUSHED_OFFSET, h->flushed);
+	put64(entry + LE_LAST_OFFSET, h->last);
 
 	for (uint32_t i = 0; i < n; i++) {
 		uint8_t *d = entry + LOG_HEADER_SIZE + i * LOG_DESC_SIZE;
 		uint8_t *ds = entry + (1 + i) * VHDX_SECTOR;
-		const uint8_t *src = snap + (size_t)i * VHDX_SECTOR;
+		const uint8_t *src = s[i].data;
 
+		/*
+		 * The data sector's first 8 and last 4 bytes carry its
+		 * signature and sequence stamps, so the sector's own bytes
+		 * there travel in the descriptor.
+		 */
 		memcpy(d, VHDX_SIG_DESC, 4);
 		memcpy(d + 4, src + VHDX_SECTOR - 4, 4);	/* trailing */
 		memcpy(d + 8, src, 8);				/* leading */
-		put64(d + 16, v->bat_offset + (uint64_t)idx[i] * VHDX_SECTOR);
-		put64(d + 24, seq);
+		put64(d + 16, s[i].off);
+		put64(d + 24, h->seq);
 
 		memcpy(ds, VHDX_SIG_DATA, 4);
-		put32(ds + 4, (uint32_t)(seq >> 32));
+		put32(ds + 4, (uint32_t)(h->seq >> 32));
 		memcpy(ds + 8, src + 8, VHDX_SECTOR - 12);
-		put32(ds + VHDX_SECTOR - 4, (uint32_t)seq);
+		put32(ds + VHDX_SECTOR - 4, (uint32_t)h->seq);
 	}
 	put32(entry + LE_CHECKSUM, vhdx_checksum(entry, len, LE_CHECKSUM));
 	return len;

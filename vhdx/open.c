@@ -485,6 +485,7 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 	v->leave_allocated = fp_flags & FP_LEAVE_BLOCKS_ALLOCATED;
 	v->has_parent = fp_flags & FP_HAS_PARENT;
 	v->vsize = get64(region + items[1].off);
+	v->vsize_item = items[1].off;
 	get_guid(&v->disk_id, region + items[2].off);
 	v->lss = get32(region + items[3].off);
 	v->pss = get32(region + items[4].off);

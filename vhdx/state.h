@@ -5,7 +5,7 @@
 
 #include "vhdx/internal.h"
 
-/* Most BAT sectors one log entry carries: one descriptor sector's worth. */
+/* Most sectors one log entry carries: one descriptor sector's worth. */
 #define COMMIT_MAX_SECTORS	LOG_DESC_FIRST_SECTOR
 /* Dirty BAT sectors that start a commit without waiting for a flush. */
 #define COMMIT_THRESHOLD	64
@@ -31,12 +31,30 @@ struct commit_io {
 	struct iovec iov;
 };
 
-/* One metadata transaction in flight: a log entry, then the BAT writes. */
+/* One 4 KiB sector of the file, as a log entry carries it. */
+struct log_sector {
+	uint64_t off;			/* where it goes: 4 KiB aligned */
+	const uint8_t *data;		/* VHDX_SECTOR bytes */
+};
+
+/* The header fields of a log entry (MS-VHDX 2.3.1.1). */
+struct log_entry_head {
+	struct guid log_guid;
+	uint64_t seq;
+	uint32_t tail;			/* log offset of the oldest live entry */
+	uint64_t flushed;		/* FlushedFileOffset */
+	uint64_t last;			/* LastFileOffset */
+};
+
+/*
+ * One metadata transaction in flight: a log entry, then the in-place
+ * writes of its sectors (BAT sectors, or any others for a resize).
+ */
 struct commit {
 	enum commit_phase phase;
 	uint8_t *entry;			/* the log entry, linear */
-	uint8_t *snap;			/* snapshot of the BAT sectors */
-	uint32_t idx[COMMIT_MAX_SECTORS];
+	uint8_t *snap;			/* the sectors' new contents */
+	uint64_t target[COMMIT_MAX_SECTORS];	/* ascending file offsets */
 	uint32_t n;
 	int pending;			/* I/O of the current phase */
 	int error;
@@ -79,6 +97,7 @@ struct vhdx {
 	bool has_parent;
 	bool leave_allocated;
 	char parent[512];
+	uint32_t vsize_item;		/* offset of Virtual Disk Size in the region */
 
 	uint64_t chunk_ratio;
 	uint64_t data_blocks;
@@ -146,14 +165,32 @@ int vhdx_header_update(struct vhdx *v, bool data_change,
 /* log.c */
 /* Replay a dirty log: into the file, or into v->ov when read-only. */
 int vhdx_log_replay(struct vhdx *v, struct vhdx_report *r, bool in_memory);
-/* Build a log entry for @n BAT sectors from @snap into @entry. */
-uint32_t vhdx_log_build(struct vhdx *v, uint8_t *entry, const uint8_t *snap,
-			const uint32_t *idx, uint32_t n, uint64_t seq,
-			uint32_t tail);
+/*
+ * Build into @entry (room for 1 + @n sectors) a log entry with header
+ * @h that writes the @n sectors @s, any sectors of the file.  Returns the
+ * entry's length, or 0 when @n is more than one descriptor sector holds
+ * or a target is not 4 KiB aligned.
+ */
+uint32_t vhdx_log_build(uint8_t *entry, const struct log_entry_head *h,
+			const struct log_sector *s, uint32_t n);
 
 /* io.c */
 void vhdx_commit_start(struct vhdx *v);
 /* Commit every dirty BAT sector, waiting on the engine. */
 int vhdx_commit_all(struct vhdx *v);
+/*
+ * Commit @n sectors of the file (at most COMMIT_MAX_SECTORS, distinct
+ * targets) as one log entry, after any dirty BAT sectors, and wait until
+ * they are in place and flushed.  All or none of them survive a crash.
+ */
+int vhdx_commit_sectors(struct vhdx *v, const struct log_sector *s,
+			uint32_t n);
+
+/* resize.c */
+/* Grow the open disk to @new_size; see vdisk_resize(). */
+int vhdx_grow(struct vhdx *v, uint64_t new_size, char *err, size_t errlen);
+
+/* Test hooks (vhdx/test_hooks.h): report a step of a metadata change. */
+void vhdx_step(const char *what);
 
 #endif /* FSVISOR_VHDX_STATE_H */

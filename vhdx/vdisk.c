@@ -12,11 +12,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vhdx/internal.h"
+#include "vhdx/state.h"
+#include "vhdx/test_hooks.h"
 
 #define DEFAULT_ENGINE_DEPTH 256
 /* Synchronous requests are cut into pieces of at most this size. */
 #define SYNC_CHUNK (256 * MiB)
+
+void (*vhdx_step_hook)(const char *step);
+int (*vhdx_reserve_hook)(int fd, uint64_t off, uint64_t len);
+
+void vhdx_step(const char *what)
+{
+	if (vhdx_step_hook)
+		vhdx_step_hook(what);
+}
 
 void *vhdx_alloc(size_t len)
 {

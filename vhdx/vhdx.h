@@ -211,6 +211,26 @@ int vdisk_write_zeroes(struct vdisk *d, uint64_t offset, uint64_t len);
 int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
 		       bool *allocated);
 
+/*
+ * Grow the disk at @path, a VHDX or raw file that is not open elsewhere,
+ * to @new_size bytes.  The same size changes nothing.  A smaller size,
+ * a size that is not a multiple of the logical sector size or larger
+ * than 64 TiB fail with -EINVAL; a differencing disk or a block device
+ * with -ENOTSUP; a VHDX file with problems that check would report
+ * (other than a log to replay) with -EINVAL, untouched.
+ *
+ * VHDX: the new space reads as zeros.  A fixed disk gets its new blocks
+ * allocated; a dynamic one gets none.  When the BAT region is too small
+ * for the new size the BAT moves to a new region at the end of the file.
+ * The change goes through the log: after a crash the file opens with its
+ * old size or its new one, and its data intact either way.
+ * Raw: the file is extended, sparse.
+ *
+ * On failure returns a negative errno and a sentence in @err.
+ */
+int vdisk_resize(const char *path, uint64_t new_size, char *err,
+		 size_t errlen);
+
 /* ---- VHDX creation and checking ------------------------------------- */
 
 struct vhdx_create_opts {
