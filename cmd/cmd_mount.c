@@ -259,17 +259,25 @@ static int daemonize(const struct mount_args *a)
 	if (setsid() < 0 || chdir("/") < 0)
 		_exit(1);
 	{
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		/* What goes to stderr anyway (a library's, a sanitizer's) is logged. */
+		char *log_path = NULL;
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC), err = -1;
 
+		if (asprintf(&log_path, "%s/service.log", a->state_dir) >= 0)
+			err = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		free(log_path);
 		if (null >= 0) {
 			dup2(null, 0);
 			dup2(null, 1);
-			dup2(null, 2);
+			dup2(err >= 0 ? err : null, 2);
 			if (null > 2)
 				close(null);
 		}
+		if (err > 2)
+			close(err);
 	}
-	_exit(serve(a, pipefd[1]));
+	/* exit(), not _exit(): atexit work (a leak check in a sanitizer build) runs. */
+	exit(serve(a, pipefd[1]));
 }
 
 int cmd_mount(int argc, char **argv)

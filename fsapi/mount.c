@@ -43,6 +43,7 @@ int fsapi_mount(struct service *svc, const struct fsapi_opts *opts,
 	argv[argc] = NULL;
 	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
 	fs->se = fuse_session_new(&args, &fsapi_ops, sizeof(fsapi_ops), fs);
+	fuse_opt_free_args(&args);
 	if (!fs->se) {
 		snprintf(err, errlen, "cannot create the FUSE session");
 		fsapi_destroy(fs);

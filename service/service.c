@@ -1289,6 +1289,7 @@ void service_close(struct service *s)
 		if (vm->watch_fd >= 0) {
 			close(vm->watch_fd);
 			vm->watch_fd = -1;
+			vm->refs--;	/* the supervisor's; the list's is dropped below */
 		}
 		vm_put(vm);
 	}

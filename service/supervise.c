@@ -786,6 +786,7 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 		ret = wait_for_worker(vm, 50, &fd, &status);
 	if (!ret) {
 		const char *st = json_string_value(json_object_get(status, "state"));
+		bool paused = st && strcmp(st, "paused") == 0;
 
 		vm->pid = (pid_t)json_integer_value(json_object_get(status, "pid"));
 		vm->monitor_pid = parent_of(vm->pid);
@@ -793,7 +794,7 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 		if (watch(s, vm, fd)) {
 			close(fd);
 		} else {
-			vm->state = st && strcmp(st, "paused") == 0 ? VMS_PAUSED : VMS_RUNNING;
+			vm->state = paused ? VMS_PAUSED : VMS_RUNNING;
 			log_info("vm %s: adopted the running worker (pid %d)", vm->name,
 				 (int)vm->pid);
 			return;

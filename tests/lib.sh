@@ -144,6 +144,13 @@ cleanup_service()
 			sleep 0.1
 			i=$((i + 1))
 		done
+		# A sanitizer's report (the service's stderr goes to its log).
+		if grep -qE "Sanitizer|runtime error" "$STATE/service.log" 2>/dev/null; then
+			echo "FAIL $TEST_NAME: the service log has a sanitizer report:" >&2
+			grep -A30 -E "Sanitizer|runtime error" "$STATE/service.log" | head -60 >&2
+			rm -rf "$SCRATCH"
+			exit 1
+		fi
 	fi
 	rm -rf "$SCRATCH"
 }
