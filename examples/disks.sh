@@ -23,6 +23,8 @@ done
 echo "hello, disk" | dd of=disks/dyn/data bs=512 seek=2048 conv=notrunc,sync status=none
 dd if=disks/dyn/data bs=512 skip=2048 count=1 status=none | head -n1
 echo check > disks/dyn/ctl && cat disks/dyn/progress
+echo 4G > disks/dyn/size                        # grow it (shrinking is refused)
+echo "dyn grown to $(cat disks/dyn/size) bytes, still '$(dd if=disks/dyn/data bs=512 skip=2048 count=1 status=none | head -n1)'"
 
 # Adopt a file made with the disk tool; deleting the disk keeps the file.
 fsvisor disk create "$work/made-elsewhere.vhdx" 256M > /dev/null

@@ -365,7 +365,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     off_t off, struct fuse_file_info *fi)
 {
 	ssize_t n = service_write(handle_of(fi)->file, (uint64_t)off, buf, size,
-				  req_interrupted, req);
+				  fuse_req_ctx(req)->uid, req_interrupted, req);
 
 	(void)ino;
 	if (n < 0)

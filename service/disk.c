@@ -254,8 +254,20 @@ static int disk_load(struct service *s, const char *name)
 			log_warn("disk %s: removed %s, left by an interrupted create", name, p);
 		free(p);
 	}
-	if (d->file && access(d->file, F_OK) < 0)
+	if (d->file && access(d->file, F_OK) < 0) {
 		log_error("disk %s: its file %s is missing", name, d->file);
+	} else if (d->file) {
+		/* The file is the authority on its size (it may have grown since). */
+		struct vdisk_open_opts o = { .format = d->format, .no_io = true };
+		struct vdisk *vd;
+
+		if (vdisk_open(d->file, &o, &vd, err, sizeof(err)) == 0) {
+			d->size = vdisk_info(vd)->virtual_size;
+			vdisk_close(vd);
+		} else {
+			log_error("disk %s: %s", name, err);
+		}
+	}
 	ret = svc_list_insert((void ***)&s->disks, &s->ndisks, &s->disks_cap, d);
 	if (ret)
 		disk_put(d);
@@ -338,6 +350,49 @@ static int create_file(struct disk_obj *d, uint64_t size, char **out, char *why,
 	return ret;
 }
 
+static int disk_grow(struct service *s, struct disk_obj *d, uint64_t size)
+{
+	char why[512], a[SIZE_STR_MAX], b[SIZE_STR_MAX];
+	uint64_t old = d->size;
+	int ret;
+
+	if (d->type == VDISK_TYPE_FIXED) {
+		struct statvfs v;
+
+		if (statvfs(d->file, &v) == 0 && (uint64_t)v.f_bavail * v.f_frsize < size - old)
+			return disk_fail(s, d, -ENOSPC,
+					 "size: growing a fixed disk by %s needs that much space; %s is free",
+					 size_format(size - old, a, sizeof(a)),
+					 size_format_human((uint64_t)v.f_bavail * v.f_frsize,
+							   b, sizeof(b)));
+	}
+	d->busy = true;
+	snprintf(d->progress, sizeof(d->progress), "0%% grow");
+	d->refs++;
+	svc_unlock(s);
+	ret = vdisk_resize(d->file, size, why, sizeof(why));
+	svc_lock(s);
+	d->busy = false;
+	if (ret) {
+		snprintf(d->progress, sizeof(d->progress), "grow failed");
+		ret = disk_fail(s, d, ret == -ENOSPC ? -ENOSPC : ret == -EIO ? -EIO : -EINVAL,
+				"size: growing the disk failed: %s", why);
+		disk_put(d);
+		return ret;
+	}
+	d->size = size;
+	snprintf(d->progress, sizeof(d->progress), "100%% grow");
+	ret = disk_save(d);
+	if (ret)
+		log_error("disk %s: grown to %llu bytes, but the definition was not saved: %s",
+			  d->name, (unsigned long long)size, strerror(-ret));
+	snprintf(a, sizeof(a), "%llu", (unsigned long long)size);
+	disk_changed(s, d, "size", a);
+	disk_changed(s, d, "progress", d->progress);
+	disk_put(d);
+	return 0;
+}
+
 static int store_size(struct service *s, void *obj, const char *value,
 		      svc_interrupted_fn intr, void *ctx)
 {
@@ -369,7 +424,7 @@ static int store_size(struct service *s, void *obj, const char *value,
 					 "size: %s is smaller than the disk (%s); shrinking would lose data and is not supported",
 					 size_format(size, a, sizeof(a)),
 					 size_format(d->size, b, sizeof(b)));
-		return disk_fail(s, d, -EINVAL, "size: growing a disk is not available yet");
+		return disk_grow(s, d, size);
 	}
 	if (d->type == VDISK_TYPE_FIXED) {
 		struct statvfs v;
@@ -527,9 +582,10 @@ static int store_file(struct service *s, void *obj, const char *value,
 	int ret;
 
 	(void)intr;
-	(void)ctx;
 	if (d->file)
 		return disk_fail(s, d, -EBUSY, "file: the disk has its file (%s) already", d->file);
+	if (!svc_caller_is_owner(s, ctx))
+		return disk_fail(s, d, -EPERM, "file: only the mount's owner may adopt host files");
 	if (value[0] != '/')
 		return disk_fail(s, d, -EINVAL, "file: '%s' is not an absolute path", value);
 	if (!realpath(value, real))

@@ -133,6 +133,23 @@ enum attr_flags {
 };
 
 /*
+ * Who writes, and how to tell that they gave up: what a store's @ctx
+ * points to (its @intr takes it as it is).
+ */
+struct svc_call {
+	svc_interrupted_fn intr;
+	void *ctx;
+	uid_t uid;
+};
+
+/*
+ * Host paths (a kernel, a disk file to adopt) are read with the service's
+ * rights, so only the mount's owner may name them: with --allow-other,
+ * anyone else could otherwise read any file through a VM.
+ */
+bool svc_caller_is_owner(struct service *s, void *ctx);
+
+/*
  * A file of an object: @path is relative to the object ("cpus",
  * "memory/startup").  @show prints the value (newline-terminated) under
  * the lock; @store checks and applies one written value under the lock

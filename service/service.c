@@ -61,6 +61,11 @@ int svc_fail(struct service *s, const char *kind, const char *name,
 	return err;
 }
 
+bool svc_caller_is_owner(struct service *s, void *ctx)
+{
+	return ((struct svc_call *)ctx)->uid == s->uid;
+}
+
 void svc_touch(struct timespec *t)
 {
 	clock_gettime(CLOCK_REALTIME, t);
@@ -1073,9 +1078,17 @@ static int clean_value(const char *buf, size_t len, char *out, const char **why)
 	return 0;
 }
 
-ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
-		      size_t len, svc_interrupted_fn intr, void *ctx)
+static bool call_interrupted(void *ctx)
 {
+	struct svc_call *call = ctx;
+
+	return call->intr && call->intr(call->ctx);
+}
+
+ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
+		      size_t len, uid_t uid, svc_interrupted_fn intr, void *ctx)
+{
+	struct svc_call call = { .intr = intr, .ctx = ctx, .uid = uid };
 	struct service *s = f->s;
 	char value[VALUE_MAX + 1];
 	const char *why = NULL;
@@ -1102,7 +1115,7 @@ ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
 			disk_fail(s, n.disk, (int)ret, "%s: %s", n.attr->path, why);
 		goto release;
 	}
-	ret = n.attr->store(s, node_object(&n), value, intr, ctx);
+	ret = n.attr->store(s, node_object(&n), value, call_interrupted, &call);
 release:
 	node_release(&n);
 out:
@@ -1195,6 +1208,12 @@ static int take_lock(struct service *s, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
+	/*
+	 * A service that was just unmounted may still be on its way out:
+	 * give it a few seconds before calling the directory taken.
+	 */
+	for (int i = 0; i < 50 && flock(fd, LOCK_EX | LOCK_NB) < 0; i++)
+		usleep(100000);
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		n = pread(fd, pid, sizeof(pid) - 1, 0);
 		pid[n > 0 ? n : 0] = '\0';

@@ -132,11 +132,12 @@ ssize_t service_read(struct svc_file *f, uint64_t off, void *buf, size_t len);
 typedef bool (*svc_interrupted_fn)(void *ctx);
 
 /*
- * Write one value or command (whatever the offset).  Control writes
- * return when the operation is done, or failed.
+ * Write one value or command (whatever the offset) for the user @uid.
+ * Control writes return when the operation is done, or failed.
  */
 ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
-		      size_t len, svc_interrupted_fn interrupted, void *ctx);
+		      size_t len, uid_t uid, svc_interrupted_fn interrupted,
+		      void *ctx);
 
 /*
  * poll(): POLLIN | POLLPRI when the value differs from what this handle

@@ -762,10 +762,12 @@ static int store_kernel(struct service *s, void *obj, const char *value,
 	int ret;
 
 	(void)intr;
-	(void)ctx;
 	ret = refuse_if_active(s, vm, "boot/kernel");
 	if (ret)
 		return ret;
+	if (!svc_caller_is_owner(s, ctx))
+		return vm_fail(s, vm, -EPERM,
+			       "boot/kernel: only the mount's owner may name host files");
 	if (value[0]) {
 		ret = check_boot_file(s, vm, "boot/kernel", value);
 		if (ret)
@@ -783,10 +785,12 @@ static int store_initrd(struct service *s, void *obj, const char *value,
 	int ret;
 
 	(void)intr;
-	(void)ctx;
 	ret = refuse_if_active(s, vm, "boot/initrd");
 	if (ret)
 		return ret;
+	if (!svc_caller_is_owner(s, ctx))
+		return vm_fail(s, vm, -EPERM,
+			       "boot/initrd: only the mount's owner may name host files");
 	if (value[0]) {
 		ret = check_boot_file(s, vm, "boot/initrd", value);
 		if (ret)

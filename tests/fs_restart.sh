@@ -107,6 +107,23 @@ expect_value vms/c/state crashed
 grep -qi "triple fault" vms/c/error || fail "c's error: $(cat vms/c/error)"
 expect_value vms/b/state running
 
+# SIGTERM stops the service, unmounts, and leaves the VMs running.
+pid_b=$(sed -n 's/^pid: //p' vms/b/status)
+svc=$(service_pid)
+cd "$SCRATCH" || fail "cd"
+kill -TERM "$svc"
+i=0
+while kill -0 "$svc" 2>/dev/null && [ $i -lt 50 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+kill -0 "$svc" 2>/dev/null && fail "the service did not stop on SIGTERM"
+awk -v m="$MNT" '$5 == m' /proc/self/mountinfo | grep -q . && fail "SIGTERM left the mount"
+kill -0 "$pid_b" || fail "SIGTERM to the service stopped b"
+"$FSVISOR" mount "$MNT" --state "$STATE" || fail "the service did not come back"
+cd "$MNT" || fail "cd"
+expect_value vms/b/state running
+
 # shutdown asks the guest (ACPI power button) and waits for it.
 echo shutdown > vms/b/ctl || fail "shutdown failed: $(cat vms/b/error)"
 expect_value vms/b/state off

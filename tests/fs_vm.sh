@@ -21,6 +21,29 @@ esac
 [ "$(stat -c %a vms)" = 700 ] || fail "vms/ has mode $(stat -c %a vms)"
 [ "$(stat -c %u version)" = "$(id -u)" ] || fail "files are not owned by the user who mounted"
 
+# events: a blocking read that Ctrl-C (SIGINT) interrupts, and that
+# O_NONBLOCK turns into EAGAIN.
+"$FSOP" read events > "$SCRATCH/intr" &
+rd=$!
+sleep 0.5
+kill -0 $rd 2>/dev/null || fail "a read of events did not block"
+kill -INT $rd
+i=0
+while kill -0 $rd 2>/dev/null && [ $i -lt 20 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+kill -0 $rd 2>/dev/null && { kill -9 $rd; fail "SIGINT did not interrupt a read of events"; }
+[ "$(cat "$SCRATCH/intr")" = EINTR ] || fail "the interrupted read gave '$(cat "$SCRATCH/intr")'"
+[ "$("$FSOP" read-nonblock events)" = EAGAIN ] || fail "a non-blocking read of events did not give EAGAIN"
+# A reader killed while it waits goes away too.
+cat events > /dev/null &
+rd=$!
+sleep 0.3
+kill -TERM $rd
+sleep 0.3
+kill -0 $rd 2>/dev/null && { kill -9 $rd; fail "SIGTERM did not end a read of events"; }
+
 # ---- define ---------------------------------------------------------------
 mkdir vms/web1 disks/d1 || fail "mkdir failed"
 for f in ctl state status error events cpus memory/startup boot/kernel \
@@ -142,6 +165,15 @@ dd if=/dev/zero of=disks/d1/data bs=512 seek=131072 count=1 conv=notrunc status=
 echo check > disks/d1/ctl || fail "check failed: $(cat disks/d1/error)"
 expect_value disks/d1/progress "100% check: clean"
 [ "$(cat disks/d1/used)" -gt 1048576 ] || fail "used is $(cat disks/d1/used)"
+
+# Growing: the file grows, the data stays.
+echo 1G > disks/d1/size || fail "growing failed: $(cat disks/d1/error)"
+expect_value disks/d1/size 1073741824
+expect_value disks/d1/progress "100% grow"
+[ "$(stat -c %s disks/d1/data)" = 1073741824 ] || fail "data did not grow"
+qemu-img info "$file" | grep -q "virtual size: 1 GiB" || fail "qemu-img: $(qemu-img info "$file")"
+qemu-img check -q "$file" || fail "qemu-img check after growing failed"
+cmp -n 1048576 -i 0:1048576 "$SCRATCH/blob" disks/d1/data || fail "data changed by growing"
 
 # ---- adopting a file, detaching, deleting ---------------------------------------
 "$FSVISOR" disk create "$SCRATCH/adopted.vhdx" 32M > /dev/null || fail "disk create failed"

@@ -212,6 +212,18 @@ expect_error 1 "cannot open" "$F" disk resize missing.vhdx 2G
 	fail "64 TiB"
 "$F" disk check b.vhdx > /dev/null || fail "check after 64 TiB"
 
+# No space for a fixed disk's new blocks: the error says so, and the file
+# is as it was but for the headers' write GUIDs (the hook fails the
+# reservation; filling the real filesystem would disturb other tests).
+rm -f b.vhdx b.copy
+"$F" disk create --type fixed --block-size 1M b.vhdx 64M || fail "create"
+cp b.vhdx b.copy
+expect_error 1 "No space left on device" "$R" resize --enospc b.vhdx 2G
+[ "$(stat -c %s b.vhdx)" = "$(stat -c %s b.copy)" ] || fail "a failed resize left the file longer"
+cmp -s -i $((192 * 1024)) b.vhdx b.copy || fail "a failed resize changed more than the headers"
+[ "$(info_field virtual-size b.vhdx)" = $((64 * 1024 * 1024)) ] || fail "size after ENOSPC"
+"$F" disk check b.vhdx > /dev/null || fail "check after ENOSPC"
+
 # Damaged files: refused with the problem named, untouched.
 rm -f b.vhdx
 "$F" disk create --block-size 1M b.vhdx 1G || fail "create"

@@ -10,12 +10,16 @@
  *                                "timeout"
  *   fsop read-nonblock FILE      one O_NONBLOCK read; prints the errno name
  *                                or the bytes
+ *   fsop read FILE               one blocking read, with a SIGINT handler (as a
+ *                                program that catches Ctrl-C has): prints the
+ *                                bytes or the errno name (EINTR)
  *   fsop mkdir|rmdir|unlink PATH, fsop symlink TARGET PATH, fsop create PATH
  *                                the call; prints "ok" or the errno name
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +87,31 @@ static int do_read_nonblock(const char *file)
 	return 0;
 }
 
+static void on_sigint(int sig)
+{
+	(void)sig;
+}
+
+static int do_read(const char *file)
+{
+	struct sigaction sa = { .sa_handler = on_sigint };	/* no SA_RESTART */
+	char buf[4096];
+	ssize_t n;
+	int fd = open(file, O_RDONLY);
+
+	sigaction(SIGINT, &sa, NULL);
+	if (fd < 0) {
+		printf("%s\n", strerrorname_np(errno));
+		return 0;
+	}
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0)
+		printf("%s\n", strerrorname_np(errno));
+	else
+		fwrite(buf, 1, (size_t)n, stdout);
+	return 0;
+}
+
 static int result(int ret)
 {
 	printf("%s\n", ret < 0 ? strerrorname_np(errno) : "ok");
@@ -91,6 +120,8 @@ static int result(int ret)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "read") == 0)
+		return do_read(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "mkdir") == 0)
 		return result(mkdir(argv[2], 0755));
 	if (argc == 3 && strcmp(argv[1], "rmdir") == 0)

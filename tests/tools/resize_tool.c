@@ -2,9 +2,10 @@
 /*
  * Test driver for growing disks (vdisk_resize).
  *
- *   resize_tool resize [--sparse] IMAGE SIZE
+ *   resize_tool resize [--sparse|--enospc] IMAGE SIZE
  *	Grow IMAGE.  --sparse: a fixed disk's new space is not reserved
  *	(ftruncate instead of fallocate), so terabytes fit a small disk.
+ *	--enospc: reserving space fails as on a full filesystem.
  *
  *   resize_tool crash [--sparse] N IMAGE SIZE
  *	Grow IMAGE, killing this process with SIGKILL at the Nth step of
@@ -84,6 +85,14 @@ static int sparse_reserve(int fd, uint64_t off, uint64_t len)
 	    ftruncate(fd, (off_t)(off + len)) < 0)
 		return -errno;
 	return 0;
+}
+
+static int no_space(int fd, uint64_t off, uint64_t len)
+{
+	(void)fd;
+	(void)off;
+	(void)len;
+	return -ENOSPC;
 }
 
 static unsigned long kill_at, steps;
@@ -292,10 +301,13 @@ int main(int argc, char **argv)
 {
 	bool rw = argc >= 3 && strcmp(argv[2], "--rw") == 0;
 	bool sparse = argc >= 3 && strcmp(argv[2], "--sparse") == 0;
+	bool enospc = argc >= 3 && strcmp(argv[2], "--enospc") == 0;
 
-	if (rw || sparse) {
+	if (rw || sparse || enospc) {
 		if (sparse)
 			vhdx_reserve_hook = sparse_reserve;
+		if (enospc)
+			vhdx_reserve_hook = no_space;
 		argv[2] = argv[1];
 		argv++;
 		argc--;
