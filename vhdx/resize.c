@@ -41,7 +41,10 @@
 #include "vhdx/test_hooks.h"
 
 #define RT_SECTORS (VHDX_REGION_SIZE / VHDX_SECTOR)
-/* Both region table copies, the size item (two sectors if it straddles), a BAT sector. */
+/*
+ * What the switch logs at most: both region table copies, the size item
+ * (two sectors if it straddles), one BAT sector.
+ */
 #define RESIZE_MAX_SECTORS (2 * RT_SECTORS + 2 + 1)
 
 static uint64_t align_up(uint64_t x, uint64_t a)
@@ -113,9 +116,12 @@ static int plan(struct grow *g, char *err, size_t errlen)
 	}
 	memset(g->bat, 0, g->bat_bytes);
 	memcpy(g->bat, v->bat, v->bat_entries * 8);
+	if (!v->leave_allocated)
+		return 0;
 	/* A fixed disk has every block, in order after what is there. */
-	for (uint64_t b = v->data_blocks; b < g->data_blocks && v->leave_allocated; b++) {
-		uint64_t off = g->blocks_at + (b - v->data_blocks) * v->block_size;
+	for (uint64_t b = v->data_blocks; b < g->data_blocks; b++) {
+		uint64_t off = g->blocks_at +
+			       (b - v->data_blocks) * v->block_size;
 
 		put64(g->bat + bat_payload_index(v, b) * 8,
 		      off | PAYLOAD_BLOCK_FULLY_PRESENT);
