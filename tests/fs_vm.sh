@@ -123,6 +123,9 @@ expect_write vms/web1/ctl start EBUSY
 rmdir vms/web1 2>/dev/null && fail "rmdir of a running VM succeeded"
 rmdir disks/d1 2>/dev/null && fail "rmdir of a disk in use succeeded"
 cat disks/d1/data > /dev/null 2>&1 && fail "data of a disk in use could be read"
+# The file itself is locked while the worker has it open.
+"$FSVISOR" disk resize "$file" 128M > "$SCRATCH/resize" 2>&1 && fail "resized a disk in use"
+grep -q "in use" "$SCRATCH/resize" || fail "resizing a disk in use: $(cat "$SCRATCH/resize")"
 
 # poll(): a reader of state wakes when it changes.
 "$FSOP" poll vms/web1/state 10000 > "$SCRATCH/poll" &

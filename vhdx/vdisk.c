@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -246,6 +247,28 @@ int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
 		snprintf(err, errlen, "%s is not a regular file or block device",
 			 path);
 		ret = -EINVAL;
+		goto fail;
+	}
+	/*
+	 * One writer or several readers per file, across processes: a disk
+	 * that a VM has open for writing cannot be opened again, by us or by
+	 * `fsvisor disk`, until it is closed.  Structure-only opens (info,
+	 * check) do not take part.  A process killed with requests in flight
+	 * holds its files until the kernel has torn its io_uring down, a
+	 * moment after it died: wait up to a second for that.
+	 */
+	ret = 0;
+	for (int tries = 0; !opts->no_io && tries < 100; tries++) {
+		ret = flock(d->fd, (opts->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 ?
+		      -errno : 0;
+		if (ret != -EWOULDBLOCK)
+			break;
+		usleep(10000);
+	}
+	if (ret) {
+		ret = ret == -EWOULDBLOCK ? -EBUSY : ret;
+		snprintf(err, errlen, "%s is in use by another process (a running VM?)%s%s", path,
+			 ret == -EBUSY ? "" : ": ", ret == -EBUSY ? "" : strerror(-ret));
 		goto fail;
 	}
 	d->read_only = opts->read_only || opts->no_io;
