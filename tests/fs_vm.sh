@@ -92,6 +92,8 @@ events_pid=$!
 sleep 0.5	# a reader sees the events after it opened the file
 echo start > vms/web1/ctl || fail "start failed: $(cat vms/web1/error)"
 expect_value vms/web1/state running
+# The kernel had state's size (4) cached: the change invalidated it.
+[ "$(stat -c %s vms/web1/state)" = 8 ] || fail "stat shows a stale size: $(stat -c %s vms/web1/state)"
 wait_for "waiting for a line" vms/web1/console 60 || fail "the guest did not ask for a line"
 echo "hello from the mount" > vms/web1/console || fail "writing the console failed"
 wait_for "TEST blk PASS" vms/web1/console 60 || fail "no blk PASS: $(tail -5 vms/web1/console)"
