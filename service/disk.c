@@ -139,6 +139,7 @@ static void remove_dir(const char *path)
 int disk_define(struct service *s, const char *name)
 {
 	struct disk_obj *d;
+	char *json;
 	int ret;
 
 	if (disk_find(s, name))
@@ -146,7 +147,18 @@ int disk_define(struct service *s, const char *name)
 	d = disk_alloc(s, name);
 	if (!d)
 		return -ENOMEM;
-	remove_dir(d->dir);	/* left by an interrupted mkdir */
+	/* Left by an interrupted mkdir, unless it holds what we could not load. */
+	if (asprintf(&json, "%s/disk.json", d->dir) < 0)
+		abort();
+	ret = access(json, F_OK) == 0 ? -EEXIST : 0;
+	free(json);
+	if (ret) {
+		log_error("disk %s: %s holds a definition that could not be loaded; not replaced",
+			  name, d->dir);
+		disk_put(d);
+		return ret;
+	}
+	remove_dir(d->dir);
 	if (mkdir(d->dir, 0700) < 0) {
 		ret = -errno;
 		log_error("disk %s: cannot create %s: %s", name, d->dir, strerror(errno));

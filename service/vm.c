@@ -163,6 +163,7 @@ static int open_dir(struct vm_obj *vm)
 int vm_define(struct service *s, const char *name)
 {
 	struct vm_obj *vm;
+	char *json;
 	int ret;
 
 	if (vm_find(s, name))
@@ -170,7 +171,20 @@ int vm_define(struct service *s, const char *name)
 	vm = vm_alloc(s, name);
 	if (!vm)
 		return -ENOMEM;
-	/* A directory without vm.json is left from an interrupted mkdir. */
+	/*
+	 * A directory without vm.json is left from an interrupted mkdir; one
+	 * with a vm.json we could not load is the administrator's to look at.
+	 */
+	if (asprintf(&json, "%s/vm.json", vm->dir) < 0)
+		abort();
+	ret = access(json, F_OK) == 0 ? -EEXIST : 0;
+	free(json);
+	if (ret) {
+		log_error("vm %s: %s holds a definition that could not be loaded; not replaced",
+			  name, vm->dir);
+		vm_put(vm);
+		return ret;
+	}
 	remove_dir(vm->dir);
 	if (mkdir(vm->dir, 0700) < 0) {
 		ret = -errno;

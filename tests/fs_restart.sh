@@ -129,4 +129,15 @@ echo shutdown > vms/b/ctl || fail "shutdown failed: $(cat vms/b/error)"
 expect_value vms/b/state off
 grep -q "testguest: power button" vms/b/console || fail "b did not see the power button"
 grep -q "^last run: shut down" vms/b/status || fail "b's status: $(cat vms/b/status)"
+# A definition the service cannot read is left alone: not listed, not replaced.
+echo stop > vms/b/ctl
+cd "$SCRATCH" || fail "cd"
+stop_service
+echo '{ "cpus": ' > "$STATE/vms/c/vm.json"
+"$FSVISOR" mount "$MNT" --state "$STATE" || fail "the service did not come back"
+cd "$MNT" || fail "cd"
+[ -e vms/c ] && fail "a damaged vm.json was loaded"
+grep -q "vm.json" "$STATE/service.log" || fail "the log does not name the damaged file"
+"$FSOP" mkdir vms/c | grep -qx EEXIST || fail "mkdir over a damaged definition did not fail with EEXIST"
+[ "$(cat "$STATE/vms/c/vm.json")" = '{ "cpus": ' ] || fail "the damaged vm.json was replaced"
 pass
