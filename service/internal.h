@@ -19,6 +19,17 @@
 #define VALUE_MAX	4096		/* longest value a write may carry */
 #define ERROR_MAX	1024
 #define EVENT_RING	1024		/* events kept for readers */
+#define NICS_MAX	8		/* NICs per VM */
+#define IFNAME_MAX	15		/* a Linux interface name */
+
+/*
+ * What the supervisor's epoll entries point at: a VM's subscribed
+ * connection, or a switch worker's pidfd.
+ */
+enum watch_kind {
+	WATCH_VM,
+	WATCH_SWITCH,
+};
 
 /* ---- objects ------------------------------------------------------------ */
 
@@ -31,8 +42,11 @@ enum vm_state {
 	VMS_CRASHED,
 };
 
+struct nic_obj;
+
 struct vm_obj {
 	char name[NAME_MAX_LEN + 1];
+	enum watch_kind watch_kind;
 	char *dir;			/* <state>/vms/NAME */
 	int dirfd;
 	unsigned int refs;		/* the list's, and each user's */
@@ -45,6 +59,8 @@ struct vm_obj {
 	char *initrd;
 	char *cmdline;
 	char *slot[SLOTS];		/* disk names, NULL when empty */
+	struct nic_obj *nics[NICS_MAX];	/* sorted by name: the worker's NIC order */
+	size_t nnics;
 	char error[ERROR_MAX];
 
 	/* The run. */
@@ -83,6 +99,65 @@ struct disk_obj {
 	pthread_mutex_t data_lock;	/* serialises I/O on @data */
 };
 
+enum nic_vlan_mode {
+	NIC_VLAN_UNTAGGED,
+	NIC_VLAN_ACCESS,
+	NIC_VLAN_TRUNK,
+};
+
+enum nic_mirror {
+	NIC_MIRROR_NONE,
+	NIC_MIRROR_SOURCE,
+	NIC_MIRROR_DESTINATION,
+};
+
+/* A VM's network adapter (vms/VM/nics/NAME/), part of the VM's definition. */
+struct nic_obj {
+	char name[NAME_MAX_LEN + 1];
+	struct vm_obj *vm;
+	uint8_t mac[6];
+	char *sw;			/* switch name, "" when not connected */
+	enum nic_vlan_mode vlan_mode;
+	uint16_t vlan_id;		/* access VLAN, or a trunk's native VLAN */
+	char *trunk;			/* a trunk's allowed list, "1-100,200" */
+	bool mac_spoofing;
+	bool dhcp_guard;
+	bool router_guard;
+	enum nic_mirror mirror;
+	uint64_t bandwidth_max;		/* bits per second, 0 = unlimited */
+
+	/* The run: the switch this NIC's port is on now, "" when none. */
+	char port_on[NAME_MAX_LEN + 1];
+};
+
+enum switch_type {
+	SWITCH_PRIVATE,
+	SWITCH_INTERNAL,
+	SWITCH_EXTERNAL,
+};
+
+/* A virtual switch (switches/NAME/), run by its own worker while it exists. */
+struct switch_obj {
+	char name[NAME_MAX_LEN + 1];
+	enum watch_kind watch_kind;
+	char *dir;			/* <state>/switches/NAME */
+	int dirfd;
+	unsigned int refs;
+	bool deleted;
+
+	enum switch_type type;
+	char uplink[IFNAME_MAX + 1];	/* "" when none */
+	char error[ERROR_MAX];
+	struct timespec mtime;
+
+	/* The worker. */
+	pid_t pid;
+	int pidfd;			/* watched by the supervisor */
+	bool busy;			/* being (re)started */
+	struct timespec started;	/* CLOCK_MONOTONIC */
+	char ended[256];		/* how its last worker ended */
+};
+
 struct event {
 	uint64_t seq;
 	char *line;			/* "vm web1 state running" */
@@ -105,6 +180,8 @@ struct service {
 	size_t nvms, vms_cap;
 	struct disk_obj **disks;	/* sorted by name */
 	size_t ndisks, disks_cap;
+	struct switch_obj **switches;	/* sorted by name */
+	size_t nswitches, switches_cap;
 
 	svc_notify_fn notify;
 	void *notify_ctx;
@@ -164,6 +241,16 @@ struct attr {
 		     svc_interrupted_fn intr, void *ctx);
 };
 
+/*
+ * What a switch's port directory (switches/NAME/ports/PORT/) shows: a VM's
+ * NIC, or the switch's host or uplink port.
+ */
+struct port_view {
+	struct switch_obj *sw;
+	char name[2 * NAME_MAX_LEN + 2];	/* "VM:NIC", "host", "uplink" */
+	struct nic_obj *nic;			/* NULL for host and uplink */
+};
+
 /* Tables: the root (README, version, events), host/, a VM, a disk. */
 extern const struct attr root_attrs[];
 extern const size_t n_root_attrs;
@@ -173,6 +260,12 @@ extern const struct attr vm_attrs[];
 extern const size_t n_vm_attrs;
 extern const struct attr disk_attrs[];
 extern const size_t n_disk_attrs;
+extern const struct attr nic_attrs[];
+extern const size_t n_nic_attrs;
+extern const struct attr switch_attrs[];
+extern const size_t n_switch_attrs;
+extern const struct attr port_attrs[];
+extern const size_t n_port_attrs;
 
 /* ---- shared helpers (service.c) ------------------------------------------ */
 
@@ -191,6 +284,12 @@ int svc_fail(struct service *s, const char *kind, const char *name,
 	svc_fail(s, "vm", (vm)->name, (vm)->error, err, __VA_ARGS__)
 #define disk_fail(s, d, err, ...) \
 	svc_fail(s, "disk", (d)->name, (d)->error, err, __VA_ARGS__)
+#define switch_fail(s, sw, err, ...) \
+	svc_fail(s, "switch", (sw)->name, (sw)->error, err, __VA_ARGS__)
+/* A NIC's errors are its VM's: "nics/eth0/vlan: ..." in vms/VM/error. */
+#define nic_fail(s, nic, err, fmt, ...) \
+	svc_fail(s, "vm", (nic)->vm->name, (nic)->vm->error, err, "nics/%s/" fmt, \
+		 (nic)->name, ##__VA_ARGS__)
 void svc_touch(struct timespec *t);
 char *svc_strdup(const char *str);
 /* "<state>/sub/name" */
@@ -203,8 +302,10 @@ int svc_list_insert(void ***arr, size_t *n, size_t *cap, void *obj);
 void svc_list_remove(void **arr, size_t *n, const char *name);
 struct vm_obj *vm_find(struct service *s, const char *name);
 struct disk_obj *disk_find(struct service *s, const char *name);
+struct switch_obj *switch_find(struct service *s, const char *name);
 void vm_put(struct vm_obj *vm);
 void disk_put(struct disk_obj *d);
+void switch_put(struct switch_obj *sw);
 /* Which VM and slot use disk @name, or NULL. */
 struct vm_obj *disk_user(struct service *s, const char *name, int *slot);
 
@@ -237,6 +338,83 @@ void vm_free(struct vm_obj *vm);
 /* The worker's configuration for this VM, or NULL with a reason. */
 json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
 			 char *why, size_t whylen);
+
+/* ---- NICs (nic.c) ------------------------------------------------------ */
+
+struct nic_obj *nic_find(struct vm_obj *vm, const char *name);
+int nic_define(struct service *s, struct vm_obj *vm, const char *name);	/* mkdir */
+int nic_delete(struct service *s, struct nic_obj *nic);			/* rmdir */
+void nic_free(struct nic_obj *nic);
+/* The NIC's part of vm.json, and back (bad fields get defaults, logged). */
+json_t *nic_to_json(const struct nic_obj *nic);
+int nic_from_json(struct service *s, struct vm_obj *vm, const char *name,
+		  json_t *obj);
+/* "52:54:00:12:34:56" */
+void nic_mac_format(const uint8_t mac[6], char *buf, size_t len);
+/* "untagged", "access 10", "trunk 1-100,200 native 0" */
+void nic_vlan_format(const struct nic_obj *nic, char *buf, size_t len);
+/* The port policy the switch worker is given (docs/vswitch.md). */
+json_t *nic_policy_json(const struct nic_obj *nic);
+/* Which NICs name switch @name, for refusing its deletion (count). */
+size_t nics_on_switch(struct service *s, const char *name, char *list, size_t len);
+/*
+ * Give a running VM's NIC its port on its switch (a socketpair: one end
+ * to the switch worker, the other to the VM worker), or take it away.
+ * Under the lock, which they drop while they talk to the workers.
+ */
+int nic_connect(struct service *s, struct nic_obj *nic);
+void nic_disconnect(struct service *s, struct nic_obj *nic);
+/* Connect every NIC of a VM that has just started or was adopted. */
+void vm_connect_nics(struct service *s, struct vm_obj *vm);
+/* Ports of switch @sw that a worker restart lost: connect them again. */
+void switch_reconnect_nics(struct service *s, struct switch_obj *sw);
+
+/* ---- switches (switch.c) ------------------------------------------------- */
+
+const char *switch_type_name(enum switch_type t);
+int switch_define(struct service *s, const char *name);	/* mkdir */
+int switch_delete(struct service *s, struct switch_obj *sw);	/* rmdir */
+int switch_load_all(struct service *s);
+int switch_save(struct switch_obj *sw);
+void switch_free(struct switch_obj *sw);
+/* The host's TAP device of switch @sw ("" for a private switch). */
+void switch_host_if(const struct switch_obj *sw, char *buf, size_t len);
+/* Start (or adopt) every switch's worker; at service start. */
+void switches_start(struct service *s);
+/* The supervisor saw the worker's pidfd: it ended.  Under the lock. */
+void switch_worker_gone(struct service *s, struct switch_obj *sw);
+/*
+ * A request to the switch's worker (lock dropped while waiting); the
+ * reply in *reply when wanted.  -ENOTCONN when no worker runs.
+ */
+int switch_call(struct service *s, struct switch_obj *sw, json_t *req,
+		const int *fds, size_t nfds, json_t **reply);
+/* Does the worker have a port called @port (from a status reply)? */
+bool switch_status_has_port(json_t *status, const char *port);
+/* Which ports a switch shows: its host/uplink ports and connected NICs. */
+int switch_ports(struct service *s, struct switch_obj *sw,
+		 int (*fn)(struct port_view *p, void *arg), void *arg);
+int switch_port_find(struct service *s, struct switch_obj *sw, const char *name,
+		     struct port_view *p);
+
+/* ---- workers (supervise.c) --------------------------------------------- */
+
+/*
+ * One request on a fresh connection to the worker socket "ctl.sock" in
+ * directory @dirfd, with file descriptors; no locks held.
+ */
+int worker_request(int dirfd, json_t *req, const int *fds, size_t nfds,
+		   json_t **reply, int timeout_ms);
+/*
+ * Start `fsvisor vm monitor -- fsvisor ARGV...` in directory @dirfd, in a
+ * session of its own, stdout/stderr to "worker.err" there.
+ */
+int worker_spawn(struct service *s, int dirfd, char *const argv[]);
+pid_t worker_read_pid(int dirfd);
+bool worker_read_exit(int dirfd, char *kind, size_t klen, int *code);
+/* The supervisor watches @fd for the object behind @kind. */
+int supervisor_watch(struct service *s, int fd, enum watch_kind *kind);
+void supervisor_unwatch(struct service *s, int fd);
 
 /* ---- supervision (supervise.c) ------------------------------------------ */
 

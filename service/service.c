@@ -57,6 +57,8 @@ int svc_fail(struct service *s, const char *kind, const char *name,
 		vm_save(s, vm_find(s, name));
 	else if (strcmp(kind, "disk") == 0 && disk_find(s, name))
 		disk_save(disk_find(s, name));
+	else if (strcmp(kind, "switch") == 0 && switch_find(s, name))
+		switch_save(switch_find(s, name));
 	svc_notify(s, SVC_CHANGED, "%ss/%s/error", kind, name);
 	return err;
 }
@@ -158,6 +160,14 @@ struct disk_obj *disk_find(struct service *s, const char *name)
 	return found ? s->disks[i] : NULL;
 }
 
+struct switch_obj *switch_find(struct service *s, const char *name)
+{
+	bool found;
+	size_t i = find_index((void **)s->switches, s->nswitches, name, &found);
+
+	return found ? s->switches[i] : NULL;
+}
+
 int svc_list_insert(void ***arr, size_t *n, size_t *cap, void *obj)
 {
 	bool found;
@@ -233,6 +243,15 @@ enum node_type {
 	N_DISKS,
 	N_DISK,
 	N_DISKFILE,
+	N_NICS,			/* vms/NAME/nics/ */
+	N_NIC,
+	N_NICFILE,
+	N_SWITCHES,
+	N_SWITCH,
+	N_SWITCHFILE,
+	N_PORTS,		/* switches/NAME/ports/ */
+	N_PORT,
+	N_PORTFILE,
 };
 
 struct node {
@@ -240,6 +259,9 @@ struct node {
 	const struct attr *attr;
 	struct vm_obj *vm;
 	struct disk_obj *disk;
+	struct nic_obj *nic;
+	struct switch_obj *sw;
+	struct port_view port;	/* N_PORT, N_PORTFILE */
 	int slot;
 	const char *sub;	/* N_VMDIR: the directory's name in @rest */
 	size_t sublen;
@@ -298,6 +320,40 @@ static int parse_slot(const char *str)
 	return *end || v < 0 || v >= SLOTS ? -1 : (int)v;
 }
 
+static int resolve_switch(struct service *s, char c[MAX_DEPTH][NAME_MAX_LEN * 2 + 2],
+			  int depth, struct node *n)
+{
+	if (depth == 1) {
+		n->type = N_SWITCHES;
+		return 0;
+	}
+	n->sw = switch_find(s, c[1]);
+	if (!n->sw)
+		return -ENOENT;
+	if (depth == 2) {
+		n->type = N_SWITCH;
+		return 0;
+	}
+	if (strcmp(c[2], "ports") != 0) {
+		n->attr = depth == 3 ? attr_find(switch_attrs, n_switch_attrs, c[2]) : NULL;
+		n->type = N_SWITCHFILE;
+		return n->attr ? 0 : -ENOENT;
+	}
+	if (depth == 3) {
+		n->type = N_PORTS;
+		return 0;
+	}
+	if (switch_port_find(s, n->sw, c[3], &n->port))
+		return -ENOENT;
+	if (depth == 4) {
+		n->type = N_PORT;
+		return 0;
+	}
+	n->attr = attr_find(port_attrs, n_port_attrs, c[4]);
+	n->type = N_PORTFILE;
+	return n->attr ? 0 : -ENOENT;
+}
+
 static int resolve(struct service *s, const char *path, struct node *n)
 {
 	char c[MAX_DEPTH][NAME_MAX_LEN * 2 + 2];
@@ -331,6 +387,22 @@ static int resolve(struct service *s, const char *path, struct node *n)
 		if (depth == 2) {
 			n->type = N_VM;
 			return 0;
+		}
+		if (strcmp(c[2], "nics") == 0) {
+			if (depth == 3) {
+				n->type = N_NICS;
+				return 0;
+			}
+			n->nic = nic_find(n->vm, c[3]);
+			if (!n->nic)
+				return -ENOENT;
+			if (depth == 4) {
+				n->type = N_NIC;
+				return 0;
+			}
+			n->attr = attr_find(nic_attrs, n_nic_attrs, c[4]);
+			n->type = N_NICFILE;
+			return n->attr ? 0 : -ENOENT;
 		}
 		if (strcmp(c[2], "disks") == 0) {
 			if (depth == 3) {
@@ -372,6 +444,8 @@ static int resolve(struct service *s, const char *path, struct node *n)
 		n->type = N_DISKFILE;
 		return n->attr ? 0 : -ENOENT;
 	}
+	if (strcmp(c[0], "switches") == 0)
+		return resolve_switch(s, c, depth, n);
 	if (depth == 1) {
 		n->attr = attr_find(root_attrs, n_root_attrs, c[0]);
 		n->type = N_ROOTFILE;
@@ -390,6 +464,11 @@ static void node_hold(struct node *n)
 		n->vm->refs++;
 	if (n->disk)
 		n->disk->refs++;
+	if (n->sw)
+		n->sw->refs++;
+	/* A port's NIC lives as long as its VM. */
+	if (n->port.nic)
+		n->port.nic->vm->refs++;
 }
 
 static void node_release(struct node *n)
@@ -398,14 +477,24 @@ static void node_release(struct node *n)
 		vm_put(n->vm);
 	if (n->disk)
 		disk_put(n->disk);
+	if (n->sw)
+		switch_put(n->sw);
+	if (n->port.nic)
+		vm_put(n->port.nic->vm);
 }
 
-static void *node_object(const struct node *n)
+static void *node_object(struct node *n)
 {
+	if (n->type == N_PORT || n->type == N_PORTFILE)
+		return &n->port;
+	if (n->nic)
+		return n->nic;
 	if (n->vm)
 		return n->vm;
 	if (n->disk)
 		return n->disk;
+	if (n->sw)
+		return n->sw;
 	return NULL;
 }
 
@@ -463,7 +552,7 @@ static uint64_t console_size(struct vm_obj *vm)
 	return head;
 }
 
-static void node_stat(struct service *s, const struct node *n, struct svc_stat *st)
+static void node_stat(struct service *s, struct node *n, struct svc_stat *st)
 {
 	void *obj = node_object(n);
 
@@ -475,11 +564,31 @@ static void node_stat(struct service *s, const struct node *n, struct svc_stat *
 		st->mtime = n->vm->mtime;
 	else if (n->disk)
 		st->mtime = n->disk->mtime;
+	else if (n->sw)
+		st->mtime = n->sw->mtime;
 
 	switch (n->type) {
 	case N_ROOT:
 		st->kind = SVC_DIR;
-		st->nlink = 5;
+		st->nlink = 6;
+		break;
+	case N_SWITCHES:
+		st->kind = SVC_DIR;
+		st->nlink = 2 + (unsigned int)s->nswitches;
+		break;
+	case N_NICS:
+		st->kind = SVC_DIR;
+		st->nlink = 2 + (unsigned int)n->vm->nnics;
+		break;
+	case N_SWITCH:
+		st->kind = SVC_DIR;
+		st->nlink = 3;		/* ports/ */
+		break;
+	case N_PORTS:
+	case N_PORT:
+	case N_NIC:
+		st->kind = SVC_DIR;
+		st->nlink = 2;
 		break;
 	case N_VMS:
 	case N_DISKS:
@@ -495,7 +604,7 @@ static void node_stat(struct service *s, const struct node *n, struct svc_stat *
 		break;
 	case N_VM:
 		st->kind = SVC_DIR;
-		st->nlink = 5;		/* memory/, boot/, disks/ */
+		st->nlink = 6;		/* memory/, boot/, disks/, nics/ */
 		break;
 	case N_SLOT:
 		st->kind = SVC_LINK;
@@ -506,6 +615,9 @@ static void node_stat(struct service *s, const struct node *n, struct svc_stat *
 	case N_ROOTFILE:
 	case N_HOSTFILE:
 	case N_VMFILE:
+	case N_NICFILE:
+	case N_SWITCHFILE:
+	case N_PORTFILE:
 	case N_DISKFILE: {
 		const struct attr *a = n->attr;
 
@@ -574,7 +686,10 @@ static int list_attrs(struct service *s, const struct attr *tab, size_t count,
 			n.attr = &tab[i];
 			n.type = base->type == N_ROOT ? N_ROOTFILE :
 				 base->type == N_HOST ? N_HOSTFILE :
-				 base->type == N_DISK ? N_DISKFILE : N_VMFILE;
+				 base->type == N_DISK ? N_DISKFILE :
+				 base->type == N_NIC ? N_NICFILE :
+				 base->type == N_SWITCH ? N_SWITCHFILE :
+				 base->type == N_PORT ? N_PORTFILE : N_VMFILE;
 			node_stat(s, &n, &st);
 			if (fn(ctx, p, &st))
 				return 1;
@@ -596,6 +711,22 @@ static int list_attrs(struct service *s, const struct attr *tab, size_t count,
 			return 1;
 	}
 	return 0;
+}
+
+struct port_list {
+	struct service *s;
+	svc_dirent_fn fn;
+	void *ctx;
+};
+
+static int list_port(struct port_view *p, void *arg)
+{
+	struct port_list *pl = arg;
+	struct node c = { .type = N_PORT, .sw = p->sw, .port = *p };
+	struct svc_stat st;
+
+	node_stat(pl->s, &c, &st);
+	return pl->fn(pl->ctx, p->name, &st);
 }
 
 int service_readdir(struct service *s, const char *path, svc_dirent_fn fn,
@@ -624,7 +755,46 @@ int service_readdir(struct service *s, const char *path, svc_dirent_fn fn,
 			break;
 		c.type = N_DISKS;
 		node_stat(s, &c, &st);
-		fn(ctx, "disks", &st);
+		if (fn(ctx, "disks", &st))
+			break;
+		c.type = N_SWITCHES;
+		node_stat(s, &c, &st);
+		fn(ctx, "switches", &st);
+		break;
+	case N_SWITCHES:
+		for (size_t i = 0; i < s->nswitches; i++) {
+			c = (struct node){ .type = N_SWITCH, .sw = s->switches[i] };
+			node_stat(s, &c, &st);
+			if (fn(ctx, s->switches[i]->name, &st))
+				break;
+		}
+		break;
+	case N_SWITCH:
+		if (list_attrs(s, switch_attrs, n_switch_attrs, n.sw, "", &n, fn, ctx))
+			break;
+		c = (struct node){ .type = N_PORTS, .sw = n.sw };
+		node_stat(s, &c, &st);
+		fn(ctx, "ports", &st);
+		break;
+	case N_PORTS: {
+		struct port_list pl = { .s = s, .fn = fn, .ctx = ctx };
+
+		switch_ports(s, n.sw, list_port, &pl);
+		break;
+	}
+	case N_PORT:
+		list_attrs(s, port_attrs, n_port_attrs, &n.port, "", &n, fn, ctx);
+		break;
+	case N_NICS:
+		for (size_t i = 0; i < n.vm->nnics; i++) {
+			c = (struct node){ .type = N_NIC, .vm = n.vm, .nic = n.vm->nics[i] };
+			node_stat(s, &c, &st);
+			if (fn(ctx, n.vm->nics[i]->name, &st))
+				break;
+		}
+		break;
+	case N_NIC:
+		list_attrs(s, nic_attrs, n_nic_attrs, n.nic, "", &n, fn, ctx);
 		break;
 	case N_HOST:
 		list_attrs(s, host_attrs, n_host_attrs, NULL, "", &n, fn, ctx);
@@ -650,7 +820,11 @@ int service_readdir(struct service *s, const char *path, svc_dirent_fn fn,
 			break;
 		c = (struct node){ .type = N_SLOTS, .vm = n.vm };
 		node_stat(s, &c, &st);
-		fn(ctx, "disks", &st);
+		if (fn(ctx, "disks", &st))
+			break;
+		c.type = N_NICS;
+		node_stat(s, &c, &st);
+		fn(ctx, "nics", &st);
 		break;
 	case N_VMDIR: {
 		char prefix[32];
@@ -732,9 +906,10 @@ int service_mkdir(struct service *s, const char *path)
 	ret = resolve(s, parent, &n);
 	if (ret)
 		goto out;
-	if (n.type != N_VMS && n.type != N_DISKS) {
+	if (n.type != N_VMS && n.type != N_DISKS && n.type != N_SWITCHES && n.type != N_NICS) {
 		ret = -EPERM;
-		log_warn("mkdir %s: only vms/ and disks/ take new directories", path);
+		log_warn("mkdir %s: only vms/, disks/, switches/ and vms/NAME/nics/ take new directories",
+			 path);
 		goto out;
 	}
 	if (name_problem(name)) {
@@ -742,7 +917,11 @@ int service_mkdir(struct service *s, const char *path)
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = n.type == N_VMS ? vm_define(s, name) : disk_define(s, name);
+	node_hold(&n);
+	ret = n.type == N_VMS ? vm_define(s, name) :
+	      n.type == N_DISKS ? disk_define(s, name) :
+	      n.type == N_SWITCHES ? switch_define(s, name) : nic_define(s, n.vm, name);
+	node_release(&n);
 	if (!ret)
 		svc_notify(s, SVC_ADDED, "%s", path);
 out:
@@ -759,12 +938,18 @@ int service_rmdir(struct service *s, const char *path)
 	ret = resolve(s, path, &n);
 	if (ret)
 		goto out;
+	node_hold(&n);
 	if (n.type == N_VM)
 		ret = vm_delete(s, n.vm);
 	else if (n.type == N_DISK)
 		ret = disk_delete(s, n.disk);
+	else if (n.type == N_SWITCH)
+		ret = switch_delete(s, n.sw);
+	else if (n.type == N_NIC)
+		ret = nic_delete(s, n.nic);
 	else
 		ret = n.type == N_SLOT || n.attr ? -ENOTDIR : -EPERM;
+	node_release(&n);
 	if (!ret)
 		svc_notify(s, SVC_REMOVED, "%s", path);
 out:
@@ -862,7 +1047,7 @@ int service_statfs(struct service *s, uint64_t *blocks, uint64_t *bfree,
 	*bavail = v.f_bavail;
 	*bsize = (uint32_t)v.f_frsize;
 	svc_lock(s);
-	*files = s->nvms + s->ndisks;
+	*files = s->nvms + s->ndisks + s->nswitches;
 	svc_unlock(s);
 	return 0;
 }
@@ -1109,10 +1294,14 @@ ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
 	}
 	ret = clean_value(buf, len, value, &why);
 	if (ret) {
-		if (n.vm)
+		if (n.nic)
+			nic_fail(s, n.nic, (int)ret, "%s: %s", n.attr->path, why);
+		else if (n.vm)
 			vm_fail(s, n.vm, (int)ret, "%s: %s", n.attr->path, why);
 		else if (n.disk)
 			disk_fail(s, n.disk, (int)ret, "%s: %s", n.attr->path, why);
+		else if (n.sw)
+			switch_fail(s, n.sw, (int)ret, "%s: %s", n.attr->path, why);
 		goto release;
 	}
 	ret = n.attr->store(s, node_object(&n), value, call_interrupted, &call);
@@ -1259,8 +1448,8 @@ int service_open(const struct service_opts *opts, struct service **out,
 	ret = take_lock(s, err, errlen);
 	if (ret)
 		goto fail;
-	for (int i = 0; i < 2; i++) {
-		sub = svc_path(s, i ? "disks" : "vms", "");
+	for (int i = 0; i < 3; i++) {
+		sub = svc_path(s, i == 2 ? "switches" : i ? "disks" : "vms", "");
 		ret = mkdir_p(sub, 0700);
 		free(sub);
 		if (ret) {
@@ -1270,6 +1459,8 @@ int service_open(const struct service_opts *opts, struct service **out,
 		}
 	}
 	ret = disk_load_all(s);
+	if (!ret)
+		ret = switch_load_all(s);
 	if (!ret)
 		ret = vm_load_all(s);
 	if (ret) {
@@ -1283,10 +1474,12 @@ int service_open(const struct service_opts *opts, struct service **out,
 		goto fail;
 	}
 	svc_lock(s);
+	switches_start(s);
 	for (size_t i = 0; i < s->nvms; i++)
 		vm_adopt(s, s->vms[i]);
 	svc_unlock(s);
-	log_info("%zu VMs, %zu disks in %s", s->nvms, s->ndisks, s->state_dir);
+	log_info("%zu VMs, %zu disks, %zu switches in %s", s->nvms, s->ndisks, s->nswitches,
+		 s->state_dir);
 	*out = s;
 	return 0;
 fail:
@@ -1314,10 +1507,22 @@ void service_close(struct service *s)
 	}
 	for (size_t i = 0; i < s->ndisks; i++)
 		disk_put(s->disks[i]);
+	for (size_t i = 0; i < s->nswitches; i++) {
+		struct switch_obj *sw = s->switches[i];
+
+		/* The worker runs on, too. */
+		if (sw->pidfd >= 0) {
+			close(sw->pidfd);
+			sw->pidfd = -1;
+			sw->refs--;
+		}
+		switch_put(sw);
+	}
 	svc_events_free(s);
 	svc_unlock(s);
 	free(s->vms);
 	free(s->disks);
+	free(s->switches);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	free(s->state_dir);

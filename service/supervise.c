@@ -52,15 +52,16 @@ static void set_timeout(int fd, int ms)
 }
 
 /*
- * Connect to the worker's socket.  Through the directory descriptor, so
- * that a long state directory path does not overflow sun_path.
+ * Connect to the worker's socket in directory @dirfd.  Through the
+ * directory descriptor, so a long state directory path does not
+ * overflow sun_path.
  */
-static int connect_worker(struct vm_obj *vm, int timeout_ms)
+static int connect_dir(int dirfd, int timeout_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/ctl.sock", vm->dirfd);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/ctl.sock", dirfd);
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -74,11 +75,21 @@ static int connect_worker(struct vm_obj *vm, int timeout_ms)
 	return fd;
 }
 
-/* Send @req and wait for its reply, skipping event messages. */
-static int call(int fd, const json_t *req, json_t **reply)
+static int connect_worker(struct vm_obj *vm, int timeout_ms)
 {
-	int ret = msg_send(fd, req, NULL, 0);
+	return connect_dir(vm->dirfd, timeout_ms);
+}
 
+/*
+ * Send @req (with @fds) and wait for its reply, skipping event messages.
+ * -EPROTO when the worker refused; the reply is kept for its reason.
+ */
+static int call_fds(int fd, const json_t *req, const int *fds, size_t nfds,
+		    json_t **reply)
+{
+	int ret = msg_send(fd, req, fds, nfds);
+
+	*reply = NULL;
 	while (!ret) {
 		ret = msg_recv(fd, reply, NULL, NULL, 0);
 		if (ret)
@@ -88,6 +99,36 @@ static int call(int fd, const json_t *req, json_t **reply)
 		json_decref(*reply);
 	}
 	*reply = NULL;
+	return ret;
+}
+
+static int call(int fd, const json_t *req, json_t **reply)
+{
+	int ret = call_fds(fd, req, NULL, 0, reply);
+
+	if (ret == -EPROTO) {
+		json_decref(*reply);
+		*reply = NULL;
+	}
+	return ret;
+}
+
+int worker_request(int dirfd, json_t *req, const int *fds, size_t nfds,
+		   json_t **reply, int timeout_ms)
+{
+	json_t *r = NULL;
+	int fd = connect_dir(dirfd, timeout_ms), ret;
+
+	if (reply)
+		*reply = NULL;
+	if (fd < 0)
+		return fd;
+	ret = call_fds(fd, req, fds, nfds, &r);
+	close(fd);
+	if (reply)
+		*reply = r;
+	else
+		json_decref(r);
 	return ret;
 }
 
@@ -218,11 +259,11 @@ static bool is_ended(struct vm_obj *vm)
 /* ---- how a run ended ---------------------------------------------------- */
 
 /* Read worker.exit: "exit N" or "signal N". */
-static bool read_exit(struct vm_obj *vm, char *kind, size_t klen, int *code)
+bool worker_read_exit(int dirfd, char *kind, size_t klen, int *code)
 {
 	char buf[64];
 	ssize_t n;
-	int fd = openat(vm->dirfd, "worker.exit", O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, "worker.exit", O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return false;
@@ -235,6 +276,11 @@ static bool read_exit(struct vm_obj *vm, char *kind, size_t klen, int *code)
 		return false;
 	kind[klen - 1] = '\0';
 	return true;
+}
+
+static bool read_exit(struct vm_obj *vm, char *kind, size_t klen, int *code)
+{
+	return worker_read_exit(vm->dirfd, kind, klen, code);
 }
 
 static bool wait_exit_file(struct vm_obj *vm, int ms, char *kind, size_t klen,
@@ -322,17 +368,32 @@ static void apply_exit(struct service *s, struct vm_obj *vm, bool have_exit,
 	vm->pid = 0;
 	vm->monitor_pid = 0;
 	vm->end_requested = NULL;
+	/* The switches drop the ports when the worker's ends close. */
+	for (size_t i = 0; i < vm->nnics; i++)
+		vm->nics[i]->port_on[0] = '\0';
 	vm_set_state(s, vm, crashed ? VMS_CRASHED : VMS_OFF);
 	/* The verdict is saved with the definition now; the record is done. */
 	unlinkat(vm->dirfd, "worker.exit", 0);
 	unlinkat(vm->dirfd, "worker.pid", 0);
 }
 
+int supervisor_watch(struct service *s, int fd, enum watch_kind *kind)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = kind };
+
+	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+void supervisor_unwatch(struct service *s, int fd)
+{
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
 static void unwatch(struct service *s, struct vm_obj *vm)
 {
 	if (vm->watch_fd < 0)
 		return;
-	epoll_ctl(s->epfd, EPOLL_CTL_DEL, vm->watch_fd, NULL);
+	supervisor_unwatch(s, vm->watch_fd);
 	close(vm->watch_fd);
 	vm->watch_fd = -1;
 	vm_put(vm);		/* the supervisor's reference */
@@ -340,11 +401,12 @@ static void unwatch(struct service *s, struct vm_obj *vm)
 
 static int watch(struct service *s, struct vm_obj *vm, int fd)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = vm };
+	int ret;
 
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
+	ret = supervisor_watch(s, fd, &vm->watch_kind);
+	if (ret)
+		return ret;
 	vm->watch_fd = fd;
 	vm->refs++;
 	return 0;
@@ -411,10 +473,20 @@ static void *supervisor_main(void *arg)
 			return NULL;
 		}
 		for (int i = 0; i < n; i++) {
-			struct vm_obj *vm = evs[i].data.ptr;
+			enum watch_kind *kind = evs[i].data.ptr;
 
-			if (!vm)
+			if (!kind)
 				continue;	/* the wake-up */
+			if (*kind == WATCH_SWITCH) {
+				struct switch_obj *sw = container_of(kind, struct switch_obj,
+								     watch_kind);
+
+				if (sw->pidfd >= 0)
+					switch_worker_gone(s, sw);
+				continue;
+			}
+			struct vm_obj *vm = container_of(kind, struct vm_obj, watch_kind);
+
 			/* An earlier event in this batch may have ended it. */
 			if (vm->watch_fd >= 0)
 				worker_message(s, vm);
@@ -462,11 +534,11 @@ void supervisor_stop(struct service *s)
 
 /* ---- starting ------------------------------------------------------- */
 
-static pid_t read_pid(struct vm_obj *vm)
+pid_t worker_read_pid(int dirfd)
 {
 	char buf[32];
 	ssize_t n;
-	int fd = openat(vm->dirfd, "worker.pid", O_RDONLY | O_CLOEXEC);
+	int fd = openat(dirfd, "worker.pid", O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return 0;
@@ -478,44 +550,78 @@ static pid_t read_pid(struct vm_obj *vm)
 	return (pid_t)atoi(buf);
 }
 
+static pid_t read_pid(struct vm_obj *vm)
+{
+	return worker_read_pid(vm->dirfd);
+}
+
 /*
  * Fork the monitor in a session of its own.  Between fork and exec only
  * async-signal-safe calls: the service has other threads.  The middle
  * process exits at once, so the monitor belongs to init, not to us.
  */
-static int spawn_monitor(struct service *s, struct vm_obj *vm, int errfd, int nullfd)
+int worker_spawn(struct service *s, int dirfd, char *const argv[])
 {
-	char *argv[] = {
-		"fsvisor", "vm", "monitor", "--",
-		"fsvisor", "vm", "run", "--name", vm->name,
-		"--config", "worker.json", "--control", "ctl.sock",
-		"--console-ring", "console", "--no-console", NULL,
-	};
+	char *args[32] = { "fsvisor", "vm", "monitor", "--", "fsvisor" };
+	int errfd, nullfd, status, n = 5, err = 0;
 	sigset_t none;
 	pid_t pid;
-	int status;
 
+	for (int i = 0; argv[i]; i++) {
+		if (n == (int)ARRAY_SIZE(args) - 1)
+			return -E2BIG;
+		args[n++] = argv[i];
+	}
+	args[n] = NULL;
+	unlinkat(dirfd, "ctl.sock", 0);
+	unlinkat(dirfd, "worker.exit", 0);
+	unlinkat(dirfd, "worker.pid", 0);
+	errfd = openat(dirfd, "worker.err", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+		       O_CLOEXEC, 0600);
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (errfd < 0 || nullfd < 0) {
+		err = -errno;
+		goto out;
+	}
 	sigemptyset(&none);
 	pid = fork();
-	if (pid < 0)
-		return -errno;
+	if (pid < 0) {
+		err = -errno;
+		goto out;
+	}
 	if (pid == 0) {
 		if (setsid() < 0 || fork() != 0)
 			_exit(0);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (fchdir(vm->dirfd) < 0)
+		if (fchdir(dirfd) < 0)
 			_exit(126);
 		dup2(nullfd, 0);
 		dup2(errfd, 1);
 		dup2(errfd, 2);
 		/* Nothing of the service's, its FUSE connection least of all. */
 		close_range(3, ~0U, 0);
-		execv(s->worker_exe, argv);
+		execv(s->worker_exe, args);
 		_exit(127);
 	}
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	return 0;
+out:
+	if (errfd >= 0)
+		close(errfd);
+	if (nullfd >= 0)
+		close(nullfd);
+	return err;
+}
+
+static int spawn_monitor(struct service *s, struct vm_obj *vm)
+{
+	char *argv[] = {
+		"vm", "run", "--name", vm->name,
+		"--config", "worker.json", "--control", "ctl.sock",
+		"--console-ring", "console", "--no-console", NULL,
+	};
+
+	return worker_spawn(s, vm->dirfd, argv);
 }
 
 /* Connect, subscribe, and see the worker answer: it runs the guest. */
@@ -561,7 +667,7 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 {
 	char why[ERROR_MAX - 64], kind[16];
 	json_t *cfg, *status = NULL;
-	int err, errfd, nullfd, fd = -1, code;
+	int err, fd = -1, code;
 	bool exited;
 	char *path;
 	pid_t pid;
@@ -579,27 +685,13 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 	json_decref(cfg);
 	if (err)
 		return vm_fail(s, vm, -EIO, "start: cannot write worker.json: %s", strerror(-err));
-	unlinkat(vm->dirfd, "ctl.sock", 0);
-	unlinkat(vm->dirfd, "worker.exit", 0);
-	unlinkat(vm->dirfd, "worker.pid", 0);
-	errfd = openat(vm->dirfd, "worker.err", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
-		       O_CLOEXEC, 0600);
-	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (errfd < 0 || nullfd < 0) {
-		err = -errno;
-		if (errfd >= 0)
-			close(errfd);
-		return vm_fail(s, vm, -EIO, "start: %s", strerror(-err));
-	}
 	vm->end_requested = NULL;
 	vm->ended[0] = '\0';
 	vm_set_state(s, vm, VMS_STARTING);
-	err = spawn_monitor(s, vm, errfd, nullfd);
-	close(errfd);
-	close(nullfd);
+	err = spawn_monitor(s, vm);
 	if (err) {
 		vm_set_state(s, vm, VMS_OFF);
-		return vm_fail(s, vm, -EIO, "start: cannot fork: %s", strerror(-err));
+		return vm_fail(s, vm, -EIO, "start: cannot start the worker: %s", strerror(-err));
 	}
 
 	vm->refs++;
@@ -616,6 +708,7 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 		if (!err) {
 			log_info("vm %s: started, worker pid %d", vm->name, (int)vm->pid);
 			vm_set_state(s, vm, VMS_RUNNING);
+			vm_connect_nics(s, vm);
 			return 0;
 		}
 		close(fd);
@@ -797,6 +890,7 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 			vm->state = paused ? VMS_PAUSED : VMS_RUNNING;
 			log_info("vm %s: adopted the running worker (pid %d)", vm->name,
 				 (int)vm->pid);
+			vm_connect_nics(s, vm);
 			return;
 		}
 	}

@@ -48,6 +48,8 @@ void vm_free(struct vm_obj *vm)
 		close(vm->watch_fd);
 	for (int i = 0; i < SLOTS; i++)
 		free(vm->slot[i]);
+	for (size_t i = 0; i < vm->nnics; i++)
+		nic_free(vm->nics[i]);
 	free(vm->kernel);
 	free(vm->initrd);
 	free(vm->cmdline);
@@ -66,6 +68,7 @@ static struct vm_obj *vm_alloc(struct service *s, const char *name)
 	vm->dir = svc_path(s, "vms", name);
 	vm->dirfd = -1;
 	vm->watch_fd = -1;
+	vm->watch_kind = WATCH_VM;
 	vm->refs = 1;
 	vm->cpus = 1;
 	vm->memory = DEFAULT_MEMORY;
@@ -81,7 +84,7 @@ static struct vm_obj *vm_alloc(struct service *s, const char *name)
 
 static json_t *definition_json(const struct vm_obj *vm)
 {
-	json_t *disks = json_object();
+	json_t *disks = json_object(), *nics = json_object(), *doc;
 	char key[4];
 
 	for (int i = 0; i < SLOTS; i++) {
@@ -90,13 +93,17 @@ static json_t *definition_json(const struct vm_obj *vm)
 			json_object_set_new(disks, key, json_string(vm->slot[i]));
 		}
 	}
-	return json_pack("{s:s, s:i, s:I, s:{s:s, s:s, s:s}, s:o}",
-			 "name", vm->name,
-			 "cpus", (int)vm->cpus,
-			 "memory", (json_int_t)vm->memory,
-			 "boot", "kernel", vm->kernel, "initrd", vm->initrd,
-			 "cmdline", vm->cmdline,
-			 "disks", disks);
+	for (size_t i = 0; i < vm->nnics; i++)
+		json_object_set_new(nics, vm->nics[i]->name, nic_to_json(vm->nics[i]));
+	doc = json_pack("{s:s, s:i, s:I, s:{s:s, s:s, s:s}, s:o, s:o}",
+			"name", vm->name,
+			"cpus", (int)vm->cpus,
+			"memory", (json_int_t)vm->memory,
+			"boot", "kernel", vm->kernel, "initrd", vm->initrd,
+			"cmdline", vm->cmdline,
+			"disks", disks,
+			"nics", nics);
+	return doc;
 }
 
 int vm_save(struct service *s, struct vm_obj *vm)
@@ -282,6 +289,8 @@ static int vm_load(struct service *s, const char *name)
 		}
 		vm->slot[k] = svc_strdup(json_string_value(v));
 	}
+	json_object_foreach(json_object_get(doc, "nics"), key, v)
+		nic_from_json(s, vm, key, v);
 	v = json_object_get(doc, "error");
 	if (json_is_string(v))
 		snprintf(vm->error, sizeof(vm->error), "%s", json_string_value(v));
@@ -411,12 +420,13 @@ int vm_detach(struct service *s, struct vm_obj *vm, unsigned int slot)
 json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
 			 char *why, size_t whylen)
 {
-	json_t *doc, *disks = json_array();
+	json_t *doc, *disks = json_array(), *nics = json_array();
 
 	*err = -EINVAL;
 	if (!vm->kernel[0]) {
 		snprintf(why, whylen, "boot/kernel is not set");
 		json_decref(disks);
+		json_decref(nics);
 		return NULL;
 	}
 	for (int i = 0; i < SLOTS; i++) {
@@ -446,7 +456,23 @@ json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
 			continue;
 		}
 		json_decref(disks);
+		json_decref(nics);
 		return NULL;
+	}
+	for (size_t i = 0; i < vm->nnics; i++) {
+		struct nic_obj *nic = vm->nics[i];
+		char mac[18];
+
+		if (nic->sw[0] && !switch_find(s, nic->sw)) {
+			*err = -ENOENT;
+			snprintf(why, whylen, "nics/%s: switch %s does not exist", nic->name, nic->sw);
+			json_decref(disks);
+			json_decref(nics);
+			return NULL;
+		}
+		nic_mac_format(nic->mac, mac, sizeof(mac));
+		/* Connected once the worker runs (nic-connect). */
+		json_array_append_new(nics, json_pack("{s:s}", "mac", mac));
 	}
 	doc = json_pack("{s:s, s:i, s:I, s:s, s:s, s:o}",
 			"name", vm->name,
@@ -455,6 +481,10 @@ json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
 			"kernel", vm->kernel,
 			"cmdline", vm->cmdline,
 			"disks", disks);
+	if (vm->nnics)
+		json_object_set_new(doc, "nics", nics);
+	else
+		json_decref(nics);
 	if (vm->initrd[0])
 		json_object_set_new(doc, "initrd", json_string(vm->initrd));
 	*err = 0;

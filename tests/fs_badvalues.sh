@@ -69,6 +69,29 @@ op_is EPERM create vms/v/newfile
 op_is EPERM mkdir vms/v/newdir
 op_is EPERM unlink vms/v/cpus
 
+# NICs (their errors are the VM's).
+mkdir vms/v/nics/eth0 vms/v/nics/eth1 || fail "mkdir of NICs failed"
+bad vms/v/nics/eth0/mac EINVAL abc 01:00:5e:00:00:01 00:00:00:00:00:00 52:54:00:12:34 \
+	52:54:00:12:34:5g 52-54-00-12-34-56 "52:54:00:12:34:56:78" "$nl" "$long" "$huge"
+bad vms/v/nics/eth0/mac EEXIST "$(cat vms/v/nics/eth1/mac)"
+bad vms/v/nics/eth0/switch EINVAL ../x .hidden "a/b" "$long"
+bad vms/v/nics/eth0/switch ENOENT nosuch
+bad vms/v/nics/eth0/vlan EINVAL 0 4095 access "access 0" "access 10 20" trunk "trunk 0-5" \
+	"trunk 5-1" "trunk 1-10 native 4095" "trunk 1 nat 3" "trunk a-b" abc -1 "$nl" "$long"
+for f in mac_spoofing dhcp_guard router_guard; do
+	bad vms/v/nics/eth0/$f EINVAL yes 2 ON "on off" "$nl"
+done
+bad vms/v/nics/eth0/mirror EINVAL both None "$nl"
+bad vms/v/nics/eth0/bandwidth_max EINVAL abc -1 1.5M 100X 7999 99999999999999999999 2000T "$nl"
+expect_write vms/v/nics/eth0/stats x EACCES
+for i in 2 3 4 5 6 7; do mkdir vms/v/nics/eth$i || fail "mkdir eth$i"; done
+op_is ENOSPC mkdir vms/v/nics/eth8
+op_is EINVAL mkdir vms/v/nics/.x
+op_is EEXIST mkdir vms/v/nics/eth1
+op_is EPERM mkdir vms/v/nics/eth1/sub
+for i in 0 1 2 3 4 5 6 7; do rmdir vms/v/nics/eth$i || fail "rmdir eth$i"; done
+[ -z "$(ls vms/v/nics)" ] || fail "nics/ holds $(ls vms/v/nics)"
+
 # Slots.
 op_is EINVAL symlink ../../../disks/d vms/v/disks/16
 op_is EINVAL symlink ../../../disks/d vms/v/disks/abc
@@ -127,6 +150,7 @@ op_is EBUSY unlink vms/v/disks/0
 op_is EBUSY symlink ../../../disks/f vms/v/disks/1
 op_is EBUSY rmdir vms/v
 op_is EBUSY rmdir disks/d
+op_is EBUSY mkdir vms/v/nics/eth1
 echo stop > vms/v/ctl || fail "stop failed"
 op_is EBUSY rmdir disks/d	# still attached
 pass

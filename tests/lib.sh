@@ -134,7 +134,7 @@ stop_service()
 cleanup_service()
 {
 	if [ -n "${STATE:-}" ]; then
-		for p in "$STATE"/vms/*/worker.pid; do
+		for p in "$STATE"/vms/*/worker.pid "$STATE"/switches/*/worker.pid; do
 			[ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
 		done
 		pid=$(service_pid)

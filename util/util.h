@@ -18,6 +18,9 @@
 #include <jansson.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* The structure holding @ptr, a pointer to its @member. */
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
 
 /* ---- logging (log.c) ---------------------------------------------------- */
 
