@@ -410,7 +410,7 @@ static void switch_describe_exit(struct switch_obj *sw)
 	for (int i = 0; i < 100 && !worker_read_exit(sw->dirfd, kind, sizeof(kind), &code); i++)
 		usleep(10000);
 	if (strcmp(kind, "signal") == 0)
-		snprintf(sw->ended, sizeof(sw->ended), "killed by signal %d (%s)", code,
+		snprintf(sw->ended, sizeof(sw->ended), "was killed by signal %d (%s)", code,
 			 strsignal(code));
 	else if (kind[0])
 		snprintf(sw->ended, sizeof(sw->ended), "exited with status %d", code);
@@ -572,9 +572,11 @@ static int switch_configure(struct service *s, struct switch_obj *sw, const char
 		return 0;
 	}
 	switch_host_if(sw, host_if, sizeof(host_if));
-	req = json_pack("{s:s, s:s, s:s, s:s}", "cmd", "configure",
-			"type", type_names[sw->type], "host_if", host_if,
-			"uplink", sw->type == SWITCH_EXTERNAL ? sw->uplink : "");
+	req = json_pack("{s:s, s:s}", "cmd", "configure", "type", type_names[sw->type]);
+	if (host_if[0])
+		json_object_set_new(req, "host_if", json_string(host_if));
+	if (sw->type == SWITCH_EXTERNAL)
+		json_object_set_new(req, "uplink", json_string(sw->uplink));
 	sw->refs++;
 	ret = switch_call(s, sw, req, NULL, 0, &reply);
 	json_decref(req);
