@@ -452,9 +452,10 @@ size_t nics_on_switch(struct service *s, const char *name, char *list, size_t le
 
 /* ---- ports --------------------------------------------------------------- */
 
+/* The port's name for the switch worker: "VM/NIC" (ports/VM:NIC in the tree). */
 static void port_name(const struct nic_obj *nic, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s:%s", nic->vm->name, nic->name);
+	snprintf(buf, len, "%s/%s", nic->vm->name, nic->name);
 }
 
 static bool vm_has_worker(const struct vm_obj *vm)
@@ -534,7 +535,7 @@ int nic_connect(struct service *s, struct nic_obj *nic)
 	json_decref(reply);
 	snprintf(nic->port_on, sizeof(nic->port_on), "%s", sw->name);
 	log_info("vm %s: NIC %s connected to switch %s", vm->name, nic->name, sw->name);
-	svc_notify(s, SVC_ADDED, "switches/%s/ports/%s", sw->name, port);
+	svc_notify(s, SVC_ADDED, "switches/%s/ports/%s:%s", sw->name, vm->name, nic->name);
 	svc_notify(s, SVC_CHANGED, "switches/%s/ports", sw->name);
 	switch_put(sw);
 	return 0;
@@ -561,7 +562,8 @@ void nic_disconnect(struct service *s, struct nic_obj *nic)
 		sw->refs++;
 		switch_call(s, sw, req, NULL, 0, NULL);
 		json_decref(req);
-		svc_notify(s, SVC_REMOVED, "switches/%s/ports/%s", sw->name, port);
+		svc_notify(s, SVC_REMOVED, "switches/%s/ports/%s:%s", sw->name, vm->name,
+			   nic->name);
 		svc_notify(s, SVC_CHANGED, "switches/%s/ports", sw->name);
 		switch_put(sw);
 	}

@@ -759,11 +759,18 @@ static int show_macs(struct service *s, void *obj, FILE *out)
 
 	sw->refs++;
 	if (switch_call(s, sw, req, NULL, 0, &reply) == 0) {
-		json_array_foreach(json_object_get(reply, "macs"), i, m)
+		json_array_foreach(json_object_get(reply, "macs"), i, m) {
+			char port[2 * NAME_MAX_LEN + 2];
+
+			/* The worker's "VM/NIC" is ports/VM:NIC here. */
+			snprintf(port, sizeof(port), "%s",
+				 json_string_value(json_object_get(m, "port")) ?: "?");
+			if (strchr(port, '/'))
+				*strchr(port, '/') = ':';
 			fprintf(out, "%lld %s %s %lld\n", jint(m, "vlan"),
-				json_string_value(json_object_get(m, "mac")),
-				json_string_value(json_object_get(m, "port")),
+				json_string_value(json_object_get(m, "mac")) ?: "?", port,
 				jint(m, "age_ms") / 1000);
+		}
 	}
 	json_decref(req);
 	json_decref(reply);
@@ -929,6 +936,8 @@ static int show_port_stats(struct service *s, void *obj, FILE *out)
 	size_t i;
 
 	snprintf(name, sizeof(name), "%s", p->name);
+	if (strchr(name, ':'))
+		*strchr(name, ':') = '/';	/* the worker's name for it */
 	sw->refs++;
 	st = switch_status(s, sw);
 	json_array_foreach(json_object_get(st, "ports"), i, q) {

@@ -12,8 +12,8 @@ for ex in "$SOURCE_ROOT"/examples/*.sh; do
 	timeout 120 sh "$ex" "$MNT" > "$SCRATCH/$name.out" 2>&1 ||
 		fail "$name failed (status $?):
 $(tail -n 20 "$SCRATCH/$name.out")"
-	[ -z "$(ls "$MNT/vms" "$MNT/disks" | grep -v ':$' | grep -v '^$')" ] ||
-		fail "$name left objects behind: $(ls "$MNT/vms" "$MNT/disks")"
+	[ -z "$(ls "$MNT/vms" "$MNT/disks" "$MNT/switches" | grep -v ':$' | grep -v '^$')" ] ||
+		fail "$name left objects behind: $(ls "$MNT/vms" "$MNT/disks" "$MNT/switches")"
 	echo "ok $name"
 	n=$((n + 1))
 done
