@@ -175,6 +175,16 @@ struct vswitch_worker_opts {
 	const char *uplink;		/* host NIC for an external switch */
 };
 
+/* "private", "internal", "external"; -EINVAL for anything else. */
+int vswitch_type_parse(const char *s, enum vswitch_type *out);
+const char *vswitch_type_name(enum vswitch_type type);
+
+/* Exit statuses of the worker (and of `fsvisor switch run`). */
+#define VSWITCH_EXIT_STOPPED 0	/* "stop", SIGTERM, SIGINT or SIGHUP */
+#define VSWITCH_EXIT_SETUP 1	/* could not start: socket in use, TAP, uplink */
+#define VSWITCH_EXIT_USAGE 2	/* bad command line (cmd/) */
+#define VSWITCH_EXIT_FAILED 3	/* the event loop failed while running */
+
 /* Run the switch until "stop" or SIGTERM; returns the exit status. */
 int vswitch_worker_run(const struct vswitch_worker_opts *opts);
 
