@@ -158,6 +158,18 @@ struct vswitch_mac_entry {
 int vswitch_macs(const struct vswitch *sw, uint64_t now_ns,
 		 int (*fn)(const struct vswitch_mac_entry *e, void *arg), void *arg);
 
+/* Switch-wide counters of the MAC table. */
+struct vswitch_stats {
+	uint64_t macs;			/* entries in the table now */
+	uint64_t learn_table_full;	/* frames whose source was not learned:
+					 * the table held mac_table_max entries */
+	uint64_t learn_port_full;	/* ... the port owned mac_port_max entries */
+	uint64_t mac_moves;		/* learned MACs seen again on another port */
+	uint64_t macs_aged;		/* entries forgotten by vswitch_age() */
+};
+
+void vswitch_stats(const struct vswitch *sw, struct vswitch_stats *st);
+
 /* ---- the worker: `fsvisor switch run` ---- */
 
 enum vswitch_type {
