@@ -60,13 +60,6 @@ static json_t *port_json(struct worker *w, struct wk_port *p)
 	return o;
 }
 
-static int count_mac(const struct vswitch_mac_entry *e, void *arg)
-{
-	(void)e;
-	(*(unsigned long *)arg)++;
-	return 0;
-}
-
 static json_t *opt_string(const char *s)
 {
 	return s && s[0] ? json_string(s) : json_null();
@@ -74,20 +67,24 @@ static json_t *opt_string(const char *s)
 
 static json_t *status(struct worker *w)
 {
-	unsigned long nmacs = 0;
+	struct vswitch_stats st;
 	json_t *ports = json_array(), *r;
 
 	for (unsigned int i = 0; i < VSWITCH_MAX_PORTS; i++)
 		if (w->ports[i].used && !w->ports[i].dead)
 			json_array_append_new(ports, port_json(w, &w->ports[i]));
-	vswitch_macs(w->sw, wk_now_ns(), count_mac, &nmacs);
-	r = json_pack("{s:b, s:s, s:i, s:s, s:o, s:o, s:I, s:I, s:o}",
+	vswitch_stats(w->sw, &st);
+	r = json_pack("{s:b, s:s, s:i, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 		      "ok", 1, "name", w->opts->name, "pid", (int)getpid(),
 		      "type", vswitch_type_name(w->type),
 		      "host_if", opt_string(w->type != VSWITCH_PRIVATE ? w->host_if : NULL),
 		      "uplink", opt_string(w->type == VSWITCH_EXTERNAL ? w->uplink : NULL),
 		      "uptime_ms", (json_int_t)((wk_now_ns() - w->started_ns) / 1000000),
-		      "mac_count", (json_int_t)nmacs,
+		      "mac_count", (json_int_t)st.macs,
+		      "learn_table_full", (json_int_t)st.learn_table_full,
+		      "learn_port_full", (json_int_t)st.learn_port_full,
+		      "mac_moves", (json_int_t)st.mac_moves,
+		      "macs_aged", (json_int_t)st.macs_aged,
 		      "ports", ports);
 	if (w->host_error[0])
 		json_object_set_new(r, "host_error", json_string(w->host_error));
@@ -154,7 +151,7 @@ static const char *port_fd_problem(int fd)
 	socklen_t len = sizeof(int);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-		return "the descriptor is not a socket";
+		return "the descriptor is not a socket: a port needs an AF_UNIX SOCK_SEQPACKET socket";
 	len = sizeof(int);
 	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
 	    domain != AF_UNIX || type != SOCK_SEQPACKET)

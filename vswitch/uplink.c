@@ -11,6 +11,7 @@
  * reports them in PACKET_AUXDATA; we put them back, into the headroom
  * before the frame, so the engine sees the frame as it was on the wire.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -93,6 +94,12 @@ int wk_uplink_open(const char *ifname, char *err, size_t errlen)
 		set_int(fd, SOL_SOCKET, SO_RCVBUF, 4 << 20);
 	if (set_int(fd, SOL_SOCKET, SO_SNDBUFFORCE, 4 << 20))
 		set_int(fd, SOL_SOCKET, SO_SNDBUF, 4 << 20);
+	/* Up before bind(): binding to a down NIC leaves an ENETDOWN error. */
+	ret = wk_if_set_up(ifname);
+	if (ret) {
+		snprintf(err, errlen, "bringing %s up: %s", ifname, strerror(-ret));
+		goto fail;
+	}
 	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "binding to %s: %s", ifname, strerror(errno));
@@ -101,11 +108,6 @@ int wk_uplink_open(const char *ifname, char *err, size_t errlen)
 	if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "promiscuous mode on %s: %s", ifname, strerror(errno));
-		goto fail;
-	}
-	ret = wk_if_set_up(ifname);
-	if (ret) {
-		snprintf(err, errlen, "bringing %s up: %s", ifname, strerror(-ret));
 		goto fail;
 	}
 	return fd;
