@@ -192,6 +192,9 @@ Test(learn, aging)
 	/* Not seen for the aging time: unknown at once, before any age(). */
 	cr_assert_str_eq(send(2, 12, 10, NO_TAG, SEC), "0 1");
 	cr_assert_str_eq(send(2, 12, 11, NO_TAG, SEC), "1");
+	vswitch_macs(sw, SEC + SEC / 4, collect, &l);
+	cr_assert_eq(l.n, 2, "an expired MAC is not listed, got %u", l.n);
+	l.n = 0;
 	vswitch_age(sw, SEC + SEC / 4);
 	vswitch_macs(sw, SEC + SEC / 4, collect, &l);
 	cr_assert_eq(l.n, 2, "MACs 11 and 12 stay, got %u", l.n);
@@ -200,6 +203,10 @@ Test(learn, aging)
 	/* Seen again: learned again. */
 	send(0, 10, 99, NO_TAG, 2 * SEC);
 	cr_assert_str_eq(send(2, 12, 10, NO_TAG, 2 * SEC), "0");
+	/* A MAC that keeps sending stays known past its first sighting. */
+	send(1, 11, 99, NO_TAG, 2 * SEC);
+	send(1, 11, 99, NO_TAG, 2 * SEC + SEC / 2);
+	cr_assert_str_eq(send(2, 12, 11, NO_TAG, 3 * SEC + SEC / 4), "1");
 	vswitch_age(sw, 10 * SEC);
 	cr_assert_eq(stats().macs, 0);
 	cr_assert_str_eq(send(2, 12, 10, NO_TAG, 10 * SEC), "0 1");
@@ -460,6 +467,23 @@ Test(vlan, changing_vlans_forgets_macs)
 	cr_assert_eq(stats().macs, 2);	/* 101 and 2 */
 }
 
+Test(vlan, changing_native_forgets_macs)
+{
+	uint16_t allowed[] = { 10, 20 };
+	struct vswitch_port_config t = port_trunk(0, allowed, 2);
+
+	vlan_ports();
+	send(4, 100, 999, 10, 0);
+	cr_assert_str_eq(send(0, 1, 100, NO_TAG, 0), "4t");
+	t.native_vlan = 20;
+	cr_assert_eq(vswitch_port_set(sw, 4, &t), 0);
+	cr_assert_str_eq(send(0, 1, 100, NO_TAG, 0), "1 4t");
+	send(4, 100, 999, 10, 0);
+	t.trunk_allowed[0] = 1ULL << 10;
+	cr_assert_eq(vswitch_port_set(sw, 4, &t), 0);
+	cr_assert_str_eq(send(0, 1, 100, NO_TAG, 0), "1 4t");
+}
+
 TestSuite(mirror, .fini = teardown, .timeout = 60);
 
 /* 0, 1: plain; 2: destination; 3: source; 4: destination, access 10. */
@@ -582,13 +606,17 @@ Test(ports, ids_are_reused)
 	cr_assert_eq(add_port(sw, &c), 0);
 	cr_assert_eq(add_port(sw, &c), 1);
 	cr_assert_eq(add_port(sw, &c), 2);
+	send(0, 10, 999, NO_TAG, 0);
+	send(2, 12, 999, NO_TAG, 0);
+	for (unsigned int m = 0; m < 20; m++)
+		send(1, 20 + m, 999, NO_TAG, 0);
 	send(1, 11, 999, NO_TAG, 0);
 	cr_assert_str_eq(send(0, 10, 11, NO_TAG, 0), "1");
 	vswitch_port_remove(sw, 1);
 	vswitch_port_remove(sw, 1);		/* twice: nothing */
 	vswitch_port_remove(sw, 4000);
 	cr_assert_str_eq(send(0, 10, 11, NO_TAG, 0), "2", "MAC 11 forgotten");
-	cr_assert_eq(stats().macs, 1);
+	cr_assert_eq(stats().macs, 2);
 	cr_assert_eq(vswitch_port_set(sw, 1, &c), -ENOENT);
 	cr_assert_eq(add_port(sw, &c), 1);
 	cr_assert_eq(vswitch_port_stats(sw, 1, &st), 0);

@@ -114,6 +114,12 @@ Test(guards, dhcp_offer)
 	udp_header(&f, 4067, 68);
 	bootp(2);
 	dropped(GUARDED, "drop:dhcp_guard", "offer from port 4067");
+	/* A server answering a relay: 67 to 67. */
+	eth4();
+	ip4_header(&f, 17, 5, 0, false);
+	udp_header(&f, 67, 67);
+	bootp(2);
+	dropped(GUARDED, "drop:dhcp_guard", "server to relay");
 }
 
 Test(guards, dhcp_client_passes)
@@ -146,6 +152,16 @@ Test(guards, dhcp_ipv4_fragments)
 	ip4_header(&f, 17, 15, 0, false);
 	f.len -= 8;
 	dropped(GUARDED, "drop:dhcp_guard", "options cut short");
+	/* A header length under 20 bytes is not IPv4 anyone accepts; the
+	 * guard must not read ports inside the header (here: 67 -> 68). */
+	eth4();
+	ip4_header(&f, 17, 5, 0, false);
+	f.b[14] = 0x44;
+	memcpy(f.b + 14 + 16, "\x00\x43\x00\x44", 4);
+	passes(GUARDED, "IHL 4");
+	dhcp_offer(5);
+	f.b[14] = 0x65;
+	passes(GUARDED, "version 6 under the IPv4 ethertype");
 	/* Not even an IP header: no host takes it. */
 	eth4();
 	frame_put(&f, "\x45\x00\x00", 3);
@@ -177,6 +193,12 @@ Test(guards, dhcpv6)
 	dropped(GUARDED, "drop:dhcp_guard", "relay-repl");
 	dhcp6(547, 547, 7);
 	dropped(GUARDED, "drop:dhcp_guard", "reply to a relay");
+	dhcp6(547, 547, 2);
+	dropped(GUARDED, "drop:dhcp_guard", "advertise to a relay");
+	dhcp6(1234, 547, 7);
+	dropped(GUARDED, "drop:dhcp_guard", "reply to a relay from port 1234");
+	dhcp6(547, 547, 10);
+	dropped(GUARDED, "drop:dhcp_guard", "reconfigure to a relay");
 	dhcp6(9999, 546, 2);
 	dropped(GUARDED, "drop:dhcp_guard", "anything to the client port");
 	dhcp6(547, 547, -1);
@@ -190,6 +212,10 @@ Test(guards, dhcpv6)
 	passes(GUARDED, "relay-forw");
 	dhcp6(5353, 5353, 2);
 	passes(GUARDED, "other UDP");
+	/* Not IPv6 (version 4 under the IPv6 ethertype): nobody takes it. */
+	dhcp6(547, 546, 2);
+	f.b[14] = 0x40;
+	passes(GUARDED, "wrong IP version");
 }
 
 Test(guards, dhcpv6_behind_extension_headers)
@@ -271,8 +297,6 @@ Test(guards, router_advertisement_behind_ah_and_routing)
 
 Test(guards, truncated_chains)
 {
-	uint8_t ra[16] = { 134, 0 };
-
 	/* A hop-by-hop header that claims 32 bytes where 16 are left. */
 	eth6();
 	ip6_header(&f, 0);
@@ -301,7 +325,7 @@ Test(guards, truncated_chains)
 	eth6();
 	ip6_header(&f, 44);
 	ip6_frag(&f, 58, 8, false);
-	frame_put(&f, ra, sizeof(ra));
+	frame_put(&f, "\x80\0\0\0\0\0\0\0", 8);
 	dropped(GUARDED, "drop:router_guard", "later ICMPv6 fragment");
 	passes(DHCP_ONLY, "later ICMPv6 fragment");
 	/* A fragment header cut short. */

@@ -84,6 +84,9 @@ Test(ratelimit, burst_then_wait)
 	rate = sustained(p, 64, 20000, &now);
 	cr_assert(rate > 10000000 * 0.99 && rate <= 10000000 * 1.01,
 		  "sustained %.0f bit/s with 64-byte frames", rate);
+	/* Idle for a minute: the bucket holds no more than its depth. */
+	now += 60 * SEC;
+	cr_assert_eq(burst(p, 1500, now, &wait), n);
 }
 
 Test(ratelimit, fast_rate_burst_is_10ms)
@@ -145,6 +148,35 @@ Test(ratelimit, live_change)
 	c.bandwidth_max = 10000000;
 	cr_assert_eq(vswitch_port_set(sw, p, &c), 0);
 	cr_assert_eq(burst(p, 1500, now, &wait), BURST_MIN_BITS / 12000);
+}
+
+Test(ratelimit, waits_round_up)
+{
+	uint32_t p = limited_port(3000000);	/* 3 bits per microsecond */
+	uint64_t wait, now = 0;
+
+	for (int i = 0; i < 50; i++) {
+		burst(p, 1000 + i, now, &wait);
+		cr_assert_neq(vswitch_port_throttle(sw, p, 1000 + i, now + wait - 1),
+			      0, "frame %d, wait %llu", i, (unsigned long long)wait);
+		cr_assert_eq(vswitch_port_throttle(sw, p, 1000 + i, now + wait), 0);
+		now += wait;
+	}
+	double rate = sustained(p, 1001, 3000, &now);
+
+	cr_assert(rate > 3e6 * 0.99 && rate <= 3e6 * 1.01, "%.0f", rate);
+}
+
+Test(ratelimit, lower_rate_shrinks_the_bucket)
+{
+	struct vswitch_port_config c = port_untagged();
+	uint32_t p = limited_port(1000000000ULL);
+	uint64_t wait;
+
+	cr_assert_eq(vswitch_port_throttle(sw, p, 60, 0), 0);	/* fills it */
+	c.bandwidth_max = 10000000;
+	cr_assert_eq(vswitch_port_set(sw, p, &c), 0);
+	cr_assert_eq(burst(p, 1500, 0, &wait), BURST_MIN_BITS / 12000);
 }
 
 Test(ratelimit, other_ports_and_ids)
