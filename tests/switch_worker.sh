@@ -238,12 +238,12 @@ status | jq -e '.ports[] | select(.name == "a/0") | .bandwidth_max == 4000000' >
 	fail "bandwidth_max not in status"
 in0=$(pstat a/0 in_packets)
 tok flood a/0 $B $A 400 1000
-secs=${R#ok }
 tok count b/0 1500
-[ "$R" = "ok 400" ] || fail "rate-limited flood: b/0 got $R of 400 frames"
-# 400 kB at 4 Mbit/s, less the 64 KiB burst: about 0.67 s.
-awk -v s="$secs" 'BEGIN { exit !(s >= 0.4 && s < 5) }' ||
-	fail "400 frames of 1000 bytes at 4 Mbit/s took $secs s"
+set -- $R
+[ "$2" = 400 ] || fail "rate-limited flood: b/0 got $2 of 400 frames"
+# 400 kB at 4 Mbit/s, less the 64 KiB the bucket starts with: about 0.67 s.
+awk -v s="$3" 'BEGIN { exit !(s >= 0.55 && s < 5) }' ||
+	fail "400 frames of 1000 bytes at 4 Mbit/s arrived in $3 s"
 [ $(( $(pstat a/0 in_packets) - in0 )) = 400 ] || fail "a/0 in_packets after the flood"
 [ "$(drops b/0 no_room)" = 0 ] || fail "no_room drops under a rate limit: $(drops b/0 no_room)"
 policy a/0 '{"bandwidth_max":0}'
@@ -251,7 +251,8 @@ policy a/0 '{"bandwidth_max":0}'
 # ---- a destination that does not read: no_room --------------------------
 tok flood a/0 $B $A 3000 1000
 tok count b/0 500
-got=${R#ok }
+set -- $R
+got=$2
 nr=$(drops b/0 no_room)
 [ "$got" -lt 3000 ] && [ "$nr" -gt 0 ] && [ $((got + nr)) -eq 3000 ] ||
 	fail "full destination: received $got, no_room $nr, of 3000"
@@ -384,10 +385,18 @@ got a/0 "dst=$A src=$V vlan=none len=56 id=62"
 tok send a/0 $V $A id=63
 got wire "dst=$V src=$A vlan=10 prio=0 len=64 id=63"
 nothing c/0
+# Untagged on the trunk is the native (untagged) network, where A is not.
 tok send wire $A $V id=64
 nothing a/0
-# Nothing we send on the uplink comes back in.
+got c/0 "id=64" && got host "id=64"
+# Nothing we send on the uplink comes back in, and neither does what the
+# host itself sends out of that NIC (it reaches VMs through its TAP).
 [ "$(pstat uplink in_packets)" -lt 20 ] || fail "uplink in_packets $(pstat uplink in_packets)"
+tok packet hostnic "$UP"
+tok send hostnic $BC 02:00:00:00:00:03 id=65
+got wire "src=02:00:00:00:00:03 vlan=none len=60 id=65"
+nothing c/0 && nothing host
+tok close hostnic
 tok ctl "{\"cmd\":\"configure\",\"type\":\"internal\",\"host_if\":\"$TAP\"}"
 promisc && fail "$UP stayed promiscuous after unbinding"
 status | jq -e '.uplink == null and ([.ports[] | select(.kind == "uplink")] == [])' >/dev/null ||

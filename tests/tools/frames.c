@@ -15,7 +15,9 @@
  *   send NAME DST SRC [vlan=V] [prio=P] [len=L] [id=N] [kind=plain|dhcp|ra]
  *   recv NAME [MS]               the next test frame: "ok dst=.. src=..
  *                                vlan=V|none prio=P len=L id=N", or "none"
- *   count NAME MS                test frames arriving within MS
+ *   count NAME MS                test frames until none came for MS, and
+ *                                the seconds from the last flood's start
+ *                                to the last one
  *   flood NAME DST SRC N LEN     N frames as fast as the socket takes
  *                                them (blocking); prints the seconds taken
  *   close NAME                   close our end (the switch sees a hang-up)
@@ -60,6 +62,7 @@ struct end {
 static struct end ends[MAX_ENDS];
 static int nends;
 static int ctl_fd = -1;
+static double flood_start;	/* when the last flood began */
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void reply(const char *fmt, ...)
@@ -526,15 +529,18 @@ static void cmd_count(char *name, char *ms_s)
 	struct end *e = name ? find(name) : NULL;
 	uint8_t f[65536 + 8];
 	long count = 0;
+	double last = 0;
 
 	if (!e || !ms_s) {
 		reply("error usage: count NAME MS");
 		return;
 	}
 	/* Until nothing came for MS. */
-	while (next_test_frame(e, f, sizeof(f), atoi(ms_s)) > 0)
+	while (next_test_frame(e, f, sizeof(f), atoi(ms_s)) > 0) {
 		count++;
-	reply("ok %ld", count);
+		last = now_s();
+	}
+	reply("ok %ld %.3f", count, count ? last - flood_start : 0.0);
 }
 
 static void cmd_flood(char **args, int nargs)
@@ -560,7 +566,7 @@ static void cmd_flood(char **args, int nargs)
 		return;
 	}
 	n = atol(args[3]);
-	t0 = now_s();
+	t0 = flood_start = now_s();
 	for (long i = 0; i < n; i++) {
 		size_t len;
 
