@@ -271,6 +271,11 @@ status | jq -e '[.ports[].name] == ["a/0","c/0"]' >/dev/null ||
 	fail "b/0's MACs outlived it"
 tok send a/0 $B $A id=40
 got c/0 "id=40"
+# A name whose peer hung up can be connected again at once.
+tok port b/0 "{\"mac\":\"$B\"}"
+tok close b/0
+tok port b/0 "{\"mac\":\"$B\"}"
+tok close b/0
 
 # ---- bad requests ------------------------------------------------------------
 error_has '{"cmd":"nope"}' "unknown command 'nope'"
@@ -432,4 +437,8 @@ ip tuntap add dev "$TAP2" mode tap || fail "ip tuntap add"
 grep -q "already exists" err.txt || fail "no reason for the taken TAP: $(cat err.txt)"
 ip link show "$TAP2" >/dev/null 2>&1 || fail "the worker removed a TAP that was not its own"
 ip link del "$TAP2"
+if grep -qE "Sanitizer|runtime error" "$SCRATCH/sw.log"; then
+	grep -A30 -E "Sanitizer|runtime error" "$SCRATCH/sw.log" | head -60 >&2
+	fail "the switch log has a sanitizer report"
+fi
 pass

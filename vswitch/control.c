@@ -5,6 +5,7 @@
  * SCM_RIGHTS.  The requests and replies are listed in docs/vswitch.md.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,13 @@ static const char *port_fd_problem(int fd)
 	return NULL;
 }
 
+static bool peer_gone(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
 static json_t *port_add(struct worker *w, json_t *req, int *fds, size_t nfds)
 {
 	const char *name = name_arg(req);
@@ -169,8 +177,14 @@ static json_t *port_add(struct worker *w, json_t *req, int *fds, size_t nfds)
 
 	if (!name || !vm_port_name_valid(name))
 		return error_reply("port-add needs a \"name\" VM/NIC, two names of letters, digits, '.', '_' and '-'");
-	if (wk_port_find(w, name) >= 0)
+	id = wk_port_find(w, name);
+	if (id >= 0 && peer_gone(w->ports[id].fd)) {
+		/* A restarted VM can be quicker than the old socket's hang-up event. */
+		log_info("port %s went away: replaced", name);
+		wk_port_close(w, (uint32_t)id);
+	} else if (id >= 0) {
 		return error_reply("a port named %s is already connected", name);
+	}
 	if (nfds != 1)
 		return error_reply("port-add needs exactly one socket descriptor (SCM_RIGHTS), got %zu", nfds);
 	problem = port_fd_problem(fds[0]);
