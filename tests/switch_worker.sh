@@ -271,6 +271,12 @@ status | jq -e '[.ports[].name] == ["a/0","c/0"]' >/dev/null ||
 	fail "b/0's MACs outlived it"
 tok send a/0 $B $A id=40
 got c/0 "id=40"
+# The largest frame passes; one byte more is malformed.
+tok send a/0 $B $A len=65535 id=41
+got c/0 "dst=$B src=$A vlan=none len=65535 id=41"
+tok send a/0 $B $A len=65536 id=42
+nothing c/0
+[ "$(drops a/0 malformed)" = 1 ] || fail "a 65536-byte frame: malformed drops $(drops a/0 malformed)"
 # A name whose peer hung up can be connected again at once.
 tok port b/0 "{\"mac\":\"$B\"}"
 tok close b/0

@@ -94,9 +94,13 @@ static json_t *status(struct worker *w)
 	return r;
 }
 
+/* Entries in one "macs" reply: about 80 bytes each, well inside a message. */
+#define MACS_REPLY_MAX 2000
+
 struct macs_ctx {
 	struct worker *w;
 	json_t *list;
+	unsigned long total;
 };
 
 static int add_mac(const struct vswitch_mac_entry *e, void *arg)
@@ -106,6 +110,8 @@ static int add_mac(const struct vswitch_mac_entry *e, void *arg)
 			   c->w->ports[e->port].name : "?";
 	char mac[18];
 
+	if (c->total++ >= MACS_REPLY_MAX)
+		return 0;
 	wk_mac_format(e->mac, mac);
 	json_array_append_new(c->list, json_pack("{s:i, s:s, s:s, s:I}",
 		"vlan", (int)e->vlan, "mac", mac, "port", port,
@@ -115,10 +121,11 @@ static int add_mac(const struct vswitch_mac_entry *e, void *arg)
 
 static json_t *macs(struct worker *w)
 {
-	struct macs_ctx c = { w, json_array() };
+	struct macs_ctx c = { w, json_array(), 0 };
 
 	vswitch_macs(w->sw, wk_now_ns(), add_mac, &c);
-	return json_pack("{s:b, s:o}", "ok", 1, "macs", c.list);
+	return json_pack("{s:b, s:o, s:I, s:b}", "ok", 1, "macs", c.list,
+			 "total", (json_int_t)c.total, "truncated", c.total > MACS_REPLY_MAX);
 }
 
 /* ---- ports -------------------------------------------------------------- */
@@ -359,6 +366,10 @@ void wk_control_accept(struct worker *w)
 
 	if (fd < 0)
 		return;
+	int room = 2 * MSG_MAX_BYTES;
+
+	/* A reply is one message: the send buffer must hold the largest. */
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof(room));
 	for (unsigned int i = 0; i < WK_MAX_CLIENTS; i++) {
 		if (w->clients[i].fd >= 0)
 			continue;
