@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the switch engine's frame path: the first byte
- * picks the ingress port, the rest is the frame.  The ports cover every
+ * picks the ingress port, the second a start for the frame (nothing, or
+ * an Ethernet header with or without a tag and the first byte of an IPv4
+ * or IPv6 header, so the guards' parsers are reached at once), the rest
+ * is the remainder of the frame.  The ports cover every
  * VLAN mode, both guards, MAC spoofing and mirroring.  Every verdict must
  * be well formed: no destination twice, never the ingress port, a
  * payload offset inside the frame; ASan checks that no byte past the
@@ -51,28 +54,57 @@ static void setup(void)
 			abort();
 }
 
+/* Ethernet from 02:00:00:00:00:01 (port 1's MAC) to broadcast. */
+static size_t start(uint8_t kind, uint8_t *f)
+{
+	static const uint8_t eth[12] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+					 2, 0, 0, 0, 0, 1 };
+	size_t n = 12;
+
+	if (kind % 5 == 0)
+		return 0;
+	memcpy(f, eth, 12);
+	if (kind % 5 >= 3) {
+		memcpy(f + n, "\x81\x00\x00", 3);
+		f[n + 3] = (uint8_t)(kind >> 4);	/* VID 0..15 */
+		n += 4;
+	}
+	if (kind % 5 == 1 || kind % 5 == 3) {
+		memcpy(f + n, "\x08\x00\x45", 3);
+		return n + 3;
+	}
+	memcpy(f + n, "\x86\xdd\x60", 3);
+	return n + 3;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	bool seen[NPORTS] = { false };
 	uint32_t in;
 	uint8_t *frame;
+	size_t len, n;
 
 	if (!sw)
 		setup();
-	if (size < 1)
+	if (size < 2)
 		return 0;
 	in = data[0] % NPORTS;
 	/* An exact-size copy: a read past the frame's end is caught. */
-	frame = malloc(size - 1 ? size - 1 : 1);
+	frame = malloc(19 + size);
 	if (!frame)
 		abort();
-	memcpy(frame, data + 1, size - 1);
+	n = start(data[1], frame);
+	memcpy(frame + n, data + 2, size - 2);
+	len = n + size - 2;
+	frame = realloc(frame, len ? len : 1);
+	if (!frame)
+		abort();
 	clock_ns += 1000 * data[0];
-	vswitch_forward(sw, in, frame, size - 1, clock_ns, &v);
+	vswitch_forward(sw, in, frame, len, clock_ns, &v);
 	free(frame);
 	if (v.dropped && v.ndest)
 		abort();
-	if (!v.dropped && (v.payload_off > size - 1 ||
+	if (!v.dropped && (v.payload_off > len ||
 			   v.vlan > VSWITCH_VLAN_MAX || v.ndest >= NPORTS))
 		abort();
 	for (unsigned int i = 0; i < v.ndest; i++) {
