@@ -36,6 +36,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
 #define BATCH 64
 #define ETHERTYPE_BENCH 0x88b6
 #define IDLE_MS 300		/* the receiver stops after this long without frames */
@@ -298,7 +302,7 @@ static int packet_socket(const char *ifname, uint8_t *mac)
 	memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
 	sll.sll_protocol = htons(ETHERTYPE_BENCH);
 	sll.sll_ifindex = (int)if_nametoindex(ifname);
-	setsockopt(fd, SOL_PACKET, 23 /* PACKET_IGNORE_OUTGOING */, &one, sizeof(one));
+	setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
 	/* The same depth our switch gives a port's queue. */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big)) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
