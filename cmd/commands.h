@@ -14,6 +14,7 @@ struct command {
 
 int cmd_disk(int argc, char **argv);
 int cmd_vm(int argc, char **argv);
+int cmd_switch(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 /* The mount point when none is given: $FSVISOR_MOUNT, or by user. */

@@ -20,6 +20,7 @@ static const struct command commands[] = {
 	{ "mount", "bring up the service: VMs and disks as files under a mount", cmd_mount },
 	{ "ls", "list the VMs (or disks) of a mount", cmd_ls },
 	{ "vm", "run one VM in this process (console on stdio)", cmd_vm },
+	{ "switch", "run one virtual switch in this process, or talk to one", cmd_switch },
 };
 
 static const struct command *command_find(const char *name)

@@ -163,5 +163,14 @@ int msg_send(int sock, const json_t *obj, const int *fds, size_t nfds);
 int msg_recv(int sock, json_t **obj, int *fds, size_t *nfds, size_t max_fds);
 /* Send a request and wait for one reply on the same socket. */
 int msg_call(int sock, const json_t *req, json_t **reply);
+/*
+ * Listen on a SOCK_SEQPACKET socket at @path (non-blocking, close-on-exec,
+ * mode 0600).  A socket file nobody answers on (left by a dead process) is
+ * replaced; a live one gives -EADDRINUSE.  Returns the descriptor, or a
+ * negative errno with a sentence in @err.
+ */
+int msg_listen(const char *path, char *err, size_t errlen);
+/* Connect to the SOCK_SEQPACKET socket at @path: a descriptor or -errno. */
+int msg_connect(const char *path);
 
 #endif /* FSVISOR_UTIL_H */

@@ -158,6 +158,18 @@ struct vswitch_mac_entry {
 int vswitch_macs(const struct vswitch *sw, uint64_t now_ns,
 		 int (*fn)(const struct vswitch_mac_entry *e, void *arg), void *arg);
 
+/* Switch-wide counters of the MAC table. */
+struct vswitch_stats {
+	uint64_t macs;			/* entries in the table now */
+	uint64_t learn_table_full;	/* frames whose source was not learned:
+					 * the table held mac_table_max entries */
+	uint64_t learn_port_full;	/* ... the port owned mac_port_max entries */
+	uint64_t mac_moves;		/* learned MACs seen again on another port */
+	uint64_t macs_aged;		/* entries forgotten by vswitch_age() */
+};
+
+void vswitch_stats(const struct vswitch *sw, struct vswitch_stats *st);
+
 /* ---- the worker: `fsvisor switch run` ---- */
 
 enum vswitch_type {
@@ -174,6 +186,16 @@ struct vswitch_worker_opts {
 	const char *host_if;
 	const char *uplink;		/* host NIC for an external switch */
 };
+
+/* "private", "internal", "external"; -EINVAL for anything else. */
+int vswitch_type_parse(const char *s, enum vswitch_type *out);
+const char *vswitch_type_name(enum vswitch_type type);
+
+/* Exit statuses of the worker (and of `fsvisor switch run`). */
+#define VSWITCH_EXIT_STOPPED 0	/* "stop", SIGTERM, SIGINT or SIGHUP */
+#define VSWITCH_EXIT_SETUP 1	/* could not start: socket in use, TAP, uplink */
+#define VSWITCH_EXIT_USAGE 2	/* bad command line (cmd/) */
+#define VSWITCH_EXIT_FAILED 3	/* the event loop failed while running */
 
 /* Run the switch until "stop" or SIGTERM; returns the exit status. */
 int vswitch_worker_run(const struct vswitch_worker_opts *opts);

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/util.h"
@@ -232,4 +234,54 @@ Test(ringfile, wraps_and_keeps_the_newest)
 	cr_assert_eq(head, 47);
 	cr_assert_eq(ringfile_extent("/etc/hostname", &head, &oldest), -EINVAL);
 	unlink(path);
+}
+
+/* msg_listen: a live socket is refused, a stale one replaced, mode 0600. */
+Test(msg, listen_stale_and_live)
+{
+	char dir[] = "/tmp/fsvisor-msg-XXXXXX", path[128], err[256];
+	struct stat st;
+	json_t *got = NULL, *req = json_pack("{s:s}", "cmd", "status");
+	int l1, l2, c, s, ret;
+
+	cr_assert(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ctl.sock", dir);
+	l1 = msg_listen(path, err, sizeof(err));
+	cr_assert_geq(l1, 0, "%s", err);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	c = msg_connect(path);
+	cr_assert_geq(c, 0);
+	cr_assert_eq(msg_send(c, req, NULL, 0), 0);
+	s = accept(l1, NULL, NULL);
+	cr_assert_geq(s, 0);
+	ret = msg_recv(s, &got, NULL, NULL, 0);
+	cr_assert_eq(ret, 0, "msg_recv: %d", ret);
+	cr_assert(json_equal(req, got));
+	close(s);
+	close(c);
+	cr_assert_eq(msg_listen(path, err, sizeof(err)), -EADDRINUSE);
+	cr_assert(strstr(err, "in use"));
+	/* Closed without unlink: the file stays, nobody answers. */
+	close(l1);
+	cr_assert_eq(msg_connect(path), -ECONNREFUSED);
+	l2 = msg_listen(path, err, sizeof(err));
+	cr_assert_geq(l2, 0, "%s", err);
+	close(l2);
+	unlink(path);
+	rmdir(dir);
+	json_decref(req);
+	json_decref(got);
+}
+
+Test(msg, listen_path_too_long)
+{
+	char path[200], err[256];
+
+	memset(path, 'a', sizeof(path) - 1);
+	path[0] = '/';
+	path[sizeof(path) - 1] = 0;
+	cr_assert_eq(msg_listen(path, err, sizeof(err)), -ENAMETOOLONG);
+	cr_assert(strstr(err, "too long"));
+	cr_assert_eq(msg_connect(path), -ENAMETOOLONG);
 }
