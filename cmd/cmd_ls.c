@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * fsvisor ls: a table of the VMs (or disks) built only from reading the
+ * fsvisor ls: a table of the VMs (disks, switches) built only from reading the
  * mount, as any script could: the file system is the whole API.
  */
 #include <dirent.h>
@@ -17,9 +17,10 @@
 
 
 static const char ls_usage[] =
-	"usage: fsvisor ls [--disks] [MOUNTPOINT]\n"
-	"A table of the VMs (name, state, cpus, memory, disks, uptime), or with\n"
-	"--disks of the disks, read from the mount (default: $FSVISOR_MOUNT,\n"
+	"usage: fsvisor ls [--disks | --switches] [MOUNTPOINT]\n"
+	"A table of the VMs (name, state, cpus, memory, disks, NICs, uptime), or\n"
+	"with --disks of the disks, with --switches of the switches, read from the\n"
+	"mount (default: $FSVISOR_MOUNT,\n"
 	"else /mnt/fsvisor for root, ~/fsvisor otherwise).\n";
 
 /* The first line of a file under the mount, without its newline. */
@@ -151,8 +152,8 @@ static int list_vms(const char *mnt)
 	ret = sorted_names(dir, &names, &n);
 	if (ret)
 		return ret;
-	printf("%-24s %-9s %4s %8s %5s %8s\n", "NAME", "STATE", "CPUS", "MEMORY", "DISKS",
-	       "UPTIME");
+	printf("%-24s %-9s %4s %8s %5s %4s %8s\n", "NAME", "STATE", "CPUS", "MEMORY", "DISKS",
+	       "NICS", "UPTIME");
 	for (size_t i = 0; i < n; i++) {
 		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path))
 			continue;
@@ -161,16 +162,17 @@ static int list_vms(const char *mnt)
 		read_value(path, "memory/startup", mem, sizeof(mem));
 		human(mem, memh, sizeof(memh));
 		{
-			char disks[4096];
+			char disks[4096], nics[4096];
 
-			if (snprintf(disks, sizeof(disks), "%s/disks", path) >= (int)sizeof(disks))
+			if (snprintf(disks, sizeof(disks), "%s/disks", path) >= (int)sizeof(disks) ||
+			    snprintf(nics, sizeof(nics), "%s/nics", path) >= (int)sizeof(nics))
 				continue;
 			if (status_field(path, "uptime", up, sizeof(up)))
 				format_uptime(up, uph, sizeof(uph));
 			else
 				snprintf(uph, sizeof(uph), "-");
-			printf("%-24s %-9s %4s %8s %5d %8s\n", names[i], state, cpus, memh,
-			       count_entries(disks), uph);
+			printf("%-24s %-9s %4s %8s %5d %4d %8s\n", names[i], state, cpus, memh,
+			       count_entries(disks), count_entries(nics), uph);
 		}
 		free(names[i]);
 	}
@@ -209,22 +211,53 @@ static int list_disks(const char *mnt)
 	return 0;
 }
 
+static int list_switches(const char *mnt)
+{
+	char dir[4096], path[4096], ports[4096], type[32], host_if[32], uplink[32];
+	char **names;
+	size_t n;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s/switches", mnt);
+	ret = sorted_names(dir, &names, &n);
+	if (ret)
+		return ret;
+	printf("%-24s %-9s %-16s %-16s %5s\n", "NAME", "TYPE", "HOST_IF", "UPLINK", "PORTS");
+	for (size_t i = 0; i < n; i++) {
+		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path) ||
+		    snprintf(ports, sizeof(ports), "%s/ports", path) >= (int)sizeof(ports))
+			continue;
+		read_value(path, "type", type, sizeof(type));
+		read_value(path, "host_if", host_if, sizeof(host_if));
+		read_value(path, "uplink", uplink, sizeof(uplink));
+		printf("%-24s %-9s %-16s %-16s %5d\n", names[i], type, host_if[0] ? host_if : "-",
+		       uplink[0] ? uplink : "-", count_entries(ports));
+		free(names[i]);
+	}
+	free(names);
+	return 0;
+}
+
 int cmd_ls(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "disks", no_argument, NULL, 'd' },
+		{ "switches", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	char version[64], *mnt;
-	bool disks = false;
+	bool disks = false, switches = false;
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "dh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "dsh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			disks = true;
+			break;
+		case 's':
+			switches = true;
 			break;
 		case 'h':
 			printf("%s", ls_usage);
@@ -234,7 +267,7 @@ int cmd_ls(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind > 1) {
+	if (argc - optind > 1 || (disks && switches)) {
 		fprintf(stderr, "%s", ls_usage);
 		return EXIT_USAGE;
 	}
@@ -247,7 +280,7 @@ int cmd_ls(int argc, char **argv)
 		free(mnt);
 		return 1;
 	}
-	ret = disks ? list_disks(mnt) : list_vms(mnt);
+	ret = disks ? list_disks(mnt) : switches ? list_switches(mnt) : list_vms(mnt);
 	if (ret)
 		fprintf(stderr, "fsvisor ls: %s: %s\n", mnt, strerror(-ret));
 	free(mnt);

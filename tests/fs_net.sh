@@ -63,6 +63,10 @@ done
 [ "$(ls switches/$sw/ports | sort | tr '\n' ' ')" = "a:eth0 b:eth0 " ] ||
 	fail "ports: $(ls switches/$sw/ports)"
 expect_value switches/$sw/ports/a:eth0/mac "$(cat vms/a/nics/eth0/mac)"
+"$FSVISOR" ls --switches "$MNT" | grep -q "^$sw  *private  *-  *-  *2$" ||
+	fail "fsvisor ls --switches: $("$FSVISOR" ls --switches "$MNT")"
+"$FSVISOR" ls "$MNT" | grep -q "^a  *running  *1  *64M  *0  *1 " ||
+	fail "fsvisor ls: $("$FSVISOR" ls "$MNT")"
 grep -q " $(cat vms/b/nics/eth0/mac) b:eth0 " switches/$sw/macs ||
 	fail "b's MAC is not learned: $(cat switches/$sw/macs)"
 grep -q "^link: up" vms/a/nics/eth0/stats || fail "a's link: $(cat vms/a/nics/eth0/stats)"
