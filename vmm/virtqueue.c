@@ -166,6 +166,17 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	return 1;
 }
 
+void virtq_rewind(struct virtq *q, uint16_t n)
+{
+	/* Only the avail side moves: the driver never saw these taken. */
+	q->last_avail = (uint16_t)(q->last_avail - n);
+}
+
+uint16_t virtq_held(const struct virtq *q)
+{
+	return (uint16_t)(q->last_avail - q->used_idx);
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *u = &q->used->ring[q->used_idx % q->size];

@@ -168,6 +168,13 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 		if (ret)
 			return ret;
 	}
+	/* NICs take the slots after the disks. */
+	for (unsigned int i = 0; i < vm->cfg->nnics; i++) {
+		int ret = virtio_net_attach(vm, &vm->cfg->nics[i], i, err, errlen);
+
+		if (ret)
+			return ret;
+	}
 	return 0;
 fail:
 	snprintf(err, errlen, "cannot create the base devices");
