@@ -7,8 +7,10 @@
 #  2. started link down, connected live with nic-connect: the pings pass;
 #     nic-disconnect takes both links down (the peer sees the hang-up),
 #     pings stop being answered, a new pair brings them back.
+#     A guest reboots while connected and passes again.
 #  3. push-back: a guest floods a peer that does not read; it is held
-#     back with nothing dropped, then every frame arrives in order.
+#     back with nothing dropped, then every frame arrives in order, from
+#     the MAC given by netmac= rather than the device's.
 #  4. drops: frames larger than a guest's buffers (no MRG_RXBUF) are
 #     counted in rx_dropped; a 65535-byte frame still reaches a guest
 #     with mergeable buffers.
@@ -50,7 +52,8 @@ fail_hook()
 	done
 }
 
-# gone NAME: wait (up to 20 s) for VM NAME's worker to end.
+# gone NAME: wait (up to 20 s) for VM NAME's worker to end; its output
+# must be free of sanitizer reports.
 gone()
 {
 	i=0
@@ -60,6 +63,9 @@ gone()
 	done
 	! kill -0 "$(cat "$1.pid")" 2>/dev/null || fail "VM $1 did not end"
 	rm -f "$1.pid"
+	# In a sanitizer build, a report in the worker's output fails the test.
+	! grep -qE "Sanitizer|runtime error" "$1.txt" ||
+		fail "VM $1: $(grep -A20 -E "Sanitizer|runtime error" "$1.txt" | head -30)"
 }
 
 stop_vms()
@@ -91,15 +97,17 @@ wait_field()
 
 # ---- 1. two VMs, connected from the start -----------------------------------
 "$NP" run sh -c '
-	sh launch.sh a "tests=net ip=10.0.0.1 peer=10.0.0.2 pingsize=6000 idle" \
+	sh launch.sh a "tests=net,reboot ip=10.0.0.1 peer=10.0.0.2 pingsize=6000 idle" \
 		--nic "mac=$MAC_A,fd=3" 4<&-
 	sh launch.sh b "tests=net ip=10.0.0.2 peer=10.0.0.1 idle" \
 		--nic "mac=$MAC_B,fd=4" 3<&-
 ' || fail "netpair run"
-wait_for "TEST net" a.txt 90 && wait_for "TEST net" b.txt 60 ||
+wait_for "TEST reboot" a.txt 90 && wait_for "TEST net" b.txt 60 ||
 	fail "the net test did not finish"
-expect_passes a.txt net
+expect_passes a.txt net reboot
 expect_passes b.txt net
+# Once before the reset and once after: the device was reset under traffic.
+[ "$(grep -c "TEST net PASS" a.txt)" = 2 ] || fail "A's second net test did not pass"
 grep -q "came in [3-9] buffers" a.txt ||
 	fail "the 6000-byte echo reply did not span several buffers"
 grep -q "mac $MAC_A" a.txt || fail "guest A did not read its MAC from the device"
@@ -160,7 +168,8 @@ echo "$out" | grep -q "not AF_UNIX SOCK_SEQPACKET" || fail "a stream socket was 
 stop_vms a b
 
 # ---- 3. push-back: a flood into a peer that does not read yet ------------------------
-sh launch.sh a "tests=netflood floodcount=3000 ip=10.0.0.1" --nic mac=$MAC_A
+sh launch.sh a "tests=netflood floodcount=3000 ip=10.0.0.1 netmac=52:54:00:fe:00:cc" \
+	--nic mac=$MAC_A
 wait_for "net: link down" a.txt 60 || fail "flood guest did not start"
 "$NP" run sh -c '
 	"$F" vm ctl a.sock nic-connect 0 3 >/dev/null || exit 1
@@ -169,7 +178,7 @@ wait_for "net: link down" a.txt 60 || fail "flood guest did not start"
 	"$F" vm ctl a.sock status >st1.json
 	sleep 1
 	"$F" vm ctl a.sock status >st2.json
-	"$NP" drain 4 3000 200 >drain.txt
+	"$NP" drain 4 3000 200 52:54:00:fe:00:cc >drain.txt
 ' || fail "draining the flood: $(cat drain.txt 2>/dev/null)"
 gone a
 expect_passes a.txt netflood

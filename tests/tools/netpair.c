@@ -8,10 +8,11 @@
  *   netpair send FD LEN COUNT
  *	send COUNT broadcast frames of LEN bytes (ethertype 0x88B6) on the
  *	inherited socket FD.
- *   netpair drain FD COUNT SECONDS
+ *   netpair drain FD COUNT SECONDS [SRC-MAC]
  *	read the test guest's "netflood" frames from FD until COUNT have
- *	come, checking that they arrive in order with nothing missing; print
- *	"drained COUNT frames in order" (exit 0) or what went wrong (exit 1).
+ *	come, checking that they arrive in order with nothing missing (and
+ *	come from SRC-MAC, aa:bb:cc:dd:ee:ff); print "drained COUNT frames
+ *	in order" (exit 0) or what went wrong (exit 1).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: netpair run [-t seqpacket|stream|dgram] CMD [ARG...]\n"
 			"       netpair send FD LEN COUNT\n"
-			"       netpair drain FD COUNT SECONDS\n");
+			"       netpair drain FD COUNT SECONDS [SRC-MAC]\n");
 	return 2;
 }
 
@@ -115,11 +116,14 @@ static double now(void)
 static int drain(int argc, char **argv)
 {
 	long fd, count, seconds, got = 0;
-	unsigned char f[65536];
+	unsigned char f[65536], src[6];
 	double t0 = now(), end;
 
-	if (argc != 3 || (fd = number(argv[0])) < 0 || (count = number(argv[1])) < 0 ||
-	    (seconds = number(argv[2])) < 0)
+	if ((argc != 3 && argc != 4) || (fd = number(argv[0])) < 0 ||
+	    (count = number(argv[1])) < 0 || (seconds = number(argv[2])) < 0)
+		return usage();
+	if (argc == 4 && sscanf(argv[3], "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &src[0], &src[1],
+				&src[2], &src[3], &src[4], &src[5]) != 6)
 		return usage();
 	end = t0 + (double)seconds;
 	while (got < count) {
@@ -144,6 +148,11 @@ static int drain(int argc, char **argv)
 			continue;
 		seq = (unsigned long)f[22] << 24 | (unsigned long)f[23] << 16 |
 		      (unsigned long)f[24] << 8 | f[25];
+		if (argc == 4 && memcmp(f + 6, src, 6) != 0) {
+			printf("frame %lu came from %02x:%02x:%02x:%02x:%02x:%02x, not %s\n", seq,
+			       f[6], f[7], f[8], f[9], f[10], f[11], argv[3]);
+			return 1;
+		}
 		if (seq != (unsigned long)got) {
 			printf("frame %lu came where %ld was due: lost or reordered\n", seq, got);
 			return 1;
