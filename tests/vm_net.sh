@@ -26,14 +26,15 @@ MAC_B=52:54:00:fe:00:0b
 export F NP TESTGUEST MAC_A MAC_B
 
 # launch.sh NAME CMDLINE NIC-OPTION...: a test guest in the background
-# (console in NAME.txt, control socket NAME.sock, pid in NAME.pid); also
+# (console in NAME.txt, the worker's messages in NAME.log, control socket
+# NAME.sock, pid in NAME.pid); also
 # usable from inside "netpair run", where the sockets are.
 cat >launch.sh <<'EOF2'
 name=$1 cmd=$2
 shift 2
 timeout 300 "$F" vm run --kernel "$TESTGUEST" --mem 64M --name "$name" \
-	--cmdline "$cmd" --control "$name.sock" "$@" \
-	</dev/null >"$name.txt" 2>&1 &
+	--cmdline "$cmd" --control "$name.sock" --no-console --console-log "$name.txt" \
+	"$@" </dev/null >"$name.log" 2>&1 &
 echo $! >"$name.pid"
 EOF2
 
@@ -47,7 +48,7 @@ trap 'kill_vms; rm -rf "$SCRATCH"' EXIT
 
 fail_hook()
 {
-	for f in "$SCRATCH"/*.txt; do
+	for f in "$SCRATCH"/*.txt "$SCRATCH"/*.log; do
 		[ -f "$f" ] && { echo "--- $f" >&2; tail -n 15 "$f" >&2; }
 	done
 }
@@ -64,8 +65,8 @@ gone()
 	! kill -0 "$(cat "$1.pid")" 2>/dev/null || fail "VM $1 did not end"
 	rm -f "$1.pid"
 	# In a sanitizer build, a report in the worker's output fails the test.
-	! grep -qE "Sanitizer|runtime error" "$1.txt" ||
-		fail "VM $1: $(grep -A20 -E "Sanitizer|runtime error" "$1.txt" | head -30)"
+	! grep -qE "Sanitizer|runtime error" "$1.log" ||
+		fail "VM $1: $(grep -A20 -E "Sanitizer|runtime error" "$1.log" | head -30)"
 }
 
 stop_vms()
@@ -74,7 +75,7 @@ stop_vms()
 		"$F" vm ctl "$v.sock" stop >/dev/null 2>&1
 		gone "$v"
 	done
-	rm -f ./*.txt
+	rm -f ./*.txt ./*.log
 }
 
 # nic_field VM FIELD: a counter of the VM's only NIC, from "status".
@@ -190,7 +191,7 @@ n2=$(field st2.json in_packets)
 [ "$(field st2.json tx_errors)" = 0 ] || fail "frames were dropped instead of held"
 grep -q "drained 3000 frames in order" drain.txt || fail "drain: $(cat drain.txt)"
 echo "flood: $n1 frames held in the socket; $(cat drain.txt)"
-rm -f a.txt
+rm -f a.txt a.log
 
 # ---- 4. drops counted; a 65535-byte frame delivered -------------------------------
 sh launch.sh a "ip=10.0.0.1 netnomrg idle" --nic mac=$MAC_A

@@ -84,6 +84,12 @@ bool virtq_should_interrupt(struct virtq *q);
  * requests.  Returns true if some arrived meanwhile (do not sleep).
  */
 bool virtq_enable_notify(struct virtq *q);
+/*
+ * The same when the device needs more than the ring holds now: notify
+ * once the avail index passes @idx (taken requests were given back with
+ * virtq_rewind(), so they do not count as new).
+ */
+bool virtq_enable_notify_at(struct virtq *q, uint16_t idx);
 /* While the device polls the ring, the driver need not notify. */
 void virtq_disable_notify(struct virtq *q);
 /* Requests waiting in the ring (a cheap look, for polling). */

@@ -129,6 +129,7 @@ struct virtio_net {
 	unsigned int pend[NET_BATCH];	/* FULL slots, in arrival order */
 	unsigned int npend, pend_next;
 	bool rx_starved;		/* waiting for the guest's buffers */
+	uint16_t rx_wait_idx;		/* where the ring ran dry for a frame */
 	struct virtq_elem scratch;
 	struct iovec scratch_iov[NET_ELEM_SEGS];
 	struct extra extras[NET_QUEUE_MAX + NET_BATCH];
@@ -503,6 +504,8 @@ static int rx_place_tail(struct virtio_net *n, struct rx_slot *s, size_t room,
 		if (ret <= 0) {
 			bool never = ret == 0 && virtq_held(q) >= q->size;
 
+			/* Wait for buffers past those we are giving back. */
+			n->rx_wait_idx = q->last_avail;
 			rx_undo_extras(n, *nx, popped);
 			return ret < 0 ? ret : never ? 2 : 0;
 		}
@@ -626,10 +629,14 @@ static int rx_receive(struct virtio_net *n, const unsigned int *order,
 	return m;
 }
 
-/* Out of buffers: true if the guest added some meanwhile (go on). */
-static bool rx_wait_buffers(struct virtio_net *n)
+/*
+ * Out of buffers: true if the guest added some meanwhile (go on).  @at is
+ * where the ring ran dry, which for a merged frame lies past the buffers
+ * it tried and gave back.
+ */
+static bool rx_wait_buffers(struct virtio_net *n, uint16_t at)
 {
-	if (virtq_enable_notify(&n->dev.vq[RXQ]))
+	if (virtq_enable_notify_at(&n->dev.vq[RXQ], at))
 		return true;
 	n->rx_starved = true;
 	return false;
@@ -649,7 +656,7 @@ static void rx_run(struct virtio_net *n)
 			break;
 		}
 		if (ret == 0) {
-			if (rx_wait_buffers(n))
+			if (rx_wait_buffers(n, n->rx_wait_idx))
 				continue;
 			break;
 		}
@@ -661,7 +668,7 @@ static void rx_run(struct virtio_net *n)
 			break;
 		}
 		if (ret == 0) {
-			if (rx_wait_buffers(n))
+			if (rx_wait_buffers(n, n->dev.vq[RXQ].last_avail))
 				continue;
 			break;
 		}

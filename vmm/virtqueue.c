@@ -211,17 +211,22 @@ bool virtq_should_interrupt(struct virtq *q)
 	return fire;
 }
 
-bool virtq_enable_notify(struct virtq *q)
+bool virtq_enable_notify_at(struct virtq *q, uint16_t idx)
 {
 	if (!q->enabled)
 		return false;
 	if (q->event_idx)
-		store16(&q->used->ring[q->size], q->last_avail);	/* avail_event */
+		store16(&q->used->ring[q->size], idx);	/* avail_event */
 	else
 		store16(&q->used->flags, 0);
 	/* Publish the wish before looking again, or a kick is lost. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return load16_acquire(&q->avail->idx) != q->last_avail;
+	return load16_acquire(&q->avail->idx) != idx;
+}
+
+bool virtq_enable_notify(struct virtq *q)
+{
+	return virtq_enable_notify_at(q, q->last_avail);
 }
 
 void virtq_disable_notify(struct virtq *q)

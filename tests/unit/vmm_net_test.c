@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -126,7 +127,7 @@ static void teardown(void)
 	mem_destroy(&mem);
 }
 
-TestSuite(net, .fini = teardown, .timeout = 60);
+TestSuite(net, .fini = teardown, .timeout = 120);
 
 static struct vring_desc *desc(int qi, uint16_t i)
 {
@@ -584,36 +585,222 @@ Test(net, reset_drops_what_waits)
 	cr_assert(st.link, "a reset of the device does not take the link down");
 }
 
-/* Random chains on both queues: the device must never leave guest RAM. */
-Test(net, random_chains)
+/* ---- property test: random chains, random frames ---------------------------- */
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
 {
-	uint64_t rng = 0x1234567;
-	uint8_t frame[3000] = { 0 };
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
 
-	start(default_features() | (1ULL << VIRTIO_RING_F_EVENT_IDX), 64, 64);
-	connect_peer();
-	for (int round = 0; round < 300 && !(dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
-	     round++) {
-		for (int qi = 0; qi < 2; qi++) {
-			uint16_t h;
+#define AREA 0x100000ULL		/* buffers live in [AREA, RAM) */
 
-			rng ^= rng << 13;
-			rng ^= rng >> 7;
-			rng ^= rng << 17;
-			h = add_desc(qi, rng % (RAM + 8192), (uint32_t)(rng >> 40) % 5000,
-				     (uint16_t)((rng >> 20) % 8));
-			desc(qi, h)->next = (uint16_t)((rng >> 30) % 70);
-			offer(qi, h, true);
-		}
-		if (send(peer, frame, 14 + rng % 2900, MSG_DONTWAIT) < 0 && errno != EAGAIN)
-			cr_assert_fail("send: %s", strerror(errno));
-		{
-			char sink[70000];
+/* A trial may get one hostile descriptor. */
+static bool hostile, stray_next;
+#define CANARY 0xA5
 
-			while (recv(peer, sink, sizeof(sink), MSG_DONTWAIT) > 0)
-				;
-		}
-	}
-	/* Whatever happened, the device is still there and can be reset. */
+struct offered {
+	uint16_t head;
+	uint32_t writable;		/* bytes the device may write */
+};
+
+/* Back to a fresh driver: reset, renegotiate, rings cleared, queues on. */
+static void restart(uint64_t features)
+{
 	virtio_set_status(dev, 0);
+	dev->guest_features = features;
+	virtio_set_status(dev, status_up_to_features);
+	for (int i = 0; i < 2; i++) {
+		memset(gpa(q[i].desc), 0, 0x10000);	/* table, avail, used */
+		q[i].next_desc = q[i].avail_idx = q[i].last_used = 0;
+		dev->vq[i].size = q[i].size;
+		dev->vq[i].desc_gpa = q[i].desc;
+		dev->vq[i].avail_gpa = q[i].avail;
+		dev->vq[i].used_gpa = q[i].used;
+		cr_assert_eq(virtio_queue_enable(dev, (unsigned int)i), 0);
+	}
+	virtio_set_status(dev, status_up_to_features | VIRTIO_CONFIG_S_DRIVER_OK);
+}
+
+/* A chain of 1-3 buffers, now and then a hostile one; returns its head. */
+static uint16_t random_chain(int qi, struct offered *o, uint64_t *bump)
+{
+	unsigned int nbuf = (qi == 1 ? 2 : 1) + (unsigned int)(rnd() % 3);
+	uint16_t head = 0, prev = 0;
+
+	o->writable = 0;
+	for (unsigned int k = 0; k < nbuf; k++) {
+		uint32_t len = (uint32_t)(rnd() % 3 ? rnd() % 2048 : rnd() % 9000);
+		uint16_t flags = qi == 0 ? VRING_DESC_F_WRITE : 0;
+		uint64_t addr = *bump;
+		uint16_t d;
+
+		if (hostile && rnd() % 8 == 0) {
+			hostile = false;
+			switch (rnd() % 4) {
+			case 0:
+				addr = RAM - rnd() % 64;	/* across the end */
+				len += 64;
+				break;
+			case 1:
+				flags ^= VRING_DESC_F_WRITE;	/* the wrong way */
+				break;
+			case 2:
+				len = (uint32_t)(rnd() % HDR);	/* too short */
+				break;
+			default:
+				stray_next = true;		/* next: whatever it says */
+				break;
+			}
+		}
+		/* A transmit chain starts with a clean header, outside the canaries. */
+		if (qi == 1 && k == 0 && addr == *bump) {
+			addr = 0x80000 + 16 * (uint64_t)(q[1].next_desc % q[1].size);
+			memset(gpa(addr), 0, 16);
+			len = len % 2 ? HDR : HDR + len % 4;
+		}
+		if (addr + len > RAM && addr == *bump)
+			len = 0;
+		if (addr == *bump)
+			*bump += (len + 15) & ~15u;
+		d = add_desc(qi, addr, len, flags);
+		if (flags & VRING_DESC_F_WRITE)
+			o->writable += len;
+		if (k == 0)
+			head = d;
+		else
+			link_desc(qi, prev, d);
+		prev = d;
+	}
+	if (stray_next) {
+		desc(qi, prev)->flags |= VRING_DESC_F_NEXT;
+		stray_next = false;
+	}
+	o->head = head;
+	return head;
+}
+
+/*
+ * The writable bytes of the receive chain at @head as the table really
+ * links it (a stray NEXT runs into other chains), marked in @written.
+ */
+static uint32_t chain_walk(uint16_t head, uint8_t *written)
+{
+	uint32_t total = 0;
+	uint16_t d = head;
+
+	for (unsigned int steps = 0; steps < q[0].size; steps++) {
+		struct vring_desc *vd = desc(0, d);
+
+		if ((vd->flags & VRING_DESC_F_WRITE) && vd->addr < RAM &&
+		    vd->len <= RAM - vd->addr) {
+			memset(written + vd->addr, 1, vd->len);
+			total += vd->len;
+		}
+		if (!(vd->flags & VRING_DESC_F_NEXT) || vd->next >= q[0].size)
+			break;
+		d = vd->next;
+	}
+	return total;
+}
+
+/* Wait until neither used index has moved for 30 ms. */
+static void settle(void)
+{
+	uint16_t u0, u1;
+
+	do {
+		u0 = used_idx(0);
+		u1 = used_idx(1);
+		usleep(30000);
+	} while (u0 != used_idx(0) || u1 != used_idx(1));
+}
+
+Test(net, random_chains_and_frames)
+{
+	static uint8_t frame[65536], sink[70000];
+	uint64_t features = default_features() | (1ULL << VIRTIO_RING_F_EVENT_IDX);
+	unsigned int broke = 0, delivered = 0, sent = 0;
+	struct rusage ru0, ru1;
+	uint64_t t0 = now_ns();
+
+	getrusage(RUSAGE_SELF, &ru0);
+	rng = 0x5eed0fce11ULL;
+	start(features, 64, 64);
+	connect_peer();
+	for (int trial = 0; trial < 150; trial++) {
+		struct offered rx[40];
+		uint8_t *written;
+		uint64_t bump = AREA;
+		unsigned int nrx = 1 + (unsigned int)(rnd() % 40), ntx = (unsigned int)(rnd() % 20);
+
+		restart(rnd() % 4 ? features : features & ~(1ULL << VIRTIO_NET_F_MRG_RXBUF));
+		hostile = rnd() % 3 == 0;
+		memset(gpa(AREA), CANARY, RAM - AREA);
+		for (unsigned int i = 0; i < nrx; i++)
+			offer(0, random_chain(0, &rx[i], &bump), i == nrx - 1);
+		for (unsigned int i = 0; i < ntx; i++) {
+			struct offered o;
+
+			offer(1, random_chain(1, &o, &bump), i == ntx - 1);
+		}
+		for (unsigned int i = 0, n = 1 + (unsigned int)(rnd() % 8); i < n; i++) {
+			size_t len = rnd() % 8 ? 14 + rnd() % 3000 : rnd() % 65536;
+
+			if (send(peer, frame, len, MSG_DONTWAIT) < 0 && errno != EAGAIN &&
+			    errno != EMSGSIZE)
+				cr_assert_fail("send: %s", strerror(errno));
+		}
+		settle();
+		while (recv(peer, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+			sent++;
+		if (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET) {
+			broke++;
+			continue;
+		}
+		/*
+		 * Every writable buffer offered is the device's to write (it may
+		 * hold chains, or fill one on trial and give it back); nothing
+		 * else is.
+		 */
+		written = calloc(1, RAM);
+		for (unsigned int k = 0; k < nrx; k++)
+			rx[k].writable = chain_walk(rx[k].head, written);
+		/* Used entries name offered chains and stay within them. */
+		for (uint16_t u = 0; u < used_idx(0); u++) {
+			struct vring_used_elem e = used_elem(0, u);
+			unsigned int k;
+
+			for (k = 0; k < nrx && rx[k].head != e.id; k++)
+				;
+			cr_assert_lt(k, nrx, "trial %d: used id %u was never offered", trial, e.id);
+			cr_assert_leq(e.len, rx[k].writable, "trial %d: %u bytes into %u",
+				      trial, e.len, rx[k].writable);
+			delivered++;
+		}
+		/* Nothing outside them was touched. */
+		for (uint64_t a = AREA; a < RAM; a++)
+			if (!written[a] && *(uint8_t *)gpa(a) != CANARY)
+				cr_assert_fail("trial %d: the device wrote at %#lx, outside "
+					       "every buffer it was given", trial, (unsigned long)a);
+		free(written);
+	}
+	/* An I/O thread that spins instead of sleeping shows as CPU time. */
+	getrusage(RUSAGE_SELF, &ru1);
+	{
+		double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+			     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6;
+		double wall = (double)(now_ns() - t0) / 1e9;
+
+		cr_assert_lt(cpu, wall / 2, "%.1f s of CPU in %.1f s: something spins", cpu, wall);
+	}
+	/* Both outcomes must be exercised. */
+	cr_assert_gt(broke, 5, "only %u trials broke the device", broke);
+	cr_assert_gt(delivered, 100, "only %u receive chains used", delivered);
+	cr_assert_gt(sent, 100, "only %u frames transmitted", sent);
+
 }
