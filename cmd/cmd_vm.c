@@ -18,6 +18,7 @@ static const char vm_usage[] =
 	"usage: fsvisor vm run [--config VM.json] [--kernel FILE] [--initrd FILE]\n"
 	"                      [--cmdline TEXT] [--mem SIZE] [--cpus N] [--name NAME]\n"
 	"                      [--disk PATH[,ro][,format=vhdx|raw][,serial=S]]...\n"
+	"                      [--nic mac=MAC[,fd=N]]...\n"
 	"                      [--cpu-mask FEATURE,...] [--on-reboot reset|stop]\n"
 	"                      [--on-triple-fault stop|reset] [--control SOCKET]\n"
 	"                      [--console-log FILE] [--console-ring FILE] [--no-console]\n"
@@ -26,6 +27,8 @@ static const char vm_usage[] =
 	"       fsvisor vm ctl SOCKET status|pause|resume|reset|shutdown|stop|kill\n"
 	"       fsvisor vm ctl SOCKET console [--all]    follow the console\n"
 	"       fsvisor vm ctl SOCKET send TEXT           type TEXT (\\n for Enter)\n"
+	"       fsvisor vm ctl SOCKET nic-connect N FD    NIC N's backend: socket FD\n"
+	"       fsvisor vm ctl SOCKET nic-disconnect N    NIC N's link down\n"
 	"The console is on stdin/stdout; on a terminal, Ctrl-a x quits.\n"
 	"Flags override the same fields of --config.  Exit status: 0 the guest\n"
 	"powered off, 1 bad configuration, 2 usage, 3 the VM failed, 4 killed.\n";
@@ -80,6 +83,46 @@ static json_t *disk_spec(const char *spec)
 	return d;
 }
 
+/* "fd=N" as a number, or -1. */
+static int parse_fd(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (*s < '0' || *s > '9' || *end || v > 1000000)
+		return -1;
+	return (int)v;
+}
+
+/*
+ * mac=MAC[,fd=N] as a nics[] entry and its backend descriptor (-1 for
+ * none); NULL if malformed.
+ */
+static json_t *nic_spec(const char *spec, int *fd)
+{
+	char *copy = strdup(spec), *save = NULL, *part;
+	json_t *n = json_object();
+
+	*fd = -1;
+	for (part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
+		if (strncmp(part, "mac=", 4) == 0) {
+			json_object_set_new(n, "mac", json_string(part + 4));
+		} else if (strncmp(part, "fd=", 3) == 0 && parse_fd(part + 3) >= 0) {
+			*fd = parse_fd(part + 3);
+		} else {
+			json_decref(n);
+			n = NULL;
+			break;
+		}
+	}
+	if (n && !json_object_get(n, "mac")) {
+		json_decref(n);
+		n = NULL;
+	}
+	free(copy);
+	return n;
+}
+
 static int vm_run_or_check(int argc, char **argv, bool run)
 {
 	static const struct option longopts[] = {
@@ -99,19 +142,22 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 		{ "no-console", no_argument, NULL, 'N' },
 		{ "report-startup", no_argument, NULL, 'S' },
 		{ "disk", required_argument, NULL, 'd' },
+		{ "nic", required_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct vm_worker_opts wo = { .stdio_console = true };
-	json_t *disks = NULL;
+	json_t *disks = NULL, *nics = NULL;
 	json_t *doc = NULL, *over = json_object();
+	int nic_fds[VMM_MAX_NICS];
+	unsigned int n_nic_fds = 0;
 	struct vm_config *cfg;
 	const char *config_path = NULL;
 	char err[1024];
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSd:h", longopts,
+	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSd:e:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -180,6 +226,34 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 			json_array_append_new(disks, d);
 			break;
 		}
+		case 'e': {
+			int fd;
+			json_t *nic = nic_spec(optarg, &fd);
+			const char *why;
+
+			if (!nic || n_nic_fds == VMM_MAX_NICS) {
+				json_decref(nic);
+				json_decref(over);
+				json_decref(disks);
+				json_decref(nics);
+				return nic ? usage_error("at most %s --nic options", "8") :
+					     usage_error("--nic '%s': expected mac=MAC[,fd=N]", optarg);
+			}
+			why = fd >= 0 ? vmm_nic_fd_problem(fd) : NULL;
+			if (why) {
+				fprintf(stderr, "fsvisor vm: --nic %s: %s\n", optarg, why);
+				json_decref(nic);
+				json_decref(over);
+				json_decref(disks);
+				json_decref(nics);
+				return 1;
+			}
+			if (!nics)
+				nics = json_array();
+			json_array_append_new(nics, nic);
+			nic_fds[n_nic_fds++] = fd;
+			break;
+		}
 		case 'h':
 			printf("%s", vm_usage);
 			json_decref(over);
@@ -191,6 +265,11 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 	}
 	if (disks)
 		json_object_set_new(over, "disks", disks);
+	if (nics) {
+		json_object_set_new(over, "nics", nics);
+		wo.nic_fds = nic_fds;
+		wo.n_nic_fds = n_nic_fds;
+	}
 	if (optind != argc) {
 		json_decref(over);
 		return usage_error("unexpected argument '%s'", argv[optind]);
@@ -306,7 +385,7 @@ static int vm_ctl(int argc, char **argv)
 {
 	json_t *req, *reply = NULL;
 	char *text;
-	int fd, ret;
+	int fd, ret, nic_fd = -1;
 
 	if (argc < 3)
 		return usage_error("ctl needs SOCKET and a command%s", "");
@@ -333,10 +412,24 @@ static int vm_ctl(int argc, char **argv)
 		req = json_pack("{s:s, s:s}", "cmd", "console-input", "data", b64);
 		free(buf);
 		free(b64);
+	} else if (strcmp(argv[2], "nic-connect") == 0 ||
+		   strcmp(argv[2], "nic-disconnect") == 0) {
+		bool connect = strcmp(argv[2], "nic-connect") == 0;
+		int index = argc > 3 ? parse_fd(argv[3]) : -1;
+
+		nic_fd = connect && argc > 4 ? parse_fd(argv[4]) : -1;
+		if (index < 0 || argc != (connect ? 5 : 4) || (connect && nic_fd < 0)) {
+			close(fd);
+			return usage_error(connect ? "nic-connect needs N (the NIC) and FD (a socket)%s" :
+					   "nic-disconnect needs N (the NIC)%s", "");
+		}
+		req = json_pack("{s:s, s:i}", "cmd", argv[2], "nic", index);
 	} else {
 		req = json_pack("{s:s}", "cmd", argv[2]);
 	}
-	ret = msg_call(fd, req, &reply);
+	ret = msg_send(fd, req, nic_fd >= 0 ? &nic_fd : NULL, nic_fd >= 0 ? 1 : 0);
+	if (!ret)
+		ret = msg_recv(fd, &reply, NULL, NULL, 0);
 	json_decref(req);
 	close(fd);
 	if (ret) {

@@ -89,8 +89,8 @@ op_is ENOSPC mkdir vms/v/nics/eth8
 op_is EINVAL mkdir vms/v/nics/.x
 op_is EEXIST mkdir vms/v/nics/eth1
 op_is EPERM mkdir vms/v/nics/eth1/sub
-for i in 0 1 2 3 4 5 6 7; do rmdir vms/v/nics/eth$i || fail "rmdir eth$i"; done
-[ -z "$(ls vms/v/nics)" ] || fail "nics/ holds $(ls vms/v/nics)"
+for i in 1 2 3 4 5 6 7; do rmdir vms/v/nics/eth$i || fail "rmdir eth$i"; done
+[ "$(ls vms/v/nics)" = eth0 ] || fail "nics/ holds $(ls vms/v/nics)"
 
 # Slots.
 op_is EINVAL symlink ../../../disks/d vms/v/disks/16
@@ -133,6 +133,35 @@ bad disks/d/file EBUSY "$SCRATCH/bad.vhdx"
 echo raw > disks/e/format && echo 1M > disks/e/size || fail "creating a raw disk failed"
 bad disks/d/file EBUSY "$(cat disks/e/file)"	# another disk's file
 
+# ---- switches ---------------------------------------------------------------------
+# Names unique to this run: an internal or external switch makes fsv-NAME.
+dummy=fsvbv$$ s=bs$$ t=bt$$	# dummy: one end of a veth pair
+ip link add "$dummy" type veth peer name "${dummy}p" || fail "ip link add veth"
+trap 'ip link del "$dummy" 2>/dev/null; cleanup_service' EXIT
+mkdir switches/$s switches/$t || fail "mkdir switches failed: $(tail -2 "$STATE/service.log")"
+bad switches/$s/type EINVAL bogus Private "$nl" "$long" "private internal"
+bad switches/$s/type EINVAL external		# no uplink yet
+bad switches/$s/uplink ENOENT nosuchif0
+bad switches/$s/uplink EINVAL lo a/b "a:b" abcdefghijklmnop "$long" "$huge"
+echo "$dummy" > switches/$s/uplink || fail "uplink: $(cat switches/$s/error)"
+bad switches/$t/uplink EBUSY "$dummy"		# $s has it
+echo external > switches/$s/type || fail "type external: $(cat switches/$s/error)"
+bad switches/$s/uplink EBUSY "$nl" none		# an external switch needs one
+bad switches/$t/uplink EINVAL "fsv-$s"		# a switch's own device
+expect_write switches/$s/host_if x EACCES
+expect_write switches/$s/macs x EACCES
+expect_write switches/$s/stats x EACCES
+op_is EPERM mkdir switches/$s/ports/x
+op_is EPERM mkdir switches/$s/sub
+op_is EINVAL mkdir switches/.x
+op_is EEXIST mkdir switches/$s
+echo $s > vms/v/nics/eth0/switch || fail "plugging in: $(cat vms/v/error)"
+op_is EBUSY rmdir switches/$s
+grep -q "vms/v/nics/eth0" switches/$s/error || fail "switch error: $(cat switches/$s/error)"
+echo none > vms/v/nics/eth0/switch
+rmdir switches/$s switches/$t || fail "rmdir: $(cat switches/$s/error)"
+ip link show "fsv-$s" > /dev/null 2>&1 && fail "fsv-$s outlived its switch"
+
 # ---- a VM that runs ------------------------------------------------------------------
 echo "$TESTGUEST" > vms/v/boot/kernel
 echo "idle" > vms/v/boot/cmdline
@@ -150,7 +179,9 @@ op_is EBUSY unlink vms/v/disks/0
 op_is EBUSY symlink ../../../disks/f vms/v/disks/1
 op_is EBUSY rmdir vms/v
 op_is EBUSY rmdir disks/d
+bad vms/v/nics/eth0/mac EBUSY 02:00:00:00:00:01
 op_is EBUSY mkdir vms/v/nics/eth1
+op_is EBUSY rmdir vms/v/nics/eth0
 echo stop > vms/v/ctl || fail "stop failed"
 op_is EBUSY rmdir disks/d	# still attached
 pass

@@ -10,7 +10,8 @@ cd "$MNT" || fail "cannot enter the mount"
 name64=$(head -c 64 /dev/zero | tr '\0' a)
 name65=$(head -c 65 /dev/zero | tr '\0' b)
 
-for dir in vms disks; do
+# vms/a/nics exists once vms/a is made, in the first round.
+for dir in vms disks switches vms/a/nics; do
 	for name in .hidden . "$name65" "a b" "$(printf 'a\001b')" "$(printf 'tab\there')" \
 		"é" 'a*b' 'semi;colon' 'back\slash' '$x' '~home'; do
 		got=$("$FSOP" mkdir "$dir/$name")
@@ -30,13 +31,17 @@ for dir in vms disks; do
 	[ "$("$FSOP" mkdir "$dir/a")" = EEXIST ] || fail "mkdir of an existing $dir/a"
 done
 # Nothing else appeared in the state directory.
-for f in "$STATE"/vms/* "$STATE"/disks/*; do
+for f in "$STATE"/vms/* "$STATE"/disks/* "$STATE"/switches/*; do
 	case "$(basename "$f")" in
 	"$name64" | a | A.b-c_d | 0 | x.vhdx) ;;
 	*) fail "unexpected entry in the state directory: $f" ;;
 	esac
 done
 [ "$(ls vms | wc -l)" = 5 ] || fail "vms/ holds $(ls vms | wc -l) entries"
+[ "$(ls vms/a/nics | wc -l)" = 5 ] || fail "vms/a/nics/ holds $(ls vms/a/nics | wc -l) entries"
+for name in "$name64" a A.b-c_d 0 x.vhdx; do
+	rmdir "switches/$name" || fail "rmdir switches/$name"
+done
 [ "$(stat -c %h vms)" = 7 ] || fail "vms/ has link count $(stat -c %h vms)"
 mkdir "vms/$name64/sub" 2>/dev/null && fail "mkdir inside a VM succeeded"
 

@@ -75,6 +75,26 @@ op_is() { [ "$("$FSOP" "$@" | tail -1)" = "$1" ]; }
 [ "$("$FSOP" rmdir switches/$sw)" = EBUSY ] || fail "rmdir of a switch in use did not fail with EBUSY"
 grep -q "vms/a/nics/eth0" switches/$sw/error || fail "the switch error: $(cat switches/$sw/error)"
 
+# ---- restarts: the service (kill -9), then the switch's worker ----------------------
+cd "$SCRATCH" || fail "cd"
+stop_service -9
+"$FSVISOR" mount "$MNT" --state "$STATE" || fail "the service did not come back"
+cd "$MNT" || fail "cd"
+[ "$(ls switches/$sw/ports | sort | tr '\n' ' ')" = "a:eth0 b:eth0 " ] ||
+	fail "ports after a restart of the service: $(ls switches/$sw/ports)"
+mark vms/a/console
+wait_new "net: reply from 10.0.0.2" vms/a/console 10 || fail "a lost b when the service restarted"
+sleep 5		# a worker that dies young is not restarted
+kill -9 "$(cat "$STATE/switches/$sw/worker.pid")"
+i=0
+until grep -q restarted switches/$sw/error 2>/dev/null || [ $i -ge 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+grep -q "killed by signal 9.*restarted" switches/$sw/error || fail "switch error: $(cat switches/$sw/error)"
+mark vms/a/console
+wait_new "net: reply from 10.0.0.2" vms/a/console 20 || fail "a does not reach b after the switch restarted"
+
 # ---- VLANs, live ----------------------------------------------------------------
 mark vms/a/console
 echo "access 10" > vms/a/nics/eth0/vlan || fail "vlan: $(cat vms/a/error)"

@@ -228,6 +228,85 @@ static int parse_disks(json_t *v, struct vm_config *cfg, char *err, size_t errle
 	return 0;
 }
 
+int mac_parse(const char *s, uint8_t mac[6])
+{
+	for (int i = 0; i < 6; i++) {
+		unsigned int v = 0;
+
+		for (int k = 0; k < 2; k++, s++) {
+			char c = *s;
+
+			if (c >= '0' && c <= '9')
+				v = v * 16 + (unsigned int)(c - '0');
+			else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+				v = v * 16 + (unsigned int)((c | 0x20) - 'a' + 10);
+			else
+				return -EINVAL;
+		}
+		mac[i] = (uint8_t)v;
+		if (*s != (i == 5 ? '\0' : ':'))
+			return -EINVAL;
+		s++;
+	}
+	return 0;
+}
+
+char *mac_format(const uint8_t mac[6], char *buf)
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
+		 mac[3], mac[4], mac[5]);
+	return buf;
+}
+
+static int parse_nic(json_t *v, unsigned int n, struct vm_nic_config *nic,
+		     char *err, size_t errlen)
+{
+	static const uint8_t zero[6];
+	const char *key, *text = NULL;
+	json_t *val;
+
+	if (!json_is_object(v))
+		return fail(err, errlen, "nics[%u] must be an object like {\"mac\": \"52:54:00:12:34:56\"}", n);
+	json_object_foreach(v, key, val) {
+		if (strcmp(key, "mac") != 0)
+			return fail(err, errlen, "unknown key nics[%u].%s", n, key);
+		text = json_string_value(val);
+		if (!text || mac_parse(text, nic->mac))
+			return fail(err, errlen, "nics[%u].mac must be six hex octets like \"52:54:00:12:34:56\"", n);
+	}
+	if (!text)
+		return fail(err, errlen, "nics[%u] has no mac", n);
+	if (nic->mac[0] & 1)
+		return fail(err, errlen, "nics[%u].mac %s is a multicast address; a NIC needs a unicast one (first octet even)",
+			    n, text);
+	if (memcmp(nic->mac, zero, 6) == 0)
+		return fail(err, errlen, "nics[%u].mac must not be all zeros", n);
+	return 0;
+}
+
+static int parse_nics(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
+{
+	json_t *item;
+	size_t i;
+
+	if (!json_is_array(v))
+		return fail(err, errlen, "nics must be a list of objects");
+	if (json_array_size(v) > VM_MAX_NICS)
+		return fail(err, errlen, "at most %d nics", VM_MAX_NICS);
+	json_array_foreach(v, i, item) {
+		int ret = parse_nic(item, (unsigned int)i, &cfg->nics[i], err, errlen);
+
+		cfg->nnics = (unsigned int)i + 1;
+		if (ret)
+			return ret;
+		/* Two NICs of one VM with one MAC would confuse every switch. */
+		for (size_t k = 0; k < i; k++)
+			if (memcmp(cfg->nics[k].mac, cfg->nics[i].mac, 6) == 0)
+				return fail(err, errlen, "nics[%zu] has the same mac as nics[%zu]", i, k);
+	}
+	return 0;
+}
+
 static int dup_string(json_t *v, const char *key, char **out, char *err,
 		      size_t errlen)
 {
@@ -280,6 +359,8 @@ static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 			ret = parse_action(v, key, &cfg->on_reboot, err, errlen);
 		} else if (strcmp(key, "disks") == 0) {
 			ret = parse_disks(v, cfg, err, errlen);
+		} else if (strcmp(key, "nics") == 0) {
+			ret = parse_nics(v, cfg, err, errlen);
 		} else {
 			return fail(err, errlen, "unknown key '%s'", key);
 		}
@@ -373,6 +454,15 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 				"read_only", d->read_only, "serial", d->serial));
 		}
 		json_object_set_new(o, "disks", disks);
+	}
+	if (o) {
+		json_t *nics = json_array();
+		char mac[18];
+
+		for (unsigned int i = 0; i < cfg->nnics; i++)
+			json_array_append_new(nics, json_pack("{s:s}", "mac",
+					      mac_format(cfg->nics[i].mac, mac)));
+		json_object_set_new(o, "nics", nics);
 	}
 	return o;
 }

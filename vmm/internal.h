@@ -68,6 +68,12 @@ struct vm_disk_config {
 	char serial[DISK_SERIAL_MAX + 1];
 };
 
+#define VM_MAX_NICS VMM_MAX_NICS
+
+struct vm_nic_config {
+	uint8_t mac[6];
+};
+
 struct vm_config {
 	char name[NAME_MAX_LEN + 1];
 	unsigned int cpus;
@@ -81,7 +87,14 @@ struct vm_config {
 	enum fault_action on_reboot;
 	struct vm_disk_config disks[VM_MAX_DISKS];
 	unsigned int ndisks;
+	struct vm_nic_config nics[VM_MAX_NICS];
+	unsigned int nnics;
 };
+
+/* "52:54:00:12:34:56" into @mac; -EINVAL unless six hex octets. */
+int mac_parse(const char *s, uint8_t mac[6]);
+/* "52:54:00:12:34:56"; @buf holds at least 18 bytes. */
+char *mac_format(const uint8_t mac[6], char *buf);
 
 /* ---- /dev/kvm (kvm.c) ------------------------------------------------ */
 
@@ -392,6 +405,9 @@ struct vm {
 
 	/* Devices on the PCI bus that need a reset or teardown. */
 	struct vm_device *devices;
+	/* The NICs, in slot order (also among the devices). */
+	struct virtio_net *nics[VM_MAX_NICS];
+	unsigned int nnics;
 
 	uint64_t started_ns;
 	unsigned int resets;
@@ -451,6 +467,19 @@ struct vm_device {
 
 int vm_add_device(struct vm *vm, void (*reset)(void *), void (*destroy)(void *),
 		  json_t *(*stats)(void *), void *opaque);
+
+/*
+ * NICs (virtio_net.c), for the worker's control commands: connect NIC
+ * @index to the backend socket @fd (taken over: closed by the NIC when
+ * it is done with it, or here on failure), disconnect it, and the
+ * counters of every NIC for "status".
+ */
+struct virtio_net;
+int vm_nic_connect(struct vm *vm, unsigned int index, int fd, char *err,
+		   size_t errlen);
+int vm_nic_disconnect(struct vm *vm, unsigned int index, char *err,
+		      size_t errlen);
+json_t *vm_nic_stats(struct vm *vm);
 
 /* vcpu.c */
 int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id, char *err,

@@ -66,6 +66,13 @@ void virtq_disable(struct virtq *q);
  * chain lengths are all checked; no access leaves guest RAM.
  */
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
+/*
+ * Give back the last @n requests taken and not yet returned, as if they
+ * had never been popped (the device found it cannot use them yet).
+ */
+void virtq_rewind(struct virtq *q, uint16_t n);
+/* Requests taken and not yet returned (pushed). */
+uint16_t virtq_held(const struct virtq *q);
 /* Return @head with @len bytes written; visible after virtq_publish(). */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 /* Make pushed entries visible to the driver (one store of used->idx). */
@@ -77,6 +84,12 @@ bool virtq_should_interrupt(struct virtq *q);
  * requests.  Returns true if some arrived meanwhile (do not sleep).
  */
 bool virtq_enable_notify(struct virtq *q);
+/*
+ * The same when the device needs more than the ring holds now: notify
+ * once the avail index passes @idx (taken requests were given back with
+ * virtq_rewind(), so they do not count as new).
+ */
+bool virtq_enable_notify_at(struct virtq *q, uint16_t idx);
 /* While the device polls the ring, the driver need not notify. */
 void virtq_disable_notify(struct virtq *q);
 /* Requests waiting in the ring (a cheap look, for polling). */
@@ -179,5 +192,43 @@ void virtio_blk_destroy(struct virtio_blk *b);
 /* Create, put on the VM's PCI bus and start a virtio-blk for @disk. */
 int virtio_blk_attach(struct vm *vm, const struct vm_disk_config *disk, char *err,
 		      size_t errlen);
+
+/* ---- virtio-net (virtio_net.c) ------------------------------------------ */
+
+struct vm_nic_config;
+struct virtio_net;
+
+/* Counters of one NIC: "in" came from the guest, "out" went to it. */
+struct virtio_net_stats {
+	bool link;
+	uint64_t in_packets, in_bytes;
+	uint64_t out_packets, out_bytes;
+	uint64_t rx_dropped;		/* frames for the guest it never got */
+	uint64_t tx_errors;		/* frames from the guest never sent */
+};
+
+/*
+ * A virtio-net device with @nic's MAC and no backend (link down).  Queue
+ * 0 is receiveq1, queue 1 transmitq1; the device runs its own I/O thread.
+ */
+int virtio_net_create(const struct vm_nic_config *nic,
+		      const struct guest_mem *mem, struct virtio_net **out,
+		      char *err, size_t errlen);
+struct virtio_dev *virtio_net_dev(struct virtio_net *n);
+/* Start the I/O thread, polling the kick eventfds of both queues. */
+int virtio_net_start(struct virtio_net *n, int rx_kick_fd, int tx_kick_fd);
+/*
+ * Use @fd (AF_UNIX SOCK_SEQPACKET, one Ethernet frame per message) as
+ * the backend: link up, replacing any previous backend.  The NIC owns
+ * @fd from here on, also on failure.
+ */
+int virtio_net_connect(struct virtio_net *n, int fd);
+/* Close the backend: link down.  Nothing happens without one. */
+void virtio_net_disconnect(struct virtio_net *n);
+void virtio_net_get_stats(struct virtio_net *n, struct virtio_net_stats *st);
+void virtio_net_destroy(struct virtio_net *n);
+/* Create, put on the VM's PCI bus and start NIC number @index. */
+int virtio_net_attach(struct vm *vm, const struct vm_nic_config *nic,
+		      unsigned int index, char *err, size_t errlen);
 
 #endif /* FSVISOR_VMM_VIRTIO_H */

@@ -166,6 +166,17 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	return 1;
 }
 
+void virtq_rewind(struct virtq *q, uint16_t n)
+{
+	/* Only the avail side moves: the driver never saw these taken. */
+	q->last_avail = (uint16_t)(q->last_avail - n);
+}
+
+uint16_t virtq_held(const struct virtq *q)
+{
+	return (uint16_t)(q->last_avail - q->used_idx);
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *u = &q->used->ring[q->used_idx % q->size];
@@ -200,17 +211,22 @@ bool virtq_should_interrupt(struct virtq *q)
 	return fire;
 }
 
-bool virtq_enable_notify(struct virtq *q)
+bool virtq_enable_notify_at(struct virtq *q, uint16_t idx)
 {
 	if (!q->enabled)
 		return false;
 	if (q->event_idx)
-		store16(&q->used->ring[q->size], q->last_avail);	/* avail_event */
+		store16(&q->used->ring[q->size], idx);	/* avail_event */
 	else
 		store16(&q->used->flags, 0);
 	/* Publish the wish before looking again, or a kick is lost. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return load16_acquire(&q->avail->idx) != q->last_avail;
+	return load16_acquire(&q->avail->idx) != idx;
+}
+
+bool virtq_enable_notify(struct virtq *q)
+{
+	return virtq_enable_notify_at(q, q->last_avail);
 }
 
 void virtq_disable_notify(struct virtq *q)

@@ -168,6 +168,13 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 		if (ret)
 			return ret;
 	}
+	/* NICs take the slots after the disks. */
+	for (unsigned int i = 0; i < vm->cfg->nnics; i++) {
+		int ret = virtio_net_attach(vm, &vm->cfg->nics[i], i, err, errlen);
+
+		if (ret)
+			return ret;
+	}
 	return 0;
 fail:
 	snprintf(err, errlen, "cannot create the base devices");
@@ -312,6 +319,16 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	int ret;
 
 	vm_pause(vm);
+	/*
+	 * Devices first: their I/O threads may still write guest memory (a
+	 * frame arriving, a read completing) until their reset returns, and
+	 * that must not land in the RAM laid out for the new boot.
+	 */
+	serial_reset(vm->com1);
+	pci_reset_devices(vm->pci);
+	for (struct vm_device *d = vm->devices; d; d = d->next)
+		if (d->reset)
+			d->reset(d->opaque);
 	mem_clear(&vm->mem);
 	ret = restore_irqchip(vm);
 	if (ret) {
@@ -328,11 +345,6 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 			return ret;
 		}
 	}
-	serial_reset(vm->com1);
-	pci_reset_devices(vm->pci);
-	for (struct vm_device *d = vm->devices; d; d = d->next)
-		if (d->reset)
-			d->reset(d->opaque);
 	vm->resets++;
 	if (!vm->paused)
 		vm_resume(vm);

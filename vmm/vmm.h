@@ -17,6 +17,8 @@
 #include <jansson.h>
 
 #define VMM_MAX_CPUS 64
+/* NICs of one VM. */
+#define VMM_MAX_NICS 8
 /* Size of the console ring file (--console-ring). */
 #define CONSOLE_RING_FILE (1024 * 1024)
 
@@ -43,6 +45,12 @@ unsigned int vmm_max_cpus(void);
  */
 int vmm_kernel_check(const char *path, char *err, size_t errlen);
 
+/*
+ * Why @fd cannot be a NIC's backend (it must be an open AF_UNIX
+ * SOCK_SEQPACKET socket), or NULL if it can.
+ */
+const char *vmm_nic_fd_problem(int fd);
+
 struct vm_worker_opts {
 	/* Console on stdin/stdout (the terminal in raw mode if it is one). */
 	bool stdio_console;
@@ -57,6 +65,12 @@ struct vm_worker_opts {
 	const char *console_ring;
 	/* Report start-up timing and memory on stderr (bench/vmm.sh). */
 	bool report_startup;
+	/*
+	 * Backend sockets for the NICs at start, by slot: nic_fds[i] connects
+	 * NIC i (-1: none, link down).  The worker takes them over.
+	 */
+	const int *nic_fds;
+	unsigned int n_nic_fds;
 };
 
 /* Exit statuses of a worker, as `fsvisor vm run` returns them. */

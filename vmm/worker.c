@@ -279,7 +279,7 @@ static json_t *status_json(struct worker *w)
 			"intr", (json_int_t)atomic_load(&s->intr),
 			"other", (json_int_t)atomic_load(&s->other)));
 	}
-	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:o, s:o}",
+	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:o, s:o, s:o}",
 		"ok", 1,
 		"state", vm->paused ? "paused" : "running",
 		"name", vm->cfg->name,
@@ -291,7 +291,8 @@ static json_t *status_json(struct worker *w)
 		"unclaimed_port_accesses", (json_int_t)atomic_load(&vm->pio.unclaimed),
 		"unclaimed_mmio_accesses", (json_int_t)atomic_load(&vm->mmio.unclaimed),
 		"vcpus", cpus,
-		"disks", device_stats(vm));
+		"disks", device_stats(vm),
+		"nics", vm_nic_stats(vm));
 }
 
 static json_t *error_reply(const char *fmt, const char *arg)
@@ -302,13 +303,50 @@ static json_t *error_reply(const char *fmt, const char *arg)
 	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-static json_t *handle_command(struct worker *w, int i, json_t *req)
+/* The "nic" of a request: a NIC index, or -1 with an error in @reply. */
+static int nic_index(json_t *req, json_t **reply)
+{
+	json_t *v = json_object_get(req, "nic");
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) >= VM_MAX_NICS) {
+		*reply = error_reply("\"nic\" must be a NIC index (0 for the first)%s", "");
+		return -1;
+	}
+	return (int)json_integer_value(v);
+}
+
+static json_t *nic_command(struct worker *w, json_t *req, const char *cmd,
+			   int *fd)
+{
+	char err[256];
+	json_t *reply = NULL;
+	int index = nic_index(req, &reply), ret;
+
+	if (index < 0)
+		return reply;
+	if (strcmp(cmd, "nic-connect") == 0) {
+		if (*fd < 0)
+			return error_reply("nic-connect needs one socket passed with SCM_RIGHTS%s", "");
+		ret = vm_nic_connect(w->vm, (unsigned int)index, *fd, err, sizeof(err));
+		*fd = -1;	/* taken over, also on failure */
+	} else {
+		ret = vm_nic_disconnect(w->vm, (unsigned int)index, err, sizeof(err));
+	}
+	if (ret)
+		return error_reply("%s", err);
+	return json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *handle_command(struct worker *w, int i, json_t *req, int *fd)
 {
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
 	struct vm *vm = w->vm;
 
 	if (!cmd)
 		return error_reply("a request needs a \"cmd\" string%s", "");
+	if (strcmp(cmd, "nic-connect") == 0 || strcmp(cmd, "nic-disconnect") == 0)
+		return nic_command(w, req, cmd, fd);
 	if (strcmp(cmd, "status") == 0)
 		return status_json(w);
 	if (strcmp(cmd, "pause") == 0) {
@@ -358,18 +396,27 @@ static json_t *handle_command(struct worker *w, int i, json_t *req)
 static void client_message(struct worker *w, int i)
 {
 	json_t *req = NULL, *reply;
-	int ret = msg_recv(w->clients[i].fd, &req, NULL, NULL, 0);
+	size_t nfds = 0;
+	int fd = -1;
+	int ret = msg_recv(w->clients[i].fd, &req, &fd, &nfds, 1);
 
 	if (ret == -EAGAIN)
 		return;
-	if (ret == -EBADMSG || ret == -EMSGSIZE) {
+	if (ret == -EBADMSG) {
 		reply = error_reply("not a JSON object%s", "");
+	} else if (ret == -EMSGSIZE) {
+		reply = error_reply("message too long, or more than one descriptor%s", "");
 	} else if (ret) {
 		client_close(w, i);
 		return;
 	} else {
-		reply = handle_command(w, i, req);
+		if (!nfds)
+			fd = -1;
+		reply = handle_command(w, i, req, &fd);
 		json_decref(req);
+		/* A descriptor nobody asked for. */
+		if (fd >= 0)
+			close(fd);
 	}
 	msg_send(w->clients[i].fd, reply, NULL, 0);
 	json_decref(reply);
@@ -581,6 +628,16 @@ static int setup(struct worker *w, char *err, size_t errlen)
 	}
 	if (w->opts->control_path) {
 		ret = open_control(w, w->opts->control_path, err, errlen);
+		if (ret)
+			return ret;
+	}
+	for (unsigned int i = 0; i < w->opts->n_nic_fds; i++) {
+		int fd = w->opts->nic_fds[i];
+
+		if (fd < 0)
+			continue;
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		ret = vm_nic_connect(w->vm, i, fd, err, errlen);
 		if (ret)
 			return ret;
 	}

@@ -86,6 +86,9 @@ uint64_t tsc_rate(void);
 #define VEC_COM1 0x24
 #define VEC_PWRB 0x29		/* GSI 9: the GED's ACPI power button */
 #define VEC_TIMER 0x40
+#define VEC_VIRTIO 0x50		/* virtio-blk's queue */
+#define VEC_NET 0x51		/* virtio-net's queues */
+#define VEC_NET_CONFIG 0x52	/* virtio-net's configuration changes */
 
 void idt_init(void);
 typedef void (*irq_fn)(void);
@@ -135,6 +138,16 @@ void acpi_dump_dsdt(void);
 
 /* idle.c */
 void idle_run(void);
+
+/* net.c: the IPv4 end (ARP, ICMP echo) on the first virtio-net NIC. */
+bool test_net(char *why);
+bool test_netflood(char *why);
+/* For idle mode: start answering (no wait for the link); false if no NIC. */
+bool net_idle_start(void);
+/* Something for net_idle_poll() to do? */
+bool net_pending(void);
+/* Answer, report link changes, ping every ping_every=N seconds. */
+void net_idle_poll(void);
 
 /* main.c: the value after "key=" on the command line, or NULL. */
 const char *cmdline_arg(const char *key);

@@ -6,7 +6,10 @@
  * "echo: <line>", so a host can check input still reaches it), the
  * ACPI power button (it powers off through S5, as an OS would) and, with
  * "heartbeat=N", a LAPIC timer tick every N seconds ("testguest: alive
- * K" for the K-th tick), so the console keeps moving.
+ * K" for the K-th tick), so the console keeps moving.  With "ip=" it
+ * also keeps a network end up (net.c): ARP and ping answers, link
+ * changes, "ping_every=N"; the timer then ticks every 100 ms and the
+ * heartbeat follows the clock.
  */
 #include "guest.h"
 
@@ -33,15 +36,18 @@ static unsigned int heartbeat_seconds(void)
 	return n;
 }
 
-static bool work_pending(unsigned int beats_seen)
+static bool work_pending(unsigned int beats_seen, bool net)
 {
-	return button || beats != beats_seen || serial_rx_pending();
+	return button || beats != beats_seen || serial_rx_pending() ||
+	       (net && net_pending());
 }
 
 void idle_run(void)
 {
-	unsigned int period = heartbeat_seconds(), seen = 0;
+	unsigned int period = heartbeat_seconds(), seen = 0, ticks_seen = 0;
+	uint64_t next_beat = 0;
 	const char *line;
+	bool net;
 
 	if (!acpi.ioapic) {
 		printf("testguest: idle needs an IOAPIC (%s)\n", acpi.why);
@@ -56,7 +62,12 @@ void idle_run(void)
 	irq_set_handler(VEC_PWRB, power_button_irq);
 	ioapic_route(acpi.ioapic, 9, VEC_PWRB, lapic_id());
 	serial_rx_start();
-	if (period) {
+	net = net_idle_start();
+	if (net) {
+		irq_set_handler(VEC_TIMER, heartbeat_irq);
+		lapic_timer_periodic(VEC_TIMER, 100000);
+		next_beat = uptime_us() + (uint64_t)period * 1000000;
+	} else if (period) {
 		irq_set_handler(VEC_TIMER, heartbeat_irq);
 		lapic_timer_periodic(VEC_TIMER, (uint64_t)period * 1000000);
 	}
@@ -68,7 +79,7 @@ void idle_run(void)
 		 * arrives after the check is not slept through.
 		 */
 		__asm__ volatile("cli" : : : "memory");
-		if (work_pending(seen))
+		if (work_pending(net ? ticks_seen : seen, net))
 			__asm__ volatile("sti" : : : "memory");
 		else
 			__asm__ volatile("sti; hlt" : : : "memory");
@@ -76,8 +87,17 @@ void idle_run(void)
 			printf("testguest: power button\n");
 			acpi_poweroff();
 		}
-		while (seen != beats)
-			printf("testguest: alive %u\n", ++seen);
+		if (!net) {
+			while (seen != beats)
+				printf("testguest: alive %u\n", ++seen);
+		} else {
+			ticks_seen = beats;
+			while (period && uptime_us() >= next_beat) {
+				printf("testguest: alive %u\n", ++seen);
+				next_beat += (uint64_t)period * 1000000;
+			}
+			net_idle_poll();
+		}
 		while ((line = serial_getline()))
 			printf("echo: %s\n", line);
 	}

@@ -38,7 +38,9 @@ isr_\vector:
 	stub 36, 0		/* 0x24: COM1 through the IOAPIC */
 	stub 41, 0		/* 0x29: the ACPI power button (GSI 9) */
 	stub 64, 0		/* 0x40: LAPIC timer */
-	stub 80, 0		/* 0x50: virtio MSI-X */
+	stub 80, 0		/* 0x50: virtio-blk MSI-X */
+	stub 81, 0		/* 0x51: virtio-net queues */
+	stub 82, 0		/* 0x52: virtio-net configuration */
 	stub 255, 0		/* spurious */
 
 isr_common:

@@ -25,6 +25,8 @@ static const struct test tests[] = {
 	{ "rtc", test_rtc },
 	{ "blk", test_blk },
 	{ "blkro", test_blkro },
+	{ "net", test_net },
+	{ "netflood", test_netflood },
 };
 
 static const char *cmdline;

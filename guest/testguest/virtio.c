@@ -11,7 +11,6 @@
 #include "virtio.h"
 
 #define PCI_VENDOR_VIRTIO 0x1AF4
-#define VEC_VIRTIO 0x50
 
 static uint32_t pci_cfg_read32(unsigned int dev, unsigned int reg)
 {
@@ -147,10 +146,51 @@ uint64_t virtio_features(struct vdev *v)
 	return f | (uint64_t)r32(COMMON(v, device_feature)) << 32;
 }
 
-int virtio_init(struct vdev *v, uint64_t want, uint16_t qsize)
+static void msix_entry(struct vdev *v, unsigned int n, unsigned int vector)
+{
+	uint64_t e = v->msix_table + 16 * n;
+
+	w32(e + 0, 0xFEE00000u | (lapic_id() << 12));
+	w32(e + 4, 0);
+	w32(e + 8, vector);
+	w32(e + 12, 0);
+}
+
+/* Queue @n on @q's rings (q->desc, avail, used set), MSI-X entry @n. */
+static int queue_setup(struct vdev *v, unsigned int n, struct virtq_g *q, uint16_t qsize)
+{
+	uint16_t max;
+
+	w16(COMMON(v, queue_select), (uint16_t)n);
+	max = r16(COMMON(v, queue_size));
+	if (qsize > max)
+		qsize = max;
+	w16(COMMON(v, queue_size), qsize);
+	w16(COMMON(v, queue_msix_vector), (uint16_t)n);
+	if (r16(COMMON(v, queue_msix_vector)) != n)
+		return -3;
+	q->size = qsize;
+	memset(q->desc, 0, sizeof(struct vring_desc) * qsize);
+	memset((void *)q->avail, 0, 6 + 2 * qsize);
+	memset((void *)q->used, 0, 6 + 8 * qsize);
+	w32(COMMON(v, queue_desc_lo), (uint32_t)(uint64_t)q->desc);
+	w32(COMMON(v, queue_desc_hi), (uint32_t)((uint64_t)q->desc >> 32));
+	w32(COMMON(v, queue_avail_lo), (uint32_t)(uint64_t)q->avail);
+	w32(COMMON(v, queue_avail_hi), (uint32_t)((uint64_t)q->avail >> 32));
+	w32(COMMON(v, queue_used_lo), (uint32_t)(uint64_t)q->used);
+	w32(COMMON(v, queue_used_hi), (uint32_t)((uint64_t)q->used >> 32));
+	w16(COMMON(v, queue_enable), 1);
+	q->notify_addr = v->notify + (uint64_t)r16(COMMON(v, queue_notify_off)) * v->notify_mult;
+	q->last_used = 0;
+	return 0;
+}
+
+int virtio_init_queues(struct vdev *v, uint64_t want, struct virtq_g *const *qs,
+		       const uint16_t *qsizes, const unsigned int *vectors,
+		       unsigned int nq, int config_vector)
 {
 	uint64_t have;
-	uint16_t max;
+	int ret;
 
 	/* Memory decoding and bus mastering on. */
 	pci_cfg_write32(v->devfn, 0x04, pci_cfg_read32(v->devfn, 0x04) | 0x6);
@@ -170,43 +210,40 @@ int virtio_init(struct vdev *v, uint64_t want, uint16_t qsize)
 	if (!(r8(COMMON(v, device_status)) & VIRTIO_CONFIG_S_FEATURES_OK))
 		return -2;
 
-	/* MSI-X: vector 0 to this CPU, for queue 0; none for config. */
-	irq_set_handler(VEC_VIRTIO, virtio_irq);
-	w32(v->msix_table + 0, 0xFEE00000u | (lapic_id() << 12));
-	w32(v->msix_table + 4, 0);
-	w32(v->msix_table + 8, VEC_VIRTIO);
-	w32(v->msix_table + 12, 0);
+	/* MSI-X: entry n for queue n, entry nq for configuration changes. */
+	for (unsigned int n = 0; n < nq; n++)
+		msix_entry(v, n, vectors[n]);
+	if (config_vector >= 0)
+		msix_entry(v, nq, (unsigned int)config_vector);
 	pci_cfg_write32(v->devfn, v->msix_cap,
 			pci_cfg_read32(v->devfn, v->msix_cap) | (0x8000u << 16));
-	w16(COMMON(v, msix_config), VIRTIO_MSI_NO_VECTOR);
-
-	w16(COMMON(v, queue_select), 0);
-	max = r16(COMMON(v, queue_size));
-	if (qsize > max)
-		qsize = max;
-	w16(COMMON(v, queue_size), qsize);
-	w16(COMMON(v, queue_msix_vector), 0);
-	if (r16(COMMON(v, queue_msix_vector)) != 0)
+	w16(COMMON(v, msix_config), config_vector >= 0 ? (uint16_t)nq : VIRTIO_MSI_NO_VECTOR);
+	if (config_vector >= 0 && r16(COMMON(v, msix_config)) != nq)
 		return -3;
-	v->q.size = qsize;
-	memset(v->q.desc, 0, sizeof(struct vring_desc) * qsize);
-	memset((void *)v->q.avail, 0, 6 + 2 * qsize);
-	memset((void *)v->q.used, 0, 6 + 8 * qsize);
-	w32(COMMON(v, queue_desc_lo), (uint32_t)(uint64_t)v->q.desc);
-	w32(COMMON(v, queue_desc_hi), (uint32_t)((uint64_t)v->q.desc >> 32));
-	w32(COMMON(v, queue_avail_lo), (uint32_t)(uint64_t)v->q.avail);
-	w32(COMMON(v, queue_avail_hi), (uint32_t)((uint64_t)v->q.avail >> 32));
-	w32(COMMON(v, queue_used_lo), (uint32_t)(uint64_t)v->q.used);
-	w32(COMMON(v, queue_used_hi), (uint32_t)((uint64_t)v->q.used >> 32));
-	w16(COMMON(v, queue_enable), 1);
-	v->q.notify_addr = v->notify + (uint64_t)r16(COMMON(v, queue_notify_off)) * v->notify_mult;
-	v->q.last_used = 0;
-
+	for (unsigned int n = 0; n < nq; n++) {
+		ret = queue_setup(v, n, qs[n], qsizes[n]);
+		if (ret)
+			return ret;
+	}
 	w8(COMMON(v, device_status), VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 				     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 	if (r8(COMMON(v, device_status)) & VIRTIO_CONFIG_S_NEEDS_RESET)
 		return -4;
 	return 0;
+}
+
+int virtio_init(struct vdev *v, uint64_t want, uint16_t qsize)
+{
+	struct virtq_g *q = &v->q;
+	const unsigned int vector = VEC_VIRTIO;
+
+	irq_set_handler(VEC_VIRTIO, virtio_irq);
+	return virtio_init_queues(v, want, &q, &qsize, &vector, 1, -1);
+}
+
+void virtio_notify(struct virtq_g *q, uint16_t n)
+{
+	w16(q->notify_addr, n);
 }
 
 /*

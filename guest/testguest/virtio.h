@@ -34,6 +34,16 @@ int virtio_find(uint16_t device_id, unsigned int nth, struct vdev *v);
 uint64_t virtio_features(struct vdev *v);
 /* Reset, negotiate @want, set up queue 0 with MSI-X, DRIVER_OK. */
 int virtio_init(struct vdev *v, uint64_t want, uint16_t qsize);
+/*
+ * The same for @nq queues (rings already pointed to by qs[n]): queue n
+ * interrupts on IDT vector vectors[n] through MSI-X entry n, and
+ * configuration changes on @config_vector (entry nq) unless it is < 0.
+ */
+int virtio_init_queues(struct vdev *v, uint64_t want, struct virtq_g *const *qs,
+		       const uint16_t *qsizes, const unsigned int *vectors,
+		       unsigned int nq, int config_vector);
+/* Write queue @n's notification register. */
+void virtio_notify(struct virtq_g *q, uint16_t n);
 uint8_t virtio_status(struct vdev *v);
 uint32_t virtio_cfg_window_read(struct vdev *v, unsigned int bar, uint32_t off);
 void virtio_config_read(struct vdev *v, unsigned int off, void *out, unsigned int len);
