@@ -120,22 +120,6 @@ static void disk_changed(struct service *s, struct disk_obj *d, const char *file
 	svc_event(s, "disk", d->name, "%s %s", file, value);
 }
 
-static void remove_dir(const char *path)
-{
-	DIR *dir = opendir(path);
-	struct dirent *e;
-
-	if (dir) {
-		while ((e = readdir(dir))) {
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				unlinkat(dirfd(dir), e->d_name, 0);
-		}
-		closedir(dir);
-	}
-	if (rmdir(path) < 0 && errno != ENOENT)
-		log_warn("cannot remove %s: %s", path, strerror(errno));
-}
-
 int disk_define(struct service *s, const char *name)
 {
 	struct disk_obj *d;
@@ -158,7 +142,7 @@ int disk_define(struct service *s, const char *name)
 		disk_put(d);
 		return ret;
 	}
-	remove_dir(d->dir);
+	svc_remove_dir(d->dir);
 	if (mkdir(d->dir, 0700) < 0) {
 		ret = -errno;
 		log_error("disk %s: cannot create %s: %s", name, d->dir, strerror(errno));
@@ -169,7 +153,7 @@ int disk_define(struct service *s, const char *name)
 	if (!ret)
 		ret = svc_list_insert((void ***)&s->disks, &s->ndisks, &s->disks_cap, d);
 	if (ret) {
-		remove_dir(d->dir);
+		svc_remove_dir(d->dir);
 		disk_put(d);
 		return ret;
 	}
@@ -192,7 +176,7 @@ int disk_delete(struct service *s, struct disk_obj *d)
 	/* Our own file goes with the disk; an adopted one stays. */
 	if (d->file && !d->adopted && unlink(d->file) < 0 && errno != ENOENT)
 		log_warn("disk %s: cannot remove %s: %s", d->name, d->file, strerror(errno));
-	remove_dir(d->dir);
+	svc_remove_dir(d->dir);
 	svc_list_remove((void **)s->disks, &s->ndisks, d->name);
 	d->deleted = true;
 	svc_event(s, "disk", d->name, "deleted");
@@ -216,7 +200,7 @@ static int disk_load(struct service *s, const char *name)
 	if (ret == -ENOENT) {
 		log_warn("disk %s: no disk.json (an interrupted mkdir): removing %s",
 			 name, d->dir);
-		remove_dir(d->dir);
+		svc_remove_dir(d->dir);
 		free(path);
 		disk_put(d);
 		return 0;
@@ -288,25 +272,7 @@ static int disk_load(struct service *s, const char *name)
 
 int disk_load_all(struct service *s)
 {
-	char *dir = svc_path(s, "disks", "");
-	DIR *dp = opendir(dir);
-	struct dirent *e;
-	int ret = 0;
-
-	free(dir);
-	if (!dp)
-		return -errno;
-	while (!ret && (e = readdir(dp))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (!name_valid(e->d_name)) {
-			log_warn("disks/%s: not a valid name; ignored", e->d_name);
-			continue;
-		}
-		ret = disk_load(s, e->d_name);
-	}
-	closedir(dp);
-	return ret;
+	return svc_load_dir(s, "disks", disk_load);
 }
 
 /* ---- size: creating and growing ------------------------------------------- */

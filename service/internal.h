@@ -294,6 +294,11 @@ void svc_touch(struct timespec *t);
 char *svc_strdup(const char *str);
 /* "<state>/sub/name" */
 char *svc_path(struct service *s, const char *sub, const char *name);
+/* Remove an object's directory and the files in it. */
+void svc_remove_dir(const char *path);
+/* Call @load for each validly named entry of <state>/@sub. */
+int svc_load_dir(struct service *s, const char *sub,
+		 int (*load)(struct service *s, const char *name));
 /* The last non-empty lines of a text file, for error messages. */
 void svc_tail_text(int dirfd, const char *file, char *buf, size_t len);
 

@@ -5,6 +5,7 @@
  * system requests to.  What a file means is in its object's attribute
  * table (vm.c, disk.c, host.c); this file only routes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -119,6 +120,45 @@ void svc_tail_text(int dirfd, const char *file, char *buf, size_t len)
 	if (strncmp(start, "fsvisor vm: ", 12) == 0)
 		start += 12;
 	snprintf(buf, len, "%s", start);
+}
+
+void svc_remove_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+
+	if (d) {
+		while ((e = readdir(d)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+	}
+	if (rmdir(path) < 0 && errno != ENOENT)
+		log_warn("cannot remove %s: %s", path, strerror(errno));
+}
+
+int svc_load_dir(struct service *s, const char *sub,
+		 int (*load)(struct service *s, const char *name))
+{
+	char *dir = svc_path(s, sub, "");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int ret = 0;
+
+	free(dir);
+	if (!d)
+		return -errno;
+	while (!ret && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (!name_valid(e->d_name)) {
+			log_warn("%s/%s: not a valid name; ignored", sub, e->d_name);
+			continue;
+		}
+		ret = load(s, e->d_name);
+	}
+	closedir(d);
+	return ret;
 }
 
 /* Binary search in a sorted array of objects (both start with the name). */

@@ -125,21 +125,6 @@ static void switch_changed(struct service *s, struct switch_obj *sw, const char 
 	svc_event(s, "switch", sw->name, "%s %s", file, value);
 }
 
-static void remove_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-
-	if (d) {
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
-	}
-	if (rmdir(path) < 0 && errno != ENOENT)
-		log_warn("cannot remove %s: %s", path, strerror(errno));
-}
-
 static int parse_type(const char *str, enum switch_type *t)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(type_names); i++) {
@@ -166,7 +151,7 @@ static int switch_load(struct service *s, const char *name)
 	if (ret == -ENOENT) {
 		log_warn("switch %s: no switch.json (an interrupted mkdir): removing %s",
 			 name, sw->dir);
-		remove_dir(sw->dir);
+		svc_remove_dir(sw->dir);
 	} else if (ret) {
 		log_error("switch %s: %s: %s; left alone", name, path, err);
 	}
@@ -203,25 +188,7 @@ static int switch_load(struct service *s, const char *name)
 
 int switch_load_all(struct service *s)
 {
-	char *dir = svc_path(s, "switches", "");
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int ret = 0;
-
-	free(dir);
-	if (!d)
-		return -errno;
-	while (!ret && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (!name_valid(e->d_name)) {
-			log_warn("switches/%s: not a valid name; ignored", e->d_name);
-			continue;
-		}
-		ret = switch_load(s, e->d_name);
-	}
-	closedir(d);
-	return ret;
+	return svc_load_dir(s, "switches", switch_load);
 }
 
 /* ---- the worker ----------------------------------------------------------- */
@@ -499,7 +466,7 @@ int switch_define(struct service *s, const char *name)
 		switch_put(sw);
 		return ret;
 	}
-	remove_dir(sw->dir);
+	svc_remove_dir(sw->dir);
 	if (mkdir(sw->dir, 0700) < 0) {
 		ret = -errno;
 		log_error("switch %s: cannot create %s: %s", name, sw->dir, strerror(errno));
@@ -511,7 +478,7 @@ int switch_define(struct service *s, const char *name)
 	if (!ret)
 		ret = svc_list_insert((void ***)&s->switches, &s->nswitches, &s->switches_cap, sw);
 	if (ret) {
-		remove_dir(sw->dir);
+		svc_remove_dir(sw->dir);
 		switch_put(sw);
 		return ret;
 	}
@@ -522,7 +489,7 @@ int switch_define(struct service *s, const char *name)
 		log_error("switch %s: %s", name, why);
 		svc_list_remove((void **)s->switches, &s->nswitches, name);
 		sw->deleted = true;
-		remove_dir(sw->dir);
+		svc_remove_dir(sw->dir);
 		switch_put(sw);
 		switch_put(sw);
 		return -EIO;
@@ -546,7 +513,7 @@ int switch_delete(struct service *s, struct switch_obj *sw)
 	sw->refs++;
 	svc_list_remove((void **)s->switches, &s->nswitches, sw->name);
 	switch_stop_worker(s, sw);
-	remove_dir(sw->dir);
+	svc_remove_dir(sw->dir);
 	svc_event(s, "switch", sw->name, "deleted");
 	switch_put(sw);		/* the list's */
 	switch_put(sw);

@@ -145,22 +145,6 @@ static int vm_changed(struct service *s, struct vm_obj *vm, const char *file,
 	return ret;
 }
 
-static void remove_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-
-	if (d) {
-		while ((e = readdir(d))) {
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				unlinkat(dirfd(d), e->d_name, 0);
-		}
-		closedir(d);
-	}
-	if (rmdir(path) < 0 && errno != ENOENT)
-		log_warn("cannot remove %s: %s", path, strerror(errno));
-}
-
 static int open_dir(struct vm_obj *vm)
 {
 	vm->dirfd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -192,7 +176,7 @@ int vm_define(struct service *s, const char *name)
 		vm_put(vm);
 		return ret;
 	}
-	remove_dir(vm->dir);
+	svc_remove_dir(vm->dir);
 	if (mkdir(vm->dir, 0700) < 0) {
 		ret = -errno;
 		log_error("vm %s: cannot create %s: %s", name, vm->dir, strerror(errno));
@@ -205,7 +189,7 @@ int vm_define(struct service *s, const char *name)
 	if (!ret)
 		ret = svc_list_insert((void ***)&s->vms, &s->nvms, &s->vms_cap, vm);
 	if (ret) {
-		remove_dir(vm->dir);
+		svc_remove_dir(vm->dir);
 		vm_put(vm);
 		return ret;
 	}
@@ -218,7 +202,7 @@ int vm_delete(struct service *s, struct vm_obj *vm)
 	if (vm_is_active(vm) || vm->busy)
 		return vm_fail(s, vm, -EBUSY, "rmdir: the VM is %s; stop it first",
 			       vm_state_name(vm->state));
-	remove_dir(vm->dir);
+	svc_remove_dir(vm->dir);
 	svc_list_remove((void **)s->vms, &s->nvms, vm->name);
 	vm->deleted = true;
 	svc_event(s, "vm", vm->name, "deleted");
@@ -250,7 +234,7 @@ static int vm_load(struct service *s, const char *name)
 	if (ret == -ENOENT) {
 		log_warn("vm %s: no vm.json (an interrupted mkdir): removing %s",
 			 name, vm->dir);
-		remove_dir(vm->dir);
+		svc_remove_dir(vm->dir);
 		free(path);
 		vm_put(vm);
 		return 0;
@@ -314,25 +298,7 @@ static int vm_load(struct service *s, const char *name)
 
 int vm_load_all(struct service *s)
 {
-	char *dir = svc_path(s, "vms", "");
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int ret = 0;
-
-	free(dir);
-	if (!d)
-		return -errno;
-	while (!ret && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (!name_valid(e->d_name)) {
-			log_warn("vms/%s: not a valid name; ignored", e->d_name);
-			continue;
-		}
-		ret = vm_load(s, e->d_name);
-	}
-	closedir(d);
-	return ret;
+	return svc_load_dir(s, "vms", vm_load);
 }
 
 /* ---- slots ---------------------------------------------------------- */
