@@ -456,32 +456,11 @@ static void broadcast_state(struct worker *w, const char *state, const char *why
 static int open_control(struct worker *w, const char *path, char *err,
 			size_t errlen)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "control socket path is too long: %s", path);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
 	/* A socket file left by a dead worker is replaced; a live one is not. */
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(fd);
-		snprintf(err, errlen, "control socket %s is in use by another worker", path);
-		return -EADDRINUSE;
-	}
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
-		int e = errno;
+	int fd = msg_listen(path, err, errlen);
 
-		snprintf(err, errlen, "control socket %s: %s", path, strerror(e));
-		close(fd);
-		return -e;
-	}
-	chmod(path, 0600);
+	if (fd < 0)
+		return fd;
 	w->listen_fd = fd;
 	return epoll_add(w, fd, TAG_LISTEN);
 }
