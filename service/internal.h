@@ -128,6 +128,13 @@ struct nic_obj {
 
 	/* The run: the switch this NIC's port is on now, "" when none. */
 	char port_on[NAME_MAX_LEN + 1];
+	/*
+	 * Operations that may drop the service lock while they use this NIC
+	 * (file accesses, connecting): rmdir waits for none (EBUSY).  A write
+	 * in progress: another write to the same NIC is EBUSY.
+	 */
+	unsigned int users;
+	bool changing;
 };
 
 enum switch_type {
@@ -153,6 +160,7 @@ struct switch_obj {
 	/* The worker. */
 	pid_t pid;
 	int pidfd;			/* watched by the supervisor */
+	uint64_t watch_id;		/* how the supervisor's epoll names it */
 	bool busy;			/* being (re)started */
 	struct timespec started;	/* CLOCK_MONOTONIC */
 	char ended[256];		/* how its last worker ended */
@@ -249,6 +257,7 @@ struct port_view {
 	struct switch_obj *sw;
 	char name[2 * NAME_MAX_LEN + 2];	/* "VM:NIC", "host", "uplink" */
 	struct nic_obj *nic;			/* NULL for host and uplink */
+	struct vm_obj *vm;			/* the NIC's VM */
 };
 
 /* Tables: the root (README, version, events), host/, a VM, a disk. */
@@ -369,8 +378,11 @@ size_t nics_on_switch(struct service *s, const char *name, char *list, size_t le
  */
 int nic_connect(struct service *s, struct nic_obj *nic);
 void nic_disconnect(struct service *s, struct nic_obj *nic);
-/* Connect every NIC of a VM that has just started or was adopted. */
-void vm_connect_nics(struct service *s, struct vm_obj *vm);
+/*
+ * Connect every NIC of a VM that has just started, or was adopted
+ * (@adopted: ports the switch still has are taken as they are).
+ */
+void vm_connect_nics(struct service *s, struct vm_obj *vm, bool adopted);
 /* Ports of switch @sw that a worker restart lost: connect them again. */
 void switch_reconnect_nics(struct service *s, struct switch_obj *sw);
 
@@ -419,6 +431,11 @@ pid_t worker_read_pid(int dirfd);
 bool worker_read_exit(int dirfd, char *kind, size_t klen, int *code);
 /* The supervisor watches @fd for the object behind @kind. */
 int supervisor_watch(struct service *s, int fd, enum watch_kind *kind);
+/*
+ * ... or for the switch whose watch_id is @id: objects other threads may
+ * unwatch and free are named by id, so a stale event finds nothing.
+ */
+int supervisor_watch_switch(struct service *s, int fd, uint64_t id);
 void supervisor_unwatch(struct service *s, int fd);
 
 /* ---- supervision (supervise.c) ------------------------------------------ */

@@ -11,6 +11,7 @@
  * again what is missing (after a start, an adoption, a switch restart).
  * Policies (VLAN, guards, mirroring, bandwidth) change live ("port-set").
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +42,13 @@ static int mac_parse(const char *str, uint8_t mac[6])
 	unsigned int b[6];
 	char tail;
 
-	if (strlen(str) != 17 ||
-	    sscanf(str, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
+	if (strlen(str) != 17)
+		return -EINVAL;
+	/* sscanf's %x would take signs and blanks: only hex digits and colons. */
+	for (int i = 0; i < 17; i++)
+		if (i % 3 == 2 ? str[i] != ':' : !isxdigit((unsigned char)str[i]))
+			return -EINVAL;
+	if (sscanf(str, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3],
 		   &b[4], &b[5], &tail) != 6)
 		return -EINVAL;
 	for (int i = 0; i < 6; i++) {
@@ -83,6 +89,15 @@ static void mac_generate(struct service *s, uint8_t mac[6])
 		}
 		mac[0] = 0x02;
 	} while (mac_owner(s, mac, NULL));
+}
+
+/* While a VM loads it is not in the service's list yet: its own NICs. */
+static bool mac_in_vm(const struct vm_obj *vm, const uint8_t mac[6])
+{
+	for (size_t i = 0; i < vm->nnics; i++)
+		if (memcmp(vm->nics[i]->mac, mac, 6) == 0)
+			return true;
+	return false;
 }
 
 struct nic_obj *nic_find(struct vm_obj *vm, const char *name)
@@ -189,6 +204,8 @@ int nic_delete(struct service *s, struct nic_obj *nic)
 	if (vm_is_active(vm) || vm->busy)
 		return nic_fail(s, nic, -EBUSY, ": the VM is %s; NICs are removed while it is off",
 				vm_state_name(vm->state));
+	if (nic->users || nic->changing)
+		return nic_fail(s, nic, -EBUSY, ": the NIC is in use (a change or a read in progress)");
 	nic_remove(vm, nic);
 	ret = vm_save(s, vm);
 	if (ret) {
@@ -304,7 +321,8 @@ static int parse_vlan(const char *value, enum nic_vlan_mode *mode, uint16_t *id,
 		return 0;
 	}
 	if ((n == 2 || n == 4) && strcmp(w[0], "trunk") == 0) {
-		if (parse_trunk_list(w[1], trunk, tlen, why))
+		/* Room for "trunk " and " native 4094" around it in a value. */
+		if (parse_trunk_list(w[1], trunk, tlen > 32 ? tlen - 32 : tlen, why))
 			return -EINVAL;
 		v = 0;
 		if (n == 4 && (strcmp(w[2], "native") != 0 || parse_vlan_id(w[3], 0, &v))) {
@@ -353,7 +371,7 @@ json_t *nic_to_json(const struct nic_obj *nic)
 int nic_from_json(struct service *s, struct vm_obj *vm, const char *name, json_t *obj)
 {
 	struct nic_obj *nic;
-	const char *str, *why;
+	const char *str, *why = "";
 	char trunk[VALUE_MAX + 1];
 	json_t *v;
 
@@ -363,7 +381,9 @@ int nic_from_json(struct service *s, struct vm_obj *vm, const char *name, json_t
 	}
 	nic = nic_alloc(vm, name);
 	str = json_string_value(json_object_get(obj, "mac"));
-	if (!str || mac_parse(str, nic->mac) || (nic->mac[0] & 1) || mac_owner(s, nic->mac, NULL)) {
+	if (!str || mac_parse(str, nic->mac) || (nic->mac[0] & 1) ||
+	    !(nic->mac[0] | nic->mac[1] | nic->mac[2] | nic->mac[3] | nic->mac[4] | nic->mac[5]) ||
+	    mac_owner(s, nic->mac, NULL) || mac_in_vm(vm, nic->mac)) {
 		log_warn("vm %s: NIC %s: bad or duplicate MAC; a new one is generated",
 			 vm->name, name);
 		mac_generate(s, nic->mac);
@@ -377,6 +397,8 @@ int nic_from_json(struct service *s, struct vm_obj *vm, const char *name, json_t
 	if (str && parse_vlan(str, &nic->vlan_mode, &nic->vlan_id, trunk, sizeof(trunk), &why) == 0) {
 		free(nic->trunk);
 		nic->trunk = svc_strdup(trunk);
+	} else if (str) {
+		log_warn("vm %s: NIC %s: vlan '%.40s': %s; untagged", vm->name, name, str, why);
 	}
 	nic->mac_spoofing = json_is_true(json_object_get(obj, "mac_spoofing"));
 	nic->dhcp_guard = json_is_true(json_object_get(obj, "dhcp_guard"));
@@ -386,7 +408,7 @@ int nic_from_json(struct service *s, struct vm_obj *vm, const char *name, json_t
 		if (strcmp(str, mirror_names[i]) == 0)
 			nic->mirror = (enum nic_mirror)i;
 	v = json_object_get(obj, "bandwidth_max");
-	if (json_integer_value(v) > 0 && (uint64_t)json_integer_value(v) <= BANDWIDTH_LIMIT)
+	if (json_integer_value(v) >= 8000 && (uint64_t)json_integer_value(v) <= BANDWIDTH_LIMIT)
 		nic->bandwidth_max = (uint64_t)json_integer_value(v);
 	nic_insert(vm, nic);
 	return 0;
@@ -507,8 +529,8 @@ int nic_connect(struct service *s, struct nic_obj *nic)
 	json_decref(req);
 	close(sv[0]);
 	if (ret) {
-		ret = nic_fail(s, nic, ret == -ENOTCONN ? -ENOTCONN : -EIO,
-			       "switch: switch %s did not take the port: %s", sw->name,
+		ret = nic_fail(s, nic, -EIO, "switch: switch %s did not take the port: %s", sw->name,
+			       ret == -ENOTCONN ? "its worker is not running (see its error file)" :
 			       reply_error(reply, ret));
 		json_decref(reply);
 		close(sv[1]);
@@ -552,6 +574,9 @@ void nic_disconnect(struct service *s, struct nic_obj *nic)
 		return;
 	nic->port_on[0] = '\0';
 	port_name(nic, port, sizeof(port));
+	/* Held across the lock drops below: an rmdir may take it off the list. */
+	if (sw)
+		sw->refs++;
 	if (vm_has_worker(vm)) {
 		req = json_pack("{s:s, s:i}", "cmd", "nic-disconnect", "nic", (int)nic_index(nic));
 		vm_request(s, vm, req, NULL, 0, NULL);
@@ -559,7 +584,6 @@ void nic_disconnect(struct service *s, struct nic_obj *nic)
 	}
 	if (sw) {
 		req = json_pack("{s:s, s:s}", "cmd", "port-remove", "name", port);
-		sw->refs++;
 		switch_call(s, sw, req, NULL, 0, NULL);
 		json_decref(req);
 		svc_notify(s, SVC_REMOVED, "switches/%s/ports/%s:%s", sw->name, vm->name,
@@ -586,21 +610,28 @@ static bool port_exists(struct service *s, struct nic_obj *nic, struct switch_ob
 	return has;
 }
 
-void vm_connect_nics(struct service *s, struct vm_obj *vm)
+void vm_connect_nics(struct service *s, struct vm_obj *vm, bool adopted)
 {
 	vm->refs++;
-	for (size_t i = 0; i < vm->nnics && vm_has_worker(vm); i++) {
+	/* NICs come and go only while the VM is off: the list holds while it runs. */
+	for (size_t i = 0; i < vm->nnics && vm_has_worker(vm) && !vm->deleted; i++) {
 		struct nic_obj *nic = vm->nics[i];
 		struct switch_obj *sw = switch_find(s, nic->sw);
 
-		if (!nic->sw[0] || nic->port_on[0])
+		/* A write to the NIC in progress connects it itself. */
+		if (!nic->sw[0] || nic->port_on[0] || nic->changing)
 			continue;
+		nic->users++;
 		/* Both workers outlived the service: the port is still there. */
-		if (sw && port_exists(s, nic, sw)) {
-			snprintf(nic->port_on, sizeof(nic->port_on), "%s", sw->name);
-			continue;
+		if (adopted && sw) {
+			sw->refs++;
+			if (port_exists(s, nic, sw) && !sw->deleted && !nic->port_on[0])
+				snprintf(nic->port_on, sizeof(nic->port_on), "%s", sw->name);
+			switch_put(sw);
 		}
-		nic_connect(s, nic);
+		if (!nic->port_on[0])
+			nic_connect(s, nic);
+		nic->users--;
 	}
 	vm_put(vm);
 }
@@ -630,7 +661,7 @@ void switch_reconnect_nics(struct service *s, struct switch_obj *sw)
 		struct vm_obj *vm = vm_find(s, names[i]);
 
 		if (vm)
-			vm_connect_nics(s, vm);
+			vm_connect_nics(s, vm, false);
 	}
 	free(names);
 }
@@ -739,8 +770,9 @@ static int store_switch(struct service *s, void *obj, const char *value,
 				name_problem(value));
 	if (value[0] && !switch_find(s, value))
 		return nic_fail(s, nic, -ENOENT, "switch: there is no switch '%s'", value);
+	/* The same switch again: connect it if an earlier attempt failed. */
 	if (strcmp(value, nic->sw) == 0)
-		return 0;
+		return nic->port_on[0] ? 0 : nic_connect(s, nic);
 	old = nic->sw;
 	nic->sw = svc_strdup(value);
 	ret = nic_save(s, nic, "switch");
@@ -749,12 +781,20 @@ static int store_switch(struct service *s, void *obj, const char *value,
 		nic->sw = old;
 		return ret;
 	}
-	free(old);
 	/* Live: off the old switch, onto the new one. */
 	nic_disconnect(s, nic);
 	ret = nic_connect(s, nic);
+	if (ret) {
+		/* Refused: back where it was, as far as the switches let us. */
+		free(nic->sw);
+		nic->sw = old;
+		vm_save(s, nic->vm);
+		nic_connect(s, nic);
+		return ret;
+	}
+	free(old);
 	nic_changed(s, nic, "switch", value[0] ? value : "none");
-	return ret;
+	return 0;
 }
 
 static int show_vlan(struct service *s, void *obj, FILE *out)

@@ -506,21 +506,29 @@ static void node_hold(struct node *n)
 		n->disk->refs++;
 	if (n->sw)
 		n->sw->refs++;
-	/* A port's NIC lives as long as its VM. */
-	if (n->port.nic)
-		n->port.nic->vm->refs++;
+	/* A NIC in use is not removed (rmdir is EBUSY); it lives as long as its VM. */
+	if (n->nic && (n->type == N_NICFILE || n->type == N_NIC))
+		n->nic->users++;
+	if (n->port.nic) {
+		n->port.vm->refs++;
+		n->port.nic->users++;
+	}
 }
 
 static void node_release(struct node *n)
 {
+	if (n->nic && (n->type == N_NICFILE || n->type == N_NIC))
+		n->nic->users--;
+	if (n->port.nic) {
+		n->port.nic->users--;
+		vm_put(n->port.vm);
+	}
 	if (n->vm)
 		vm_put(n->vm);
 	if (n->disk)
 		disk_put(n->disk);
 	if (n->sw)
 		switch_put(n->sw);
-	if (n->port.nic)
-		vm_put(n->port.nic->vm);
 }
 
 static void *node_object(struct node *n)
@@ -978,6 +986,11 @@ int service_rmdir(struct service *s, const char *path)
 	ret = resolve(s, path, &n);
 	if (ret)
 		goto out;
+	/* Not held: a NIC that someone holds is not removed. */
+	if (n.type == N_NIC) {
+		ret = nic_delete(s, n.nic);
+		goto done;
+	}
 	node_hold(&n);
 	if (n.type == N_VM)
 		ret = vm_delete(s, n.vm);
@@ -985,11 +998,10 @@ int service_rmdir(struct service *s, const char *path)
 		ret = disk_delete(s, n.disk);
 	else if (n.type == N_SWITCH)
 		ret = switch_delete(s, n.sw);
-	else if (n.type == N_NIC)
-		ret = nic_delete(s, n.nic);
 	else
 		ret = n.type == N_SLOT || n.attr ? -ENOTDIR : -EPERM;
 	node_release(&n);
+done:
 	if (!ret)
 		svc_notify(s, SVC_REMOVED, "%s", path);
 out:
@@ -1344,7 +1356,17 @@ ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
 			switch_fail(s, n.sw, (int)ret, "%s: %s", n.attr->path, why);
 		goto release;
 	}
+	/* One change at a time to a NIC: its writes drop the lock to talk to workers. */
+	if (n.nic && n.nic->changing) {
+		ret = nic_fail(s, n.nic, -EBUSY, "%s: another change to this NIC is in progress",
+			       n.attr->path);
+		goto release;
+	}
+	if (n.nic)
+		n.nic->changing = true;
 	ret = n.attr->store(s, node_object(&n), value, call_interrupted, &call);
+	if (n.nic)
+		n.nic->changing = false;
 release:
 	node_release(&n);
 out:

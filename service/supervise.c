@@ -384,6 +384,24 @@ int supervisor_watch(struct service *s, int fd, enum watch_kind *kind)
 	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+/* Switch ids carry the top bit; a VM's pointer (user space) never does. */
+#define WATCH_SWITCH_BIT (1ULL << 63)
+
+int supervisor_watch_switch(struct service *s, int fd, uint64_t id)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WATCH_SWITCH_BIT | id };
+
+	return epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static struct switch_obj *switch_by_watch_id(struct service *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->nswitches; i++)
+		if (s->switches[i]->watch_id == id)
+			return s->switches[i];
+	return NULL;
+}
+
 void supervisor_unwatch(struct service *s, int fd)
 {
 	epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -477,11 +495,12 @@ static void *supervisor_main(void *arg)
 
 			if (!kind)
 				continue;	/* the wake-up */
-			if (*kind == WATCH_SWITCH) {
-				struct switch_obj *sw = container_of(kind, struct switch_obj,
-								     watch_kind);
+			if (evs[i].data.u64 & WATCH_SWITCH_BIT) {
+				struct switch_obj *sw = switch_by_watch_id(s,
+					evs[i].data.u64 & ~WATCH_SWITCH_BIT);
 
-				if (sw->pidfd >= 0)
+				/* Gone, or unwatched since: nothing to do. */
+				if (sw && sw->pidfd >= 0)
 					switch_worker_gone(s, sw);
 				continue;
 			}
@@ -708,7 +727,7 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 		if (!err) {
 			log_info("vm %s: started, worker pid %d", vm->name, (int)vm->pid);
 			vm_set_state(s, vm, VMS_RUNNING);
-			vm_connect_nics(s, vm);
+			vm_connect_nics(s, vm, false);
 			return 0;
 		}
 		close(fd);
@@ -890,7 +909,7 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 			vm->state = paused ? VMS_PAUSED : VMS_RUNNING;
 			log_info("vm %s: adopted the running worker (pid %d)", vm->name,
 				 (int)vm->pid);
-			vm_connect_nics(s, vm);
+			vm_connect_nics(s, vm, true);
 			return;
 		}
 	}

@@ -232,11 +232,14 @@ bool switch_status_has_port(json_t *status, const char *port)
 /* The worker answers on its socket: watch it.  Lock held. */
 static int switch_watch(struct service *s, struct switch_obj *sw, pid_t pid)
 {
+	/* A new id for each watch: events of an earlier one find nothing. */
+	static uint64_t last_id;
 	int fd = pidfd_of(pid), ret;
 
 	if (fd < 0)
 		return -errno;
-	ret = supervisor_watch(s, fd, &sw->watch_kind);
+	sw->watch_id = ++last_id;
+	ret = supervisor_watch_switch(s, fd, sw->watch_id);
 	if (ret) {
 		close(fd);
 		return ret;
@@ -258,18 +261,30 @@ static void switch_unwatch(struct service *s, struct switch_obj *sw)
 	switch_put(sw);
 }
 
+static long elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
 /* Ask the worker for its status until it answers (lock dropped). */
 static int wait_worker(struct service *s, struct switch_obj *sw, int timeout_ms,
 		       pid_t *pid)
 {
 	json_t *req = json_pack("{s:s}", "cmd", "status"), *reply = NULL;
+	struct timespec start;
 	char kind[16];
-	int ret = -ETIMEDOUT, code;
+	int ret = -ETIMEDOUT, code, step = 2;
+	long left;
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	sw->refs++;
 	svc_unlock(s);
-	for (int waited = 0, step = 2; waited < timeout_ms; waited += step) {
-		ret = worker_request(sw->dirfd, req, NULL, 0, &reply, timeout_ms);
+	/* Each attempt gets what is left, so a worker that never answers costs timeout_ms. */
+	while ((left = timeout_ms - elapsed_ms(&start)) > 0) {
+		ret = worker_request(sw->dirfd, req, NULL, 0, &reply, (int)left);
 		if (ret == 0) {
 			*pid = (pid_t)json_integer_value(json_object_get(reply, "pid"));
 			break;
@@ -385,12 +400,23 @@ static void switch_describe_exit(struct switch_obj *sw)
 		snprintf(sw->ended, sizeof(sw->ended), "went away without an exit status");
 }
 
+/* The ports went with the worker: the NICs on it are unplugged until reconnected. */
+static void switch_ports_lost(struct service *s, struct switch_obj *sw)
+{
+	for (size_t i = 0; i < s->nvms; i++)
+		for (size_t k = 0; k < s->vms[i]->nnics; k++)
+			if (strcmp(s->vms[i]->nics[k]->port_on, sw->name) == 0)
+				s->vms[i]->nics[k]->port_on[0] = '\0';
+	svc_notify(s, SVC_CHANGED, "switches/%s/ports", sw->name);
+}
+
 void switch_worker_gone(struct service *s, struct switch_obj *sw)
 {
 	struct timespec now;
 	char why[ERROR_MAX / 2];
 
 	switch_unwatch(s, sw);
+	switch_ports_lost(s, sw);
 	if (sw->deleted || sw->busy)
 		return;
 	sw->refs++;
@@ -400,7 +426,8 @@ void switch_worker_gone(struct service *s, struct switch_obj *sw)
 	log_error("switch %s: the worker %s", sw->name, sw->ended);
 	svc_event(s, "switch", sw->name, "worker ended");
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (sw->deleted) {
+	/* Deleted, or started again (a write of type) while the lock was dropped. */
+	if (sw->deleted || sw->busy || sw->pidfd >= 0) {
 		switch_put(sw);
 		return;
 	}
@@ -558,6 +585,8 @@ static int switch_configure(struct service *s, struct switch_obj *sw, const char
 	return ret;
 }
 
+static struct switch_obj *host_if_owner(struct service *s, const char *name);
+
 static int show_type(struct service *s, void *obj, FILE *out)
 {
 	(void)s;
@@ -577,11 +606,26 @@ static int store_type(struct service *s, void *obj, const char *value,
 	if (parse_type(value, &t))
 		return switch_fail(s, sw, -EINVAL, "type: '%s' is not one of private, internal, external",
 				   value);
+	if (sw->busy)
+		return switch_fail(s, sw, -EBUSY, "type: the switch's worker is being started; try again");
 	if (t == SWITCH_EXTERNAL && !sw->uplink[0])
 		return switch_fail(s, sw, -EINVAL,
 				   "type: an external switch needs its host NIC: write uplink first");
 	if (t == old && sw->pidfd >= 0)
 		return 0;
+	if (t != SWITCH_PRIVATE) {
+		char mine[IFNAME_MAX + 1];
+		struct switch_obj *other;
+
+		sw->type = t;
+		switch_host_if(sw, mine, sizeof(mine));
+		sw->type = old;
+		other = host_if_owner(s, mine);
+		if (other && other != sw)
+			return switch_fail(s, sw, -EEXIST,
+					   "type: switch %s has the host device %s already (name the switch differently)",
+					   other->name, mine);
+	}
 	sw->type = t;
 	ret = switch_save(sw);
 	if (ret) {
@@ -633,6 +677,8 @@ static int store_uplink(struct service *s, void *obj, const char *value,
 		return switch_fail(s, sw, -EPERM, "uplink: only the mount's owner may bind host NICs");
 	if (strcmp(value, "none") == 0)
 		value = "";
+	if (sw->busy)
+		return switch_fail(s, sw, -EBUSY, "uplink: the switch's worker is being started; try again");
 	if (!value[0] && sw->type == SWITCH_EXTERNAL)
 		return switch_fail(s, sw, -EBUSY,
 				   "uplink: an external switch needs one; make it internal or private first");
@@ -817,6 +863,7 @@ int switch_ports(struct service *s, struct switch_obj *sw,
 			if (strcmp(nic->port_on, sw->name) != 0)
 				continue;
 			p.nic = nic;
+			p.vm = nic->vm;
 			snprintf(p.name, sizeof(p.name), "%s:%s", nic->vm->name, nic->name);
 			if (fn(&p, arg))
 				return 1;

@@ -113,6 +113,11 @@ int vm_save(struct service *s, struct vm_obj *vm)
 	int ret;
 
 	(void)s;
+	/* A VM deleted while a change to it waited: its directory is gone, or another's. */
+	if (vm->deleted) {
+		json_decref(doc);
+		return 0;
+	}
 	json_object_set_new(doc, "error", json_string(vm->error));
 	/* How the last run ended survives a restart of the service. */
 	json_object_set_new(doc, "state", json_string(vm->state == VMS_CRASHED ? "crashed" :

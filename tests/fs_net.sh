@@ -109,6 +109,27 @@ wait_new "net: reply from 10.0.0.2" vms/a/console 20 || fail "a does not reach b
 echo untagged > vms/a/nics/eth0/vlan
 echo untagged > vms/b/nics/eth0/vlan
 
+# ---- a switch that is down: plugging into it is refused, nothing changes ----------
+sw2=u$$
+mkdir switches/$sw2 || fail "mkdir switches/$sw2"
+kill -9 "$(cat "$STATE/switches/$sw2/worker.pid")"	# young: not restarted
+i=0
+until grep -q "not restarted" switches/$sw2/error 2>/dev/null || [ $i -ge 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+grep -q "^worker: not running" switches/$sw2/stats || fail "stats: $(cat switches/$sw2/stats)"
+expect_write vms/b/nics/eth0/switch $sw2 EIO
+expect_value vms/b/nics/eth0/switch $sw
+grep -q "^link: up" vms/b/nics/eth0/stats || fail "b lost its port: $(cat vms/b/nics/eth0/stats)"
+echo private > switches/$sw2/type || fail "restarting $sw2: $(cat switches/$sw2/error)"
+echo $sw2 > vms/b/nics/eth0/switch || fail "moving b: $(cat vms/b/error)"
+[ "$(ls switches/$sw2/ports)" = b:eth0 ] || fail "$sw2 ports: $(ls switches/$sw2/ports)"
+echo $sw > vms/b/nics/eth0/switch || fail "moving b back: $(cat vms/b/error)"
+rmdir switches/$sw2 || fail "rmdir $sw2: $(cat switches/$sw2/error)"
+mark vms/a/console
+wait_new "net: reply from 10.0.0.2" vms/a/console 20 || fail "a does not reach b after b moved back"
+
 # ---- the MAC-spoofing guard, live --------------------------------------------------
 # c sends as 02:00:00:00:00:99, not its NIC's MAC; spoofing is allowed first.
 mkdir vms/c vms/c/nics/eth0
