@@ -360,6 +360,29 @@ static int switch_spawn(struct service *s, struct switch_obj *sw, char *why, siz
 	return 0;
 }
 
+/* Is @pid an `fsvisor switch run` (and not a process that took its pid)? */
+static bool is_switch_worker(pid_t pid)
+{
+	char path[64], args[512];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, args, sizeof(args) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	/* "fsvisor\0switch\0run\0..." */
+	for (ssize_t i = 0; i < n; i++)
+		if (args[i] == '\0')
+			args[i] = ' ';
+	args[n] = '\0';
+	return strstr(args, " switch run ") != NULL;
+}
+
 /* Find a worker left by an earlier service, or start one; at start-up. */
 static void switch_start(struct service *s, struct switch_obj *sw)
 {
@@ -373,6 +396,15 @@ static void switch_start(struct service *s, struct switch_obj *sw)
 	    switch_watch(s, sw, pid) == 0) {
 		log_info("switch %s: adopted the running worker (pid %d)", sw->name, (int)pid);
 		return;
+	}
+	/* One that is there but does not answer would keep the TAP: it goes. */
+	if (pid > 0 && kill(pid, 0) == 0 && is_switch_worker(pid) &&
+	    !worker_read_exit(sw->dirfd, kind, sizeof(kind), &code)) {
+		log_warn("switch %s: the worker (pid %d) does not answer: killing it", sw->name,
+			 (int)pid);
+		kill(pid, SIGKILL);
+		for (int i = 0; i < 100 && !worker_read_exit(sw->dirfd, kind, sizeof(kind), &code); i++)
+			usleep(10000);
 	}
 	if (switch_spawn(s, sw, why, sizeof(why)))
 		switch_fail(s, sw, -EIO, "the switch is not running: %s", why);
