@@ -114,6 +114,11 @@ struct virtio_net {
 	int ctl_fd;
 	int kick_fd[2];
 	pthread_mutex_t lock;		/* ctl handshake */
+	/*
+	 * One request at a time: a vCPU resetting the device and the control
+	 * socket connecting a backend must not overwrite each other's slot.
+	 */
+	pthread_mutex_t ctl_serial;
 	pthread_cond_t cond;
 	enum ctl_cmd ctl;
 	int ctl_arg;			/* the socket for CTL_CONNECT */
@@ -794,6 +799,7 @@ static int ctl_request(struct virtio_net *n, enum ctl_cmd cmd, int arg)
 	uint64_t one = 1;
 	int ret;
 
+	pthread_mutex_lock(&n->ctl_serial);
 	pthread_mutex_lock(&n->lock);
 	n->ctl = cmd;
 	n->ctl_arg = arg;
@@ -805,6 +811,7 @@ static int ctl_request(struct virtio_net *n, enum ctl_cmd cmd, int arg)
 		pthread_cond_wait(&n->cond, &n->lock);
 	ret = n->ctl_arg;
 	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&n->ctl_serial);
 	return ret;
 }
 
@@ -884,6 +891,7 @@ int virtio_net_create(const struct vm_nic_config *nic,
 	n->kick_fd[0] = n->kick_fd[1] = -1;
 	n->bounce = MAP_FAILED;
 	pthread_mutex_init(&n->lock, NULL);
+	pthread_mutex_init(&n->ctl_serial, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	ret = virtio_dev_init(&n->dev, &net_ops, n, 2, NET_QUEUE_MAX, features, mem);
 	if (ret)
@@ -986,6 +994,7 @@ void virtio_net_destroy(struct virtio_net *n)
 	free(n->rx);
 	free(n->tx);
 	pthread_mutex_destroy(&n->lock);
+	pthread_mutex_destroy(&n->ctl_serial);
 	pthread_cond_destroy(&n->cond);
 	free(n);
 }

@@ -8,6 +8,8 @@
  * EVENT_IDX interrupt suppression.
  */
 #include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <pthread.h>
 #include <errno.h>
 #include <linux/virtio_net.h>
 #include <stdlib.h>
@@ -583,6 +585,48 @@ Test(net, reset_drops_what_waits)
 	stats(&st);
 	cr_assert_eq(st.rx_dropped, 1);
 	cr_assert(st.link, "a reset of the device does not take the link down");
+}
+
+/*
+ * A guest resetting the device (a vCPU) while the control socket connects
+ * a backend (the worker's loop): each request gets its own answer, and
+ * every connect takes its socket.
+ */
+static atomic_bool resetting;
+
+static void *reset_loop(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&resetting))
+		virtio_set_status(dev, 0);
+	return NULL;
+}
+
+Test(net, resets_and_connects_at_once)
+{
+	int refused = 0, first_err = 0;
+	pthread_t t;
+
+	start(default_features(), 64, 64);
+	atomic_store(&resetting, true);
+	cr_assert_eq(pthread_create(&t, NULL, reset_loop, NULL), 0);
+	for (int i = 0; i < 2000; i++) {
+		int sv[2], ret;
+
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+			break;
+		ret = virtio_net_connect(net, sv[0]);
+		if (ret) {
+			refused++;
+			first_err = first_err ? first_err : ret;
+		}
+		close(sv[1]);
+	}
+	/* Asserted after the join, so a failure does not leave the thread running. */
+	atomic_store(&resetting, false);
+	pthread_join(t, NULL);
+	cr_assert_eq(refused, 0, "%d of 2000 connects were refused (first: %s)", refused,
+		     strerror(-first_err));
 }
 
 /* ---- property test: random chains, random frames ---------------------------- */
