@@ -134,15 +134,17 @@ stop_service()
 cleanup_service()
 {
 	if [ -n "${STATE:-}" ]; then
-		for p in "$STATE"/vms/*/worker.pid "$STATE"/switches/*/worker.pid; do
-			[ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
-		done
 		pid=$(service_pid)
+		# The service first: it would start a killed switch worker again.
 		umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 		i=0
 		while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
 			sleep 0.1
 			i=$((i + 1))
+		done
+		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+		for p in "$STATE"/vms/*/worker.pid "$STATE"/switches/*/worker.pid; do
+			[ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
 		done
 		# A sanitizer's report (the service's stderr goes to its log).
 		if grep -qE "Sanitizer|runtime error" "$STATE/service.log" 2>/dev/null; then
