@@ -99,7 +99,6 @@ static int switch_ctl(int argc, char **argv)
 {
 	json_t *req, *reply = NULL;
 	json_error_t jerr;
-	char *text;
 	int fd, ret;
 
 	if (argc != 3)
@@ -130,12 +129,7 @@ static int switch_ctl(int argc, char **argv)
 		fprintf(stderr, "fsvisor switch ctl: %s\n", strerror(-ret));
 		return 1;
 	}
-	text = json_dumps(reply, JSON_INDENT(2) | JSON_SORT_KEYS);
-	printf("%s\n", text);
-	free(text);
-	ret = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
-	json_decref(reply);
-	return ret;
+	return cmd_print_reply(reply);
 }
 
 int cmd_switch(int argc, char **argv)

@@ -307,27 +307,6 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 	return ret;
 }
 
-static int ctl_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "fsvisor vm ctl: socket path too long\n");
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		fprintf(stderr, "fsvisor vm ctl: cannot connect to %s: %s\n", path,
-			strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Unescape \n, \r, \t and \\ in TEXT for "send". */
 static size_t unescape(const char *in, char *out)
 {
@@ -384,14 +363,16 @@ static int ctl_console(int fd, bool all)
 static int vm_ctl(int argc, char **argv)
 {
 	json_t *req, *reply = NULL;
-	char *text;
 	int fd, ret, nic_fd = -1;
 
 	if (argc < 3)
 		return usage_error("ctl needs SOCKET and a command%s", "");
-	fd = ctl_connect(argv[1]);
-	if (fd < 0)
+	fd = msg_connect(argv[1]);
+	if (fd < 0) {
+		fprintf(stderr, "fsvisor vm ctl: cannot connect to %s: %s\n", argv[1],
+			strerror(-fd));
 		return 1;
+	}
 	if (strcmp(argv[2], "console") == 0) {
 		ret = ctl_console(fd, argc > 3 && strcmp(argv[3], "--all") == 0);
 		close(fd);
@@ -439,12 +420,7 @@ static int vm_ctl(int argc, char **argv)
 		fprintf(stderr, "fsvisor vm ctl: %s\n", strerror(-ret));
 		return 1;
 	}
-	text = json_dumps(reply, JSON_INDENT(2) | JSON_SORT_KEYS);
-	printf("%s\n", text);
-	free(text);
-	ret = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
-	json_decref(reply);
-	return ret;
+	return cmd_print_reply(reply);
 }
 
 int cmd_vm(int argc, char **argv)

@@ -3,6 +3,8 @@
 #ifndef FSVISOR_CMD_COMMANDS_H
 #define FSVISOR_CMD_COMMANDS_H
 
+#include <jansson.h>
+
 struct command {
 	const char *name;
 	const char *summary;
@@ -19,5 +21,11 @@ int cmd_mount(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 /* The mount point when none is given: $FSVISOR_MOUNT, or by user. */
 char *cmd_default_mount(void);
+
+/*
+ * The ctl clients' ending: print a worker's reply as indented JSON (and
+ * release it); 0 when it says "ok", else 1.
+ */
+int cmd_print_reply(json_t *reply);
 
 #endif

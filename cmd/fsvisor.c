@@ -4,11 +4,23 @@
  * the work is done by the parts they call.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fsvisor_config.h"
 #include "cmd/commands.h"
 #include "util/util.h"
+
+int cmd_print_reply(json_t *reply)
+{
+	char *text = json_dumps(reply, JSON_INDENT(2) | JSON_SORT_KEYS);
+	int ret = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
+
+	printf("%s\n", text ? text : "null");
+	free(text);
+	json_decref(reply);
+	return ret;
+}
 
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
