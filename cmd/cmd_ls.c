@@ -126,12 +126,17 @@ static int sorted_names(const char *dir, char ***out, size_t *n)
 	return 0;
 }
 
-static int count_entries(const char *dir)
+/* Entries of the directory @sub under @dir (a VM's disks/ or nics/, a switch's ports/). */
+static int count_entries(const char *dir, const char *sub)
 {
-	DIR *d = opendir(dir);
+	char path[4096];
 	struct dirent *e;
 	int n = 0;
+	DIR *d;
 
+	if (snprintf(path, sizeof(path), "%s/%s", dir, sub) >= (int)sizeof(path))
+		return 0;
+	d = opendir(path);
 	if (!d)
 		return 0;
 	while ((e = readdir(d)))
@@ -140,102 +145,70 @@ static int count_entries(const char *dir)
 	return n;
 }
 
-static int list_vms(const char *mnt)
+/* One table: @header, then @row for each object in MNT/@kind, by name. */
+static int list_table(const char *mnt, const char *kind, const char *header,
+		      void (*row)(const char *name, const char *path))
 {
-	char dir[4096], path[4096], state[64], cpus[32], mem[64], memh[SIZE_STR_MAX];
-	char up[64], uph[32];
-	char **names;
+	char dir[4096], path[4096];
+	char **names = NULL;
 	size_t n;
 	int ret;
 
-	snprintf(dir, sizeof(dir), "%s/vms", mnt);
+	snprintf(dir, sizeof(dir), "%s/%s", mnt, kind);
 	ret = sorted_names(dir, &names, &n);
 	if (ret)
 		return ret;
-	printf("%-24s %-9s %4s %8s %5s %4s %8s\n", "NAME", "STATE", "CPUS", "MEMORY", "DISKS",
-	       "NICS", "UPTIME");
+	printf("%s\n", header);
 	for (size_t i = 0; i < n; i++) {
-		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path))
-			continue;
-		read_value(path, "state", state, sizeof(state));
-		read_value(path, "cpus", cpus, sizeof(cpus));
-		read_value(path, "memory/startup", mem, sizeof(mem));
-		human(mem, memh, sizeof(memh));
-		{
-			char disks[4096], nics[4096];
-
-			if (snprintf(disks, sizeof(disks), "%s/disks", path) >= (int)sizeof(disks) ||
-			    snprintf(nics, sizeof(nics), "%s/nics", path) >= (int)sizeof(nics))
-				continue;
-			if (status_field(path, "uptime", up, sizeof(up)))
-				format_uptime(up, uph, sizeof(uph));
-			else
-				snprintf(uph, sizeof(uph), "-");
-			printf("%-24s %-9s %4s %8s %5d %4d %8s\n", names[i], state, cpus, memh,
-			       count_entries(disks), count_entries(nics), uph);
-		}
+		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) < (int)sizeof(path))
+			row(names[i], path);
 		free(names[i]);
 	}
 	free(names);
 	return 0;
 }
 
-static int list_disks(const char *mnt)
+static void vm_row(const char *name, const char *path)
 {
-	char dir[4096], path[4096], type[32], format[32], size[64], used[64];
-	char sizeh[SIZE_STR_MAX], usedh[SIZE_STR_MAX], file[4096];
-	char **names;
-	size_t n;
-	int ret;
+	char state[64], cpus[32], mem[64], memh[SIZE_STR_MAX], up[64], uph[32];
 
-	snprintf(dir, sizeof(dir), "%s/disks", mnt);
-	ret = sorted_names(dir, &names, &n);
-	if (ret)
-		return ret;
-	printf("%-24s %-8s %-6s %8s %8s  %s\n", "NAME", "TYPE", "FORMAT", "SIZE", "USED", "FILE");
-	for (size_t i = 0; i < n; i++) {
-		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path))
-			continue;
-		read_value(path, "type", type, sizeof(type));
-		read_value(path, "format", format, sizeof(format));
-		read_value(path, "size", size, sizeof(size));
-		read_value(path, "used", used, sizeof(used));
-		read_value(path, "file", file, sizeof(file));
-		human(size, sizeh, sizeof(sizeh));
-		human(used, usedh, sizeof(usedh));
-		printf("%-24s %-8s %-6s %8s %8s  %s\n", names[i], type, format, sizeh, usedh,
-		       file[0] ? file : "-");
-		free(names[i]);
-	}
-	free(names);
-	return 0;
+	read_value(path, "state", state, sizeof(state));
+	read_value(path, "cpus", cpus, sizeof(cpus));
+	read_value(path, "memory/startup", mem, sizeof(mem));
+	human(mem, memh, sizeof(memh));
+	if (status_field(path, "uptime", up, sizeof(up)))
+		format_uptime(up, uph, sizeof(uph));
+	else
+		snprintf(uph, sizeof(uph), "-");
+	printf("%-24s %-9s %4s %8s %5d %4d %8s\n", name, state, cpus, memh,
+	       count_entries(path, "disks"), count_entries(path, "nics"), uph);
 }
 
-static int list_switches(const char *mnt)
+static void disk_row(const char *name, const char *path)
 {
-	char dir[4096], path[4096], ports[4096], type[32], host_if[32], uplink[32];
-	char **names;
-	size_t n;
-	int ret;
+	char type[32], format[32], size[64], used[64], file[4096];
+	char sizeh[SIZE_STR_MAX], usedh[SIZE_STR_MAX];
 
-	snprintf(dir, sizeof(dir), "%s/switches", mnt);
-	ret = sorted_names(dir, &names, &n);
-	if (ret)
-		return ret;
-	printf("%-24s %-9s %-16s %-16s %5s\n", "NAME", "TYPE", "HOST_IF", "UPLINK", "PORTS");
-	for (size_t i = 0; i < n; i++) {
-		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= (int)sizeof(path) ||
-		    snprintf(ports, sizeof(ports), "%s/ports", path) >= (int)sizeof(ports))
-			continue;
-		read_value(path, "type", type, sizeof(type));
-		read_value(path, "host_if", host_if, sizeof(host_if));
-		read_value(path, "uplink", uplink, sizeof(uplink));
-		printf("%-24s %-9s %-16s %-16s %5d\n", names[i], type, host_if[0] ? host_if : "-",
-		       uplink[0] ? uplink : "-", count_entries(ports));
-		free(names[i]);
-	}
-	free(names);
-	return 0;
+	read_value(path, "type", type, sizeof(type));
+	read_value(path, "format", format, sizeof(format));
+	read_value(path, "size", size, sizeof(size));
+	read_value(path, "used", used, sizeof(used));
+	read_value(path, "file", file, sizeof(file));
+	human(size, sizeh, sizeof(sizeh));
+	human(used, usedh, sizeof(usedh));
+	printf("%-24s %-8s %-6s %8s %8s  %s\n", name, type, format, sizeh, usedh,
+	       file[0] ? file : "-");
+}
+
+static void switch_row(const char *name, const char *path)
+{
+	char type[32], host_if[32], uplink[32];
+
+	read_value(path, "type", type, sizeof(type));
+	read_value(path, "host_if", host_if, sizeof(host_if));
+	read_value(path, "uplink", uplink, sizeof(uplink));
+	printf("%-24s %-9s %-16s %-16s %5d\n", name, type, host_if[0] ? host_if : "-",
+	       uplink[0] ? uplink : "-", count_entries(path, "ports"));
 }
 
 int cmd_ls(int argc, char **argv)
@@ -246,7 +219,7 @@ int cmd_ls(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	char version[64], *mnt;
+	char version[64], header[128], *mnt;
 	bool disks = false, switches = false;
 	int c, ret;
 
@@ -280,7 +253,20 @@ int cmd_ls(int argc, char **argv)
 		free(mnt);
 		return 1;
 	}
-	ret = disks ? list_disks(mnt) : switches ? list_switches(mnt) : list_vms(mnt);
+	/* Headers in the rows' formats. */
+	if (disks) {
+		snprintf(header, sizeof(header), "%-24s %-8s %-6s %8s %8s  %s", "NAME", "TYPE",
+			 "FORMAT", "SIZE", "USED", "FILE");
+		ret = list_table(mnt, "disks", header, disk_row);
+	} else if (switches) {
+		snprintf(header, sizeof(header), "%-24s %-9s %-16s %-16s %5s", "NAME", "TYPE",
+			 "HOST_IF", "UPLINK", "PORTS");
+		ret = list_table(mnt, "switches", header, switch_row);
+	} else {
+		snprintf(header, sizeof(header), "%-24s %-9s %4s %8s %5s %4s %8s", "NAME", "STATE",
+			 "CPUS", "MEMORY", "DISKS", "NICS", "UPTIME");
+		ret = list_table(mnt, "vms", header, vm_row);
+	}
 	if (ret)
 		fprintf(stderr, "fsvisor ls: %s: %s\n", mnt, strerror(-ret));
 	free(mnt);
