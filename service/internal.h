@@ -303,6 +303,13 @@ void svc_touch(struct timespec *t);
 char *svc_strdup(const char *str);
 /* "<state>/sub/name" */
 char *svc_path(struct service *s, const char *sub, const char *name);
+/*
+ * A small file (@path relative to @dirfd, or AT_FDCWD) into @buf,
+ * NUL-terminated: its length, or -1 when it is missing or empty.
+ */
+ssize_t svc_read_text(int dirfd, const char *path, char *buf, size_t len);
+/* The fields of /proc/PID/stat after the command name ("S 1 ..."), or NULL. */
+const char *svc_proc_stat(pid_t pid, char *buf, size_t len);
 /* Remove an object's directory and the files in it. */
 void svc_remove_dir(const char *path);
 /* Call @load for each validly named entry of <state>/@sub. */

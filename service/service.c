@@ -122,6 +122,33 @@ void svc_tail_text(int dirfd, const char *file, char *buf, size_t len)
 	snprintf(buf, len, "%s", start);
 }
 
+ssize_t svc_read_text(int dirfd, const char *path, char *buf, size_t len)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+const char *svc_proc_stat(pid_t pid, char *buf, size_t len)
+{
+	char path[64], *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (svc_read_text(AT_FDCWD, path, buf, len) < 0)
+		return NULL;
+	/* The command name is in parentheses and may hold anything. */
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p + 2 : NULL;
+}
+
 void svc_remove_dir(const char *path)
 {
 	DIR *d = opendir(path);

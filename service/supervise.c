@@ -262,17 +262,9 @@ static bool is_ended(struct vm_obj *vm)
 bool worker_read_exit(int dirfd, char *kind, size_t klen, int *code)
 {
 	char buf[64];
-	ssize_t n;
-	int fd = openat(dirfd, "worker.exit", O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	if (sscanf(buf, "%15s %d", kind, code) != 2)
+	if (svc_read_text(dirfd, "worker.exit", buf, sizeof(buf)) < 0 ||
+	    sscanf(buf, "%15s %d", kind, code) != 2)
 		return false;
 	kind[klen - 1] = '\0';
 	return true;
@@ -303,21 +295,11 @@ static bool wait_exit_file(struct vm_obj *vm, int ms, char *kind, size_t klen,
 /* The parent of @pid (its monitor), from /proc. */
 static pid_t parent_of(pid_t pid)
 {
-	char path[64], buf[512], *p;
-	int fd, ppid = 0;
-	ssize_t n;
+	char buf[512];
+	const char *fields = svc_proc_stat(pid, buf, sizeof(buf));
+	int ppid = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %d", &ppid) != 1)
+	if (!fields || sscanf(fields, "%*c %d", &ppid) != 1)
 		return 0;
 	return ppid > 1 ? (pid_t)ppid : 0;
 }
@@ -556,16 +538,9 @@ void supervisor_stop(struct service *s)
 pid_t worker_read_pid(int dirfd)
 {
 	char buf[32];
-	ssize_t n;
-	int fd = openat(dirfd, "worker.pid", O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
+	if (svc_read_text(dirfd, "worker.pid", buf, sizeof(buf)) < 0)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	return (pid_t)atoi(buf);
 }
 

@@ -365,21 +365,15 @@ static bool is_switch_worker(pid_t pid)
 {
 	char path[64], args[512];
 	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, args, sizeof(args) - 1);
-	close(fd);
-	if (n <= 0)
+	n = svc_read_text(AT_FDCWD, path, args, sizeof(args));
+	if (n < 0)
 		return false;
 	/* "fsvisor\0switch\0run\0..." */
 	for (ssize_t i = 0; i < n; i++)
 		if (args[i] == '\0')
 			args[i] = ' ';
-	args[n] = '\0';
 	return strstr(args, " switch run ") != NULL;
 }
 

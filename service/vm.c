@@ -547,23 +547,12 @@ static int show_status(struct service *s, void *obj, FILE *out)
 static unsigned long long cpu_time_ms(int pid)
 {
 	unsigned long long ut = 0, st = 0;
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd;
+	char buf[1024];
+	const char *fields = svc_proc_stat(pid, buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* Fields after the command name, which may hold spaces: 14 and 15. */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			 &ut, &st) != 2)
+	/* utime and stime: fields 14 and 15. */
+	if (!fields || sscanf(fields, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			      &ut, &st) != 2)
 		return 0;
 	return (ut + st) * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK);
 }
