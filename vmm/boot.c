@@ -11,7 +11,6 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,19 +57,6 @@
 #define ENTRY_64_OFFSET		0x200
 #define BOOT_STACK		0x8FF0ULL
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
 static uint16_t rd16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | p[1] << 8);
@@ -112,10 +98,10 @@ static int read_file(const char *path, uint8_t **data, size_t *size, char *err,
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return fail(err, errlen, "%s: %s", path, strerror(errno));
+		return vmm_fail(err, errlen, "%s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(err, errlen, "%s is not a regular file", path);
+		return vmm_fail(err, errlen, "%s is not a regular file", path);
 	}
 	*size = (size_t)st.st_size;
 	*data = malloc(*size ? *size : 1);
@@ -129,7 +115,7 @@ static int read_file(const char *path, uint8_t **data, size_t *size, char *err,
 		if (n <= 0) {
 			free(*data);
 			close(fd);
-			return fail(err, errlen, "%s: read failed", path);
+			return vmm_fail(err, errlen, "%s: read failed", path);
 		}
 		done += (size_t)n;
 	}
@@ -148,22 +134,22 @@ static int parse_bzimage(struct kernel_image *k, const char *path, char *err,
 	uint8_t xloadflags;
 
 	if (k->size < HDR_INIT_SIZE + 4)
-		return fail(err, errlen, "%s: truncated bzImage (%zu bytes, shorter than the setup header)",
+		return vmm_fail(err, errlen, "%s: truncated bzImage (%zu bytes, shorter than the setup header)",
 			    path, k->size);
 	k->protocol = rd16(d + HDR_VERSION);
 	if (k->protocol < MIN_PROTOCOL)
-		return fail(err, errlen, "%s: boot protocol %u.%02u is older than 2.12 and has no 64-bit entry point",
+		return vmm_fail(err, errlen, "%s: boot protocol %u.%02u is older than 2.12 and has no 64-bit entry point",
 			    path, k->protocol >> 8, k->protocol & 0xff);
 	xloadflags = d[HDR_XLOADFLAGS];
 	if (!(xloadflags & XLF_KERNEL_64))
-		return fail(err, errlen, "%s: this bzImage has no 64-bit entry point (xloadflags bit 0 is clear)",
+		return vmm_fail(err, errlen, "%s: this bzImage has no 64-bit entry point (xloadflags bit 0 is clear)",
 			    path);
 	setup_sects = d[HDR_SETUP_SECTS] ? d[HDR_SETUP_SECTS] : 4;
 	k->setup_size = (size_t)(setup_sects + 1) * 512;
 	pm_size = (uint64_t)rd32(d + HDR_SYSSIZE) * 16;
 	need = k->setup_size + pm_size;
 	if (k->size < need)
-		return fail(err, errlen, "%s: truncated bzImage: %zu bytes, the header says %llu",
+		return vmm_fail(err, errlen, "%s: truncated bzImage: %zu bytes, the header says %llu",
 			    path, k->size, (unsigned long long)need);
 	k->initrd_addr_max = rd32(d + HDR_INITRD_ADDR_MAX);
 	k->cmdline_size = rd32(d + HDR_CMDLINE_SIZE);
@@ -194,19 +180,19 @@ static int parse_elf(struct kernel_image *k, const char *path, char *err,
 	int loads = 0;
 
 	if (k->size < sizeof(eh))
-		return fail(err, errlen, "%s: truncated ELF file", path);
+		return vmm_fail(err, errlen, "%s: truncated ELF file", path);
 	memcpy(&eh, k->data, sizeof(eh));
 	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
 	    eh.e_machine != EM_X86_64)
-		return fail(err, errlen, "%s: not a 64-bit little-endian x86-64 ELF file", path);
+		return vmm_fail(err, errlen, "%s: not a 64-bit little-endian x86-64 ELF file", path);
 	if (eh.e_type != ET_EXEC)
-		return fail(err, errlen, "%s: not an executable ELF image (type %u)",
+		return vmm_fail(err, errlen, "%s: not an executable ELF image (type %u)",
 			    path, eh.e_type);
 	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
 	    eh.e_phoff > k->size ||
 	    (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > k->size - eh.e_phoff ||
 	    eh.e_phoff % 8)
-		return fail(err, errlen, "%s: ELF program headers are missing or out of bounds",
+		return vmm_fail(err, errlen, "%s: ELF program headers are missing or out of bounds",
 			    path);
 	k->entry = eh.e_entry;
 	for (int i = 0; i < eh.e_phnum; i++) {
@@ -216,13 +202,13 @@ static int parse_elf(struct kernel_image *k, const char *path, char *err,
 			continue;
 		loads++;
 		if (ph->p_offset > k->size || ph->p_filesz > k->size - ph->p_offset)
-			return fail(err, errlen, "%s: segment %d lies past the end of the file",
+			return vmm_fail(err, errlen, "%s: segment %d lies past the end of the file",
 				    path, i);
 		if (ph->p_filesz > ph->p_memsz)
-			return fail(err, errlen, "%s: segment %d has more file than memory bytes",
+			return vmm_fail(err, errlen, "%s: segment %d has more file than memory bytes",
 				    path, i);
 		if (ph->p_paddr + ph->p_memsz < ph->p_paddr)
-			return fail(err, errlen, "%s: segment %d wraps around", path, i);
+			return vmm_fail(err, errlen, "%s: segment %d wraps around", path, i);
 		if (eh.e_entry >= ph->p_paddr && eh.e_entry - ph->p_paddr < ph->p_memsz)
 			entry_found = true;
 		else if (!entry_found && eh.e_entry >= ph->p_vaddr &&
@@ -233,9 +219,9 @@ static int parse_elf(struct kernel_image *k, const char *path, char *err,
 		}
 	}
 	if (!loads)
-		return fail(err, errlen, "%s: no loadable segments", path);
+		return vmm_fail(err, errlen, "%s: no loadable segments", path);
 	if (!entry_found)
-		return fail(err, errlen, "%s: entry point 0x%llx is outside the loaded segments",
+		return vmm_fail(err, errlen, "%s: entry point 0x%llx is outside the loaded segments",
 			    path, (unsigned long long)eh.e_entry);
 	k->kind = KERNEL_ELF;
 	return 0;
@@ -256,9 +242,9 @@ int kernel_load(const char *path, struct kernel_image *k, char *err,
 		 rd16(k->data + HDR_BOOT_FLAG) == 0xAA55)
 		ret = parse_bzimage(k, path, err, errlen);
 	else if (k->size >= HDR_MAGIC + 4 && rd32(k->data + HDR_MAGIC) == BOOT_MAGIC)
-		ret = fail(err, errlen, "%s: bzImage without the 0xAA55 boot flag", path);
+		ret = vmm_fail(err, errlen, "%s: bzImage without the 0xAA55 boot flag", path);
 	else
-		ret = fail(err, errlen, "%s is not a kernel: no bzImage header ('HdrS') and no ELF magic",
+		ret = vmm_fail(err, errlen, "%s is not a kernel: no bzImage header ('HdrS') and no ELF magic",
 			   path);
 	if (ret)
 		kernel_free(k);
@@ -289,7 +275,7 @@ static int copy_in(struct vm *vm, uint64_t gpa, const void *src, uint64_t len,
 	uint8_t *p = gpa_to_hva(&vm->mem, gpa, len + zero_after);
 
 	if (!p)
-		return fail(err, errlen, "%llu bytes at 0x%llx do not fit the VM's %llu MiB of RAM",
+		return vmm_fail(err, errlen, "%llu bytes at 0x%llx do not fit the VM's %llu MiB of RAM",
 			    (unsigned long long)(len + zero_after),
 			    (unsigned long long)gpa,
 			    (unsigned long long)(vm->mem.size / MiB));
@@ -328,7 +314,7 @@ static int load_elf(struct vm *vm, const struct kernel_image *k, uint64_t *end,
 		if (ph->p_type != PT_LOAD)
 			continue;
 		if (overlaps_boot_area(ph->p_paddr, ph->p_memsz))
-			return fail(err, errlen, "ELF segment %d at 0x%llx overlaps the boot structures below 1 MiB",
+			return vmm_fail(err, errlen, "ELF segment %d at 0x%llx overlaps the boot structures below 1 MiB",
 				    i, (unsigned long long)ph->p_paddr);
 		ret = copy_in(vm, ph->p_paddr, k->data + ph->p_offset, ph->p_filesz,
 			      ph->p_memsz - ph->p_filesz, err, errlen);
@@ -383,10 +369,10 @@ static int build_zero_page(struct vm *vm, const struct kernel_image *k,
 		size_t hdr_end = HDR_JUMP + 2 + k->data[HDR_JUMP + 1];
 
 		if (hdr_end > k->size || hdr_end > 4096)
-			return fail(err, errlen, "bzImage setup header is too long");
+			return vmm_fail(err, errlen, "bzImage setup header is too long");
 		memcpy(zp + HDR_START, k->data + HDR_START, hdr_end - HDR_START);
 		if (k->cmdline_size && cmdlen > k->cmdline_size)
-			return fail(err, errlen, "cmdline is %zu bytes; this kernel takes at most %u",
+			return vmm_fail(err, errlen, "cmdline is %zu bytes; this kernel takes at most %u",
 				    cmdlen, k->cmdline_size);
 	} else {
 		/* vmlinux and the test guest: a minimal header of our own. */
@@ -433,7 +419,7 @@ int boot_prepare(struct vm *vm, struct boot_state *bs, char *err, size_t errlen)
 		uint64_t span = pm_size > k->init_size ? pm_size : k->init_size;
 
 		if (load + span > low_end)
-			return fail(err, errlen, "the kernel needs %llu MiB from 0x%llx; the VM has %llu MiB",
+			return vmm_fail(err, errlen, "the kernel needs %llu MiB from 0x%llx; the VM has %llu MiB",
 				    (unsigned long long)(span / MiB + 1),
 				    (unsigned long long)load,
 				    (unsigned long long)(vm->mem.size / MiB));
@@ -454,7 +440,7 @@ int boot_prepare(struct vm *vm, struct boot_state *bs, char *err, size_t errlen)
 		    (uint64_t)k->initrd_addr_max + 1 < top)
 			top = (uint64_t)k->initrd_addr_max + 1;
 		if (vm->initrd_size > top || top - vm->initrd_size < kernel_end)
-			return fail(err, errlen, "the initrd (%zu bytes) does not fit between the kernel and 0x%llx",
+			return vmm_fail(err, errlen, "the initrd (%zu bytes) does not fit between the kernel and 0x%llx",
 				    vm->initrd_size, (unsigned long long)top);
 		initrd_gpa = (top - vm->initrd_size) & ~0xFFFULL;
 		ret = copy_in(vm, initrd_gpa, vm->initrd, vm->initrd_size, 0, err,

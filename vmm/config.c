@@ -18,10 +18,7 @@
 
 #define MIN_MEMORY (16 * MiB)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int vmm_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -62,11 +59,11 @@ static int check_file(const char *what, const char *path, char *err,
 	struct stat st;
 
 	if (stat(path, &st) < 0)
-		return fail(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return vmm_fail(err, errlen, "%s %s: %s", what, path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return fail(err, errlen, "%s %s is not a regular file", what, path);
+		return vmm_fail(err, errlen, "%s %s is not a regular file", what, path);
 	if (access(path, R_OK) < 0)
-		return fail(err, errlen, "%s %s: %s", what, path, strerror(errno));
+		return vmm_fail(err, errlen, "%s %s: %s", what, path, strerror(errno));
 	return 0;
 }
 
@@ -77,24 +74,24 @@ static int parse_memory(json_t *v, uint64_t *out, char *err, size_t errlen)
 
 	if (json_is_integer(v)) {
 		if (json_integer_value(v) < 0)
-			return fail(err, errlen, "memory must not be negative");
+			return vmm_fail(err, errlen, "memory must not be negative");
 		*out = (uint64_t)json_integer_value(v);
 	} else if (json_is_string(v)) {
 		if (size_parse(json_string_value(v), out))
-			return fail(err, errlen, "memory '%s' is not a size (like 512M or 2G)",
+			return vmm_fail(err, errlen, "memory '%s' is not a size (like 512M or 2G)",
 				    json_string_value(v));
 	} else {
-		return fail(err, errlen, "memory must be a size: a number of bytes or a string like \"512M\"");
+		return vmm_fail(err, errlen, "memory must be a size: a number of bytes or a string like \"512M\"");
 	}
 	if (*out < MIN_MEMORY)
-		return fail(err, errlen, "memory %s is too small: at least %s",
+		return vmm_fail(err, errlen, "memory %s is too small: at least %s",
 			    size_format(*out, a, sizeof(a)),
 			    size_format(MIN_MEMORY, b, sizeof(b)));
 	if (*out % (4 * KiB))
-		return fail(err, errlen, "memory %llu is not a multiple of 4K",
+		return vmm_fail(err, errlen, "memory %llu is not a multiple of 4K",
 			    (unsigned long long)*out);
 	if (host && *out > host)
-		return fail(err, errlen, "memory %s is more than the host has (%s)",
+		return vmm_fail(err, errlen, "memory %s is more than the host has (%s)",
 			    size_format(*out, a, sizeof(a)),
 			    size_format(host - host % MiB, b, sizeof(b)));
 	return 0;
@@ -110,7 +107,7 @@ static int parse_action(json_t *v, const char *key, enum fault_action *out,
 	else if (s && strcmp(s, "reset") == 0)
 		*out = FAULT_RESET;
 	else
-		return fail(err, errlen, "%s must be \"stop\" or \"reset\"", key);
+		return vmm_fail(err, errlen, "%s must be \"stop\" or \"reset\"", key);
 	return 0;
 }
 
@@ -121,25 +118,25 @@ static int parse_cpu(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
 	size_t i;
 
 	if (!json_is_object(v))
-		return fail(err, errlen, "cpu must be an object like {\"mask\": [\"xsave\"]}");
+		return vmm_fail(err, errlen, "cpu must be an object like {\"mask\": [\"xsave\"]}");
 	json_object_foreach(v, key, val) {
 		const char *bad;
 
 		if (strcmp(key, "mask") != 0)
-			return fail(err, errlen, "unknown key cpu.%s", key);
+			return vmm_fail(err, errlen, "unknown key cpu.%s", key);
 		if (!json_is_array(val))
-			return fail(err, errlen, "cpu.mask must be a list of CPUID feature names");
+			return vmm_fail(err, errlen, "cpu.mask must be a list of CPUID feature names");
 		cfg->cpu_mask = calloc(json_array_size(val) + 1, sizeof(char *));
 		if (!cfg->cpu_mask)
 			return -ENOMEM;
 		json_array_foreach(val, i, item) {
 			if (!json_is_string(item))
-				return fail(err, errlen, "cpu.mask entries must be strings");
+				return vmm_fail(err, errlen, "cpu.mask entries must be strings");
 			cfg->cpu_mask[cfg->ncpu_mask++] = strdup(json_string_value(item));
 		}
 		bad = cpuid_unknown_feature(cfg->cpu_mask, cfg->ncpu_mask);
 		if (bad)
-			return fail(err, errlen, "cpu.mask: unknown CPUID feature '%s'", bad);
+			return vmm_fail(err, errlen, "cpu.mask: unknown CPUID feature '%s'", bad);
 	}
 	return 0;
 }
@@ -161,12 +158,12 @@ static int parse_disk(json_t *v, unsigned int n, struct vm_disk_config *d,
 	int ret;
 
 	if (!json_is_object(v))
-		return fail(err, errlen, "disks[%u] must be an object like {\"path\": \"...\"}", n);
+		return vmm_fail(err, errlen, "disks[%u] must be an object like {\"path\": \"...\"}", n);
 	d->format = VDISK_FORMAT_AUTO;
 	json_object_foreach(v, key, val) {
 		if (strcmp(key, "path") == 0) {
 			if (!json_is_string(val))
-				return fail(err, errlen, "disks[%u].path must be a string", n);
+				return vmm_fail(err, errlen, "disks[%u].path must be a string", n);
 			d->path = strdup(json_string_value(val));
 		} else if (strcmp(key, "format") == 0) {
 			const char *f = json_string_value(val);
@@ -179,32 +176,32 @@ static int parse_disk(json_t *v, unsigned int n, struct vm_disk_config *d,
 				}
 			}
 			if (!known)
-				return fail(err, errlen, "disks[%u].format must be \"vhdx\", \"raw\" or \"auto\"", n);
+				return vmm_fail(err, errlen, "disks[%u].format must be \"vhdx\", \"raw\" or \"auto\"", n);
 		} else if (strcmp(key, "read_only") == 0) {
 			if (!json_is_boolean(val))
-				return fail(err, errlen, "disks[%u].read_only must be true or false", n);
+				return vmm_fail(err, errlen, "disks[%u].read_only must be true or false", n);
 			d->read_only = json_is_true(val);
 		} else if (strcmp(key, "serial") == 0) {
 			const char *s = json_string_value(val);
 
 			if (!s || strlen(s) > DISK_SERIAL_MAX)
-				return fail(err, errlen, "disks[%u].serial must be a string of at most %d characters",
+				return vmm_fail(err, errlen, "disks[%u].serial must be a string of at most %d characters",
 					    n, DISK_SERIAL_MAX);
 			for (const char *c = s; *c; c++)
 				if (*c < 0x20 || *c > 0x7E)
-					return fail(err, errlen, "disks[%u].serial must be printable ASCII", n);
+					return vmm_fail(err, errlen, "disks[%u].serial must be printable ASCII", n);
 			snprintf(d->serial, sizeof(d->serial), "%s", s);
 		} else {
-			return fail(err, errlen, "unknown key disks[%u].%s", n, key);
+			return vmm_fail(err, errlen, "unknown key disks[%u].%s", n, key);
 		}
 	}
 	if (!d->path)
-		return fail(err, errlen, "disks[%u] has no path", n);
+		return vmm_fail(err, errlen, "disks[%u] has no path", n);
 	/* Open its structure now: a disk we cannot use is a config error. */
 	o.format = (enum vdisk_format)d->format;
 	ret = vdisk_open(d->path, &o, &probe, why, sizeof(why));
 	if (ret)
-		return fail(err, errlen, "disks[%u]: %s", n, why);
+		return vmm_fail(err, errlen, "disks[%u]: %s", n, why);
 	vdisk_close(probe);
 	return 0;
 }
@@ -215,9 +212,9 @@ static int parse_disks(json_t *v, struct vm_config *cfg, char *err, size_t errle
 	size_t i;
 
 	if (!json_is_array(v))
-		return fail(err, errlen, "disks must be a list of objects");
+		return vmm_fail(err, errlen, "disks must be a list of objects");
 	if (json_array_size(v) > VM_MAX_DISKS)
-		return fail(err, errlen, "at most %d disks", VM_MAX_DISKS);
+		return vmm_fail(err, errlen, "at most %d disks", VM_MAX_DISKS);
 	json_array_foreach(v, i, item) {
 		int ret = parse_disk(item, (unsigned int)i, &cfg->disks[i], err, errlen);
 
@@ -266,21 +263,21 @@ static int parse_nic(json_t *v, unsigned int n, struct vm_nic_config *nic,
 	json_t *val;
 
 	if (!json_is_object(v))
-		return fail(err, errlen, "nics[%u] must be an object like {\"mac\": \"52:54:00:12:34:56\"}", n);
+		return vmm_fail(err, errlen, "nics[%u] must be an object like {\"mac\": \"52:54:00:12:34:56\"}", n);
 	json_object_foreach(v, key, val) {
 		if (strcmp(key, "mac") != 0)
-			return fail(err, errlen, "unknown key nics[%u].%s", n, key);
+			return vmm_fail(err, errlen, "unknown key nics[%u].%s", n, key);
 		text = json_string_value(val);
 		if (!text || mac_parse(text, nic->mac))
-			return fail(err, errlen, "nics[%u].mac must be six hex octets like \"52:54:00:12:34:56\"", n);
+			return vmm_fail(err, errlen, "nics[%u].mac must be six hex octets like \"52:54:00:12:34:56\"", n);
 	}
 	if (!text)
-		return fail(err, errlen, "nics[%u] has no mac", n);
+		return vmm_fail(err, errlen, "nics[%u] has no mac", n);
 	if (nic->mac[0] & 1)
-		return fail(err, errlen, "nics[%u].mac %s is a multicast address; a NIC needs a unicast one (first octet even)",
+		return vmm_fail(err, errlen, "nics[%u].mac %s is a multicast address; a NIC needs a unicast one (first octet even)",
 			    n, text);
 	if (memcmp(nic->mac, zero, 6) == 0)
-		return fail(err, errlen, "nics[%u].mac must not be all zeros", n);
+		return vmm_fail(err, errlen, "nics[%u].mac must not be all zeros", n);
 	return 0;
 }
 
@@ -290,9 +287,9 @@ static int parse_nics(json_t *v, struct vm_config *cfg, char *err, size_t errlen
 	size_t i;
 
 	if (!json_is_array(v))
-		return fail(err, errlen, "nics must be a list of objects");
+		return vmm_fail(err, errlen, "nics must be a list of objects");
 	if (json_array_size(v) > VM_MAX_NICS)
-		return fail(err, errlen, "at most %d nics", VM_MAX_NICS);
+		return vmm_fail(err, errlen, "at most %d nics", VM_MAX_NICS);
 	json_array_foreach(v, i, item) {
 		int ret = parse_nic(item, (unsigned int)i, &cfg->nics[i], err, errlen);
 
@@ -302,7 +299,7 @@ static int parse_nics(json_t *v, struct vm_config *cfg, char *err, size_t errlen
 		/* Two NICs of one VM with one MAC would confuse every switch. */
 		for (size_t k = 0; k < i; k++)
 			if (memcmp(cfg->nics[k].mac, cfg->nics[i].mac, 6) == 0)
-				return fail(err, errlen, "nics[%zu] has the same mac as nics[%zu]", i, k);
+				return vmm_fail(err, errlen, "nics[%zu] has the same mac as nics[%zu]", i, k);
 	}
 	return 0;
 }
@@ -311,7 +308,7 @@ static int dup_string(json_t *v, const char *key, char **out, char *err,
 		      size_t errlen)
 {
 	if (!json_is_string(v))
-		return fail(err, errlen, "%s must be a string", key);
+		return vmm_fail(err, errlen, "%s must be a string", key);
 	*out = strdup(json_string_value(v));
 	return *out ? 0 : -ENOMEM;
 }
@@ -328,19 +325,19 @@ static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 			const char *why;
 
 			if (!json_is_string(v))
-				return fail(err, errlen, "name must be a string");
+				return vmm_fail(err, errlen, "name must be a string");
 			why = name_problem(json_string_value(v));
 			if (why)
-				return fail(err, errlen, "name: %s", why);
+				return vmm_fail(err, errlen, "name: %s", why);
 			snprintf(cfg->name, sizeof(cfg->name), "%s",
 				 json_string_value(v));
 		} else if (strcmp(key, "cpus") == 0) {
 			json_int_t n = json_integer_value(v);
 
 			if (!json_is_integer(v))
-				return fail(err, errlen, "cpus must be a whole number");
+				return vmm_fail(err, errlen, "cpus must be a whole number");
 			if (n < 1 || n > VMM_MAX_CPUS)
-				return fail(err, errlen, "cpus %lld is out of range: 1 to %d",
+				return vmm_fail(err, errlen, "cpus %lld is out of range: 1 to %d",
 					    (long long)n, VMM_MAX_CPUS);
 			cfg->cpus = (unsigned int)n;
 		} else if (strcmp(key, "memory") == 0) {
@@ -362,7 +359,7 @@ static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 		} else if (strcmp(key, "nics") == 0) {
 			ret = parse_nics(v, cfg, err, errlen);
 		} else {
-			return fail(err, errlen, "unknown key '%s'", key);
+			return vmm_fail(err, errlen, "unknown key '%s'", key);
 		}
 		if (ret)
 			return ret;
@@ -378,7 +375,7 @@ int vm_config_parse(const json_t *doc, struct vm_config **out, char *err,
 	int ret;
 
 	if (!json_is_object(doc))
-		return fail(err, errlen, "the configuration must be a JSON object");
+		return vmm_fail(err, errlen, "the configuration must be a JSON object");
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
 		return -ENOMEM;
@@ -396,12 +393,12 @@ int vm_config_parse(const json_t *doc, struct vm_config **out, char *err,
 		goto fail;
 	}
 	if (strlen(cfg->cmdline) >= CMDLINE_MAX) {
-		ret = fail(err, errlen, "cmdline is %zu bytes: at most %d",
+		ret = vmm_fail(err, errlen, "cmdline is %zu bytes: at most %d",
 			   strlen(cfg->cmdline), CMDLINE_MAX - 1);
 		goto fail;
 	}
 	if (!cfg->kernel) {
-		ret = fail(err, errlen, "no kernel: set \"kernel\" to a bzImage or ELF64 file");
+		ret = vmm_fail(err, errlen, "no kernel: set \"kernel\" to a bzImage or ELF64 file");
 		goto fail;
 	}
 	ret = check_file("kernel", cfg->kernel, err, errlen);

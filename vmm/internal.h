@@ -96,6 +96,10 @@ int mac_parse(const char *s, uint8_t mac[6]);
 /* "52:54:00:12:34:56"; @buf holds at least 18 bytes. */
 char *mac_format(const uint8_t mac[6], char *buf);
 
+/* A refused configuration or kernel: the reason into @err, -EINVAL (config.c). */
+int vmm_fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* ---- /dev/kvm (kvm.c) ------------------------------------------------ */
 
 /* Open /dev/kvm and check what we need; -errno and a reason otherwise. */
