@@ -649,11 +649,9 @@ void switch_reconnect_nics(struct service *s, struct switch_obj *sw)
 		struct vm_obj *vm = s->vms[i];
 		bool wanted = false;
 
-		for (size_t k = 0; k < vm->nnics; k++) {
-			if (strcmp(vm->nics[k]->port_on, sw->name) == 0)
-				vm->nics[k]->port_on[0] = '\0';
+		/* Their old ports went with the worker (switch_worker_gone). */
+		for (size_t k = 0; k < vm->nnics; k++)
 			wanted |= strcmp(vm->nics[k]->sw, sw->name) == 0;
-		}
 		if (wanted && vm_has_worker(vm))
 			snprintf(names[n++], sizeof(names[0]), "%s", vm->name);
 	}
@@ -1053,12 +1051,7 @@ static int show_nic_stats(struct service *s, void *obj, FILE *out)
 	vm->refs++;
 	if (vm_has_worker(vm))
 		st = vm_worker_status(s, vm);
-	/* The NIC may be gone while the lock was dropped. */
-	if (nic_find(vm, nic->name) != nic) {
-		json_decref(st);
-		vm_put(vm);
-		return -ENOENT;
-	}
+	/* The NIC is still there: the file access holds it (rmdir is EBUSY). */
 	n = json_array_get(json_object_get(st, "nics"), index);
 	fprintf(out, "link: %s\n", json_is_true(json_object_get(n, "link")) ? "up" : "down");
 	fprintf(out, "switch: %s\n", nic->port_on[0] ? nic->port_on : "none");
