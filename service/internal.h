@@ -310,6 +310,11 @@ char *svc_path(struct service *s, const char *sub, const char *name);
 ssize_t svc_read_text(int dirfd, const char *path, char *buf, size_t len);
 /* The fields of /proc/PID/stat after the command name ("S 1 ..."), or NULL. */
 const char *svc_proc_stat(pid_t pid, char *buf, size_t len);
+/* A number in a worker's reply (0 when absent). */
+static inline long long svc_json_int(json_t *obj, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(obj, key));
+}
 /* Remove an object's directory and the files in it. */
 void svc_remove_dir(const char *path);
 /* Call @load for each validly named entry of <state>/@sub. */
@@ -413,8 +418,16 @@ void switch_worker_gone(struct service *s, struct switch_obj *sw);
  */
 int switch_call(struct service *s, struct switch_obj *sw, json_t *req,
 		const int *fds, size_t nfds, json_t **reply);
-/* Does the worker have a port called @port (from a status reply)? */
-bool switch_status_has_port(json_t *status, const char *port);
+/* The worker's status reply, or NULL (lock dropped; the caller holds @sw). */
+json_t *switch_status(struct service *s, struct switch_obj *sw);
+/* Does the worker have a port called @port ("VM/NIC")? */
+bool switch_has_port(struct service *s, struct switch_obj *sw, const char *port);
+/*
+ * Port @port's counters, "PREFIXin_packets: N" ... and "drops_WHY: N"
+ * lines; nothing when the worker does not answer or has no such port.
+ */
+void switch_port_counters(struct service *s, struct switch_obj *sw, const char *port,
+			  const char *prefix, FILE *out);
 /* Which ports a switch shows: its host/uplink ports and connected NICs. */
 int switch_ports(struct service *s, struct switch_obj *sw,
 		 int (*fn)(struct port_view *p, void *arg), void *arg);

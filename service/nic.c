@@ -597,17 +597,9 @@ void nic_disconnect(struct service *s, struct nic_obj *nic)
 static bool port_exists(struct service *s, struct nic_obj *nic, struct switch_obj *sw)
 {
 	char port[2 * NAME_MAX_LEN + 2];
-	json_t *req = json_pack("{s:s}", "cmd", "status"), *reply = NULL;
-	bool has = false;
 
 	port_name(nic, port, sizeof(port));
-	sw->refs++;
-	if (switch_call(s, sw, req, NULL, 0, &reply) == 0)
-		has = switch_status_has_port(reply, port);
-	json_decref(req);
-	json_decref(reply);
-	switch_put(sw);
-	return has;
+	return switch_has_port(s, sw, port);
 }
 
 void vm_connect_nics(struct service *s, struct vm_obj *vm, bool adopted)
@@ -1001,45 +993,6 @@ static int store_bandwidth(struct service *s, void *obj, const char *value,
 	return 0;
 }
 
-static long long jint(json_t *obj, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(obj, key));
-}
-
-/* Port counters as the switch keeps them, "port_" lines; under the lock. */
-static void show_port_counters(struct service *s, struct nic_obj *nic, FILE *out)
-{
-	struct switch_obj *sw = switch_find(s, nic->port_on);
-	char port[2 * NAME_MAX_LEN + 2];
-	json_t *req, *reply = NULL, *ports, *p, *drops, *v;
-	const char *key;
-	size_t i;
-
-	if (!sw)
-		return;
-	port_name(nic, port, sizeof(port));
-	req = json_pack("{s:s}", "cmd", "status");
-	sw->refs++;
-	if (switch_call(s, sw, req, NULL, 0, &reply) == 0) {
-		ports = json_object_get(reply, "ports");
-		json_array_foreach(ports, i, p) {
-			const char *name = json_string_value(json_object_get(p, "name"));
-
-			if (!name || strcmp(name, port) != 0)
-				continue;
-			fprintf(out, "port_in_packets: %lld\n", jint(p, "in_packets"));
-			fprintf(out, "port_in_bytes: %lld\n", jint(p, "in_bytes"));
-			fprintf(out, "port_out_packets: %lld\n", jint(p, "out_packets"));
-			fprintf(out, "port_out_bytes: %lld\n", jint(p, "out_bytes"));
-			drops = json_object_get(p, "drops");
-			json_object_foreach(drops, key, v)
-				fprintf(out, "drops_%s: %lld\n", key, (long long)json_integer_value(v));
-		}
-	}
-	json_decref(req);
-	json_decref(reply);
-	switch_put(sw);
-}
 
 static int show_nic_stats(struct service *s, void *obj, FILE *out)
 {
@@ -1055,15 +1008,22 @@ static int show_nic_stats(struct service *s, void *obj, FILE *out)
 	n = json_array_get(json_object_get(st, "nics"), index);
 	fprintf(out, "link: %s\n", json_is_true(json_object_get(n, "link")) ? "up" : "down");
 	fprintf(out, "switch: %s\n", nic->port_on[0] ? nic->port_on : "none");
-	fprintf(out, "in_packets: %lld\n", jint(n, "in_packets"));
-	fprintf(out, "in_bytes: %lld\n", jint(n, "in_bytes"));
-	fprintf(out, "out_packets: %lld\n", jint(n, "out_packets"));
-	fprintf(out, "out_bytes: %lld\n", jint(n, "out_bytes"));
-	fprintf(out, "rx_dropped: %lld\n", jint(n, "rx_dropped"));
-	fprintf(out, "tx_errors: %lld\n", jint(n, "tx_errors"));
+	fprintf(out, "in_packets: %lld\n", svc_json_int(n, "in_packets"));
+	fprintf(out, "in_bytes: %lld\n", svc_json_int(n, "in_bytes"));
+	fprintf(out, "out_packets: %lld\n", svc_json_int(n, "out_packets"));
+	fprintf(out, "out_bytes: %lld\n", svc_json_int(n, "out_bytes"));
+	fprintf(out, "rx_dropped: %lld\n", svc_json_int(n, "rx_dropped"));
+	fprintf(out, "tx_errors: %lld\n", svc_json_int(n, "tx_errors"));
 	json_decref(st);
-	if (nic->port_on[0])
-		show_port_counters(s, nic, out);
+	if (nic->port_on[0] && switch_find(s, nic->port_on)) {
+		struct switch_obj *sw = switch_find(s, nic->port_on);
+		char port[2 * NAME_MAX_LEN + 2];
+
+		port_name(nic, port, sizeof(port));
+		sw->refs++;
+		switch_port_counters(s, sw, port, "port_", out);
+		switch_put(sw);
+	}
 	vm_put(vm);
 	return 0;
 }

@@ -215,7 +215,8 @@ int switch_call(struct service *s, struct switch_obj *sw, json_t *req,
 	return ret;
 }
 
-bool switch_status_has_port(json_t *status, const char *port)
+/* Port @port ("VM/NIC", "host", "uplink") in a status reply, or NULL. */
+static json_t *status_port(json_t *status, const char *port)
 {
 	json_t *p;
 	size_t i;
@@ -224,9 +225,49 @@ bool switch_status_has_port(json_t *status, const char *port)
 		const char *name = json_string_value(json_object_get(p, "name"));
 
 		if (name && strcmp(name, port) == 0)
-			return true;
+			return p;
 	}
-	return false;
+	return NULL;
+}
+
+json_t *switch_status(struct service *s, struct switch_obj *sw)
+{
+	json_t *req = json_pack("{s:s}", "cmd", "status"), *reply = NULL;
+
+	sw->refs++;
+	if (switch_call(s, sw, req, NULL, 0, &reply)) {
+		json_decref(reply);
+		reply = NULL;
+	}
+	json_decref(req);
+	switch_put(sw);
+	return reply;
+}
+
+bool switch_has_port(struct service *s, struct switch_obj *sw, const char *port)
+{
+	json_t *st = switch_status(s, sw);
+	bool has = status_port(st, port) != NULL;
+
+	json_decref(st);
+	return has;
+}
+
+void switch_port_counters(struct service *s, struct switch_obj *sw, const char *port,
+			  const char *prefix, FILE *out)
+{
+	json_t *st = switch_status(s, sw), *p = status_port(st, port), *v;
+	const char *key;
+
+	if (p) {
+		fprintf(out, "%sin_packets: %lld\n%sin_bytes: %lld\n", prefix,
+			svc_json_int(p, "in_packets"), prefix, svc_json_int(p, "in_bytes"));
+		fprintf(out, "%sout_packets: %lld\n%sout_bytes: %lld\n", prefix,
+			svc_json_int(p, "out_packets"), prefix, svc_json_int(p, "out_bytes"));
+		json_object_foreach(json_object_get(p, "drops"), key, v)
+			fprintf(out, "drops_%s: %lld\n", key, (long long)json_integer_value(v));
+	}
+	json_decref(st);
 }
 
 /* The worker answers on its socket: watch it.  Lock held. */
@@ -771,24 +812,6 @@ static int show_switch_error(struct service *s, void *obj, FILE *out)
 	return 0;
 }
 
-static json_t *switch_status(struct service *s, struct switch_obj *sw)
-{
-	json_t *req = json_pack("{s:s}", "cmd", "status"), *reply = NULL;
-
-	sw->refs++;
-	if (switch_call(s, sw, req, NULL, 0, &reply)) {
-		json_decref(reply);
-		reply = NULL;
-	}
-	json_decref(req);
-	switch_put(sw);
-	return reply;
-}
-
-static long long jint(json_t *obj, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(obj, key));
-}
 
 static int show_macs(struct service *s, void *obj, FILE *out)
 {
@@ -806,9 +829,9 @@ static int show_macs(struct service *s, void *obj, FILE *out)
 				 json_string_value(json_object_get(m, "port")) ?: "?");
 			if (strchr(port, '/'))
 				*strchr(port, '/') = ':';
-			fprintf(out, "%lld %s %s %lld\n", jint(m, "vlan"),
+			fprintf(out, "%lld %s %s %lld\n", svc_json_int(m, "vlan"),
 				json_string_value(json_object_get(m, "mac")) ?: "?", port,
-				jint(m, "age_ms") / 1000);
+				svc_json_int(m, "age_ms") / 1000);
 		}
 	}
 	json_decref(req);
@@ -829,17 +852,17 @@ static int show_switch_stats(struct service *s, void *obj, FILE *out)
 	st = switch_status(s, sw);
 	fprintf(out, "type: %s\n", type_names[sw->type]);
 	if (st)
-		fprintf(out, "worker: running (pid %lld)\nuptime: %lld\n", jint(st, "pid"),
-			jint(st, "uptime_ms") / 1000);
+		fprintf(out, "worker: running (pid %lld)\nuptime: %lld\n", svc_json_int(st, "pid"),
+			svc_json_int(st, "uptime_ms") / 1000);
 	else
 		fprintf(out, "worker: not running%s%s\n", sw->ended[0] ? ": " : "", sw->ended);
 	fprintf(out, "ports: %zu\n", json_array_size(json_object_get(st, "ports")));
-	fprintf(out, "macs: %lld\n", jint(st, "mac_count"));
+	fprintf(out, "macs: %lld\n", svc_json_int(st, "mac_count"));
 	json_array_foreach(json_object_get(st, "ports"), i, p) {
-		in_p += jint(p, "in_packets");
-		in_b += jint(p, "in_bytes");
-		out_p += jint(p, "out_packets");
-		out_b += jint(p, "out_bytes");
+		in_p += svc_json_int(p, "in_packets");
+		in_b += svc_json_int(p, "in_bytes");
+		out_p += svc_json_int(p, "out_packets");
+		out_b += svc_json_int(p, "out_bytes");
 		json_object_foreach(json_object_get(p, "drops"), key, v)
 			json_object_set_new(drops, key, json_integer(
 				json_integer_value(json_object_get(drops, key)) +
@@ -971,27 +994,12 @@ static int show_port_stats(struct service *s, void *obj, FILE *out)
 	struct port_view *p = obj;
 	struct switch_obj *sw = p->sw;
 	char name[sizeof(p->name)];
-	json_t *st, *q, *v;
-	const char *key;
-	size_t i;
 
 	snprintf(name, sizeof(name), "%s", p->name);
 	if (strchr(name, ':'))
 		*strchr(name, ':') = '/';	/* the worker's name for it */
 	sw->refs++;
-	st = switch_status(s, sw);
-	json_array_foreach(json_object_get(st, "ports"), i, q) {
-		const char *n = json_string_value(json_object_get(q, "name"));
-
-		if (!n || strcmp(n, name) != 0)
-			continue;
-		fprintf(out, "in_packets: %lld\nin_bytes: %lld\nout_packets: %lld\nout_bytes: %lld\n",
-			jint(q, "in_packets"), jint(q, "in_bytes"), jint(q, "out_packets"),
-			jint(q, "out_bytes"));
-		json_object_foreach(json_object_get(q, "drops"), key, v)
-			fprintf(out, "drops_%s: %lld\n", key, (long long)json_integer_value(v));
-	}
-	json_decref(st);
+	switch_port_counters(s, sw, name, "", out);
 	switch_put(sw);
 	return 0;
 }
