@@ -348,15 +348,21 @@ static void malformed(struct worker *w, struct wk_port *p)
 	vswitch_port_dropped(w->sw, p->id, VSWITCH_DROP_MALFORMED);
 }
 
-/* Up to WK_BATCH frames; a negative errno when the port is unusable. */
+/*
+ * Up to WK_BATCH frames; a negative errno when the port is unusable.
+ * *full: WK_BATCH were read, so more may be waiting.
+ */
 static int receive(struct worker *w, struct wk_port *p, uint8_t **frames,
-		   uint32_t *lens)
+		   uint32_t *lens, bool *full)
 {
 	unsigned int n = 0;
 	int r;
 
+	*full = false;
 	if (p->kind == WK_HOST) {
-		for (unsigned int i = 0; i < WK_BATCH; i++) {
+		unsigned int i;
+
+		for (i = 0; i < WK_BATCH; i++) {
 			ssize_t len = read(p->fd, w->rx_iov[i].iov_base, w->rx_iov[i].iov_len);
 
 			if (len < 0 && errno == EINTR)
@@ -372,6 +378,7 @@ static int receive(struct worker *w, struct wk_port *p, uint8_t **frames,
 			frames[n] = w->rx_iov[i].iov_base;
 			lens[n++] = (uint32_t)len;
 		}
+		*full = i == WK_BATCH;
 		return (int)n;
 	}
 
@@ -381,14 +388,17 @@ static int receive(struct worker *w, struct wk_port *p, uint8_t **frames,
 	} while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return errno == EAGAIN ? 0 : -errno;
+	*full = r == WK_BATCH;
 	for (int i = 0; i < r; i++) {
 		struct msghdr *m = &w->rx_msgs[i].msg_hdr;
 		uint32_t len = w->rx_msgs[i].msg_len;
 		uint8_t *f = w->rx_iov[i].iov_base;
 
 		/* After a hang-up, recvmmsg() reports end-of-file as empty messages. */
-		if (len == 0 && p->hangup)
+		if (len == 0 && p->hangup) {
+			*full = false;
 			break;
+		}
 		if ((m->msg_flags & MSG_TRUNC) || len > VSWITCH_FRAME_MAX) {
 			malformed(w, p);
 			continue;
@@ -402,27 +412,42 @@ static int receive(struct worker *w, struct wk_port *p, uint8_t **frames,
 	return (int)n;
 }
 
-/* One batch from @p; false when there was nothing to read. */
+/* One batch from @p; true when it was a full one, so more may be waiting. */
 static bool pass(struct worker *w, struct wk_port *p)
 {
 	uint8_t *frames[WK_BATCH];
 	uint32_t lens[WK_BATCH];
 	uint64_t now, wait = 0;
 	unsigned int taken;
-	int n = receive(w, p, frames, lens);
+	bool full;
+	int n = receive(w, p, frames, lens, &full);
 
 	if (n < 0) {
 		port_failed(w, p, -n);
 		return false;
 	}
 	if (n == 0)
-		return false;
+		return full;
 	now = wk_now_ns();
 	taken = forward(w, p, frames, lens, (unsigned int)n, now, &wait);
 	if (taken < (unsigned int)n)
 		hold(w, p, frames + taken, lens + taken, (unsigned int)n - taken,
 		     now + wait);
 	flush_all(w);
+	return full;
+}
+
+/*
+ * A port's turn: passes until its queue is short of a full batch (the
+ * ring's polls are edge-triggered: nothing says so again for frames that
+ * are already waiting), at most WK_DRAIN_PASSES.  True when frames may
+ * be left, for another turn after the other ports'.
+ */
+bool wk_port_drain(struct worker *w, struct wk_port *p)
+{
+	for (unsigned int i = 0; i < WK_DRAIN_PASSES; i++)
+		if (!p->polling || p->dead || !pass(w, p))
+			return false;
 	return true;
 }
 
@@ -465,6 +490,6 @@ void wk_port_readable(struct worker *w, struct wk_port *p, uint32_t events)
 		port_failed(w, p, 0);
 		return;
 	}
-	if (p->polling && (events & EPOLLIN))
-		pass(w, p);
+	if (p->polling && (events & EPOLLIN) && wk_port_drain(w, p))
+		wk_port_busy(w, p);
 }

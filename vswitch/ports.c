@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "vswitch/worker.h"
@@ -36,19 +35,15 @@ int wk_port_find(struct worker *w, const char *name)
 	return -1;
 }
 
-static uint32_t port_events(bool polling)
-{
-	/* Hang-ups are always wanted: a held port must still notice its peer go. */
-	return (polling ? EPOLLIN : 0) | EPOLLRDHUP;
-}
-
 void wk_port_poll(struct worker *w, struct wk_port *p, bool on)
 {
 	if (p->polling == on)
 		return;
 	p->polling = on;
-	wk_epoll_set(w, p->fd, WK_TAG(WK_TAG_PORT, p->id), port_events(on),
-		     EPOLL_CTL_MOD);
+	/* A new poll looks at the socket first: frames that waited are seen. */
+	wk_port_unwatch(w, p);
+	if (wk_port_watch(w, p) < 0)
+		log_warn("port %s: cannot watch it", p->name);
 }
 
 int wk_port_open(struct worker *w, enum wk_kind kind, const char *name, int fd,
@@ -90,10 +85,9 @@ int wk_port_open(struct worker *w, enum wk_kind kind, const char *name, int fd,
 	p->cfg = *cfg;
 	p->polling = true;
 	snprintf(p->name, sizeof(p->name), "%s", name);
-	ret = wk_epoll_set(w, fd, WK_TAG(WK_TAG_PORT, id), port_events(true),
-			   EPOLL_CTL_ADD);
+	ret = wk_port_watch(w, p);
 	if (ret) {
-		snprintf(err, errlen, "epoll: %s", strerror(-ret));
+		snprintf(err, errlen, "io_uring: %s", strerror(-ret));
 		goto fail;
 	}
 	return (int)id;
@@ -112,7 +106,7 @@ void wk_port_close(struct worker *w, uint32_t id)
 	if (!p->used)
 		return;
 	wk_held_drop(w, p);
-	epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+	wk_port_unwatch(w, p);
 	close(p->fd);
 	vswitch_port_remove(w->sw, id);
 	if (w->host_port == (int)id)

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * The switch worker (`fsvisor switch run`): one process, one thread, one
- * epoll loop over the control socket, the ports' descriptors, signals and
- * two timers (MAC aging, held frames of rate-limited ports).  Everything
+ * loop on an io_uring (ring.c) that watches the VMs' ports and an epoll
+ * descriptor for the rest: the TAP, the uplink, the control socket,
+ * signals and two timers (MAC aging, held frames of rate-limited ports).
+ * Everything
  * the engine decides happens in this thread, which is what lets the
  * engine go without locks.  docs/vswitch.md describes the process.
  */
@@ -71,13 +73,12 @@ static unsigned int free_ports(struct worker *w)
 /* Give a port a new descriptor, keeping its id, policy and counters. */
 static void swap_fd(struct worker *w, struct wk_port *p, int fd)
 {
-	uint32_t events = (p->polling ? EPOLLIN : 0) | EPOLLRDHUP;
-
-	epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+	wk_port_unwatch(w, p);
 	close(p->fd);
 	p->fd = fd;
 	p->dead = false;
-	wk_epoll_set(w, fd, WK_TAG(WK_TAG_PORT, p->id), events, EPOLL_CTL_ADD);
+	if (wk_port_watch(w, p) < 0)
+		log_warn("port %s: cannot watch it", p->name);
 }
 
 static int attach(struct worker *w, enum wk_kind kind, int fd, char *err,
@@ -211,6 +212,11 @@ static int setup(struct worker *w, char *err, size_t errlen)
 		return ret;
 	}
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd >= 0) {
+		ret = wk_ring_init(w, err, errlen);
+		if (ret)
+			return ret;
+	}
 	termination_signals(&mask);
 	w->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	w->age_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -282,22 +288,43 @@ static void dispatch(struct worker *w, const struct epoll_event *ev)
 	}
 }
 
-static void loop(struct worker *w)
+/*
+ * The control plane's round: what epoll has ready now.  Its descriptors
+ * are level-triggered, so while a round finds something the next one
+ * looks again (a client may have sent two requests).
+ */
+static int control_round(struct worker *w)
 {
 	struct epoll_event evs[64];
+	int n = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), 0);
 
+	if (n < 0 && errno == EINTR)
+		return 0;
+	if (n < 0)
+		return -errno;
+	w->control_pending = n > 0;
+	for (int i = 0; i < n && !w->done; i++)
+		dispatch(w, &evs[i]);
+	return 0;
+}
+
+/* The ports' frames, then the control plane; see ring.c. */
+static void loop(struct worker *w)
+{
 	while (!w->done) {
-		int n = epoll_wait(w->epfd, evs, ARRAY_SIZE(evs), -1);
+		bool more = w->nbusy || w->control_pending;
+		int ret = wk_ring_run(w, !more);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			log_error("epoll_wait: %s", strerror(errno));
+		if (!ret) {
+			wk_ring_busy_turn(w);
+			if (w->control_pending && !w->done)
+				ret = control_round(w);
+		}
+		if (ret) {
+			log_error("event loop: %s", strerror(-ret));
 			w->exit_status = VSWITCH_EXIT_FAILED;
 			return;
 		}
-		for (int i = 0; i < n && !w->done; i++)
-			dispatch(w, &evs[i]);
 		if (w->reap) {
 			wk_ports_reap(w);
 			w->reap = false;
@@ -312,6 +339,7 @@ static void teardown(struct worker *w)
 	for (uint32_t i = 0; i < VSWITCH_MAX_PORTS; i++)
 		wk_port_close(w, i);
 	wk_datapath_free(w);
+	wk_ring_free(w);
 	if (w->hold_fd >= 0)
 		close(w->hold_fd);
 	if (w->age_fd >= 0)

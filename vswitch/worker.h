@@ -7,6 +7,7 @@
 #ifndef FSVISOR_VSWITCH_WORKER_H
 #define FSVISOR_VSWITCH_WORKER_H
 
+#include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -17,6 +18,8 @@
 
 /* Frames taken from one port per pass, and sent to one port per flush. */
 #define WK_BATCH 64
+/* Passes over one port before the others get their turn. */
+#define WK_DRAIN_PASSES 8
 /* Room before each received frame, so the uplink can put back a VLAN tag. */
 #define WK_HEADROOM 64
 /* One receive slot: headroom, the largest frame, one byte to see longer ones. */
@@ -53,6 +56,9 @@ struct wk_port {
 	bool hangup;			/* the peer closed: zero-length reads are EOF */
 	bool polling;			/* EPOLLIN wanted */
 	bool dirty;			/* on the flush list */
+	bool busy;			/* on the busy list: frames left after its turn */
+	bool armed;			/* its multishot poll is in the ring */
+	uint32_t gen;			/* tells its poll's completions from stale ones */
 	enum wk_kind kind;
 	uint32_t id;			/* the engine's id, also our index */
 	int fd;
@@ -77,7 +83,12 @@ struct worker {
 	char uplink[32];
 	char uplink_error[256];		/* why the uplink went away, if it did */
 	char host_error[256];
-	int epfd;
+	struct io_uring ring;		/* the loop: a multishot poll per port, one for epfd */
+	bool ring_ready;
+	int epfd;			/* the control plane: control socket, signals, timers */
+	bool epfd_armed;
+	bool control_pending;		/* epfd may have ready events */
+	uint32_t next_gen;		/* for the ports' polls, never reused soon */
 	int listen_fd;
 	int sig_fd;
 	int age_fd;			/* periodic: vswitch_age() */
@@ -91,6 +102,8 @@ struct worker {
 	struct wk_port ports[VSWITCH_MAX_PORTS];
 	uint32_t flush_list[VSWITCH_MAX_PORTS];
 	unsigned int nflush;
+	uint32_t busy_list[VSWITCH_MAX_PORTS];
+	unsigned int nbusy;
 	/* The receive batch, shared by every port (one port is read at a time). */
 	uint8_t *rx_area;
 	struct mmsghdr rx_msgs[WK_BATCH];
@@ -101,19 +114,28 @@ struct worker {
 	struct wk_client clients[WK_MAX_CLIENTS];
 };
 
-/* epoll tags: a kind in the high 32 bits, an index in the low ones. */
+/* epoll tags (control plane): a kind in the high 32 bits, an index in the low ones. */
 enum wk_tag {
 	WK_TAG_LISTEN = 1,
 	WK_TAG_SIGNAL,
 	WK_TAG_AGE,
 	WK_TAG_HOLD,
 	WK_TAG_CLIENT,
-	WK_TAG_PORT,
+	WK_TAG_PORT,		/* the host's TAP and the uplink */
 };
 #define WK_TAG(kind, idx) (((uint64_t)(kind) << 32) | (uint32_t)(idx))
 
 uint64_t wk_now_ns(void);
 int wk_epoll_set(struct worker *w, int fd, uint64_t tag, uint32_t events, int op);
+
+/* ring.c: the loop; ports are watched by multishot polls in an io_uring */
+int wk_ring_init(struct worker *w, char *err, size_t errlen);
+void wk_ring_free(struct worker *w);
+int wk_port_watch(struct worker *w, struct wk_port *p);
+void wk_port_unwatch(struct worker *w, struct wk_port *p);
+void wk_port_busy(struct worker *w, struct wk_port *p);
+int wk_ring_run(struct worker *w, bool wait);
+void wk_ring_busy_turn(struct worker *w);
 
 /* ports.c: the port table */
 int wk_port_open(struct worker *w, enum wk_kind kind, const char *name, int fd,
@@ -128,6 +150,7 @@ const char *wk_kind_name(enum wk_kind kind);
 int wk_datapath_init(struct worker *w);
 void wk_datapath_free(struct worker *w);
 void wk_port_readable(struct worker *w, struct wk_port *p, uint32_t events);
+bool wk_port_drain(struct worker *w, struct wk_port *p);
 void wk_held_timer(struct worker *w);
 void wk_held_drop(struct worker *w, struct wk_port *p);
 
