@@ -4,9 +4,9 @@
  * loop on an io_uring (ring.c) that watches the VMs' ports and an epoll
  * descriptor for the rest: the TAP, the uplink, the control socket,
  * signals and two timers (MAC aging, held frames of rate-limited ports).
- * Everything
- * the engine decides happens in this thread, which is what lets the
- * engine go without locks.  docs/vswitch.md describes the process.
+ * Everything the engine decides happens in this thread, which is what
+ * lets the engine go without locks.  docs/vswitch.md describes the
+ * process.
  */
 #include <errno.h>
 #include <signal.h>
