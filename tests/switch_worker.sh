@@ -248,6 +248,20 @@ awk -v s="$3" 'BEGIN { exit !(s >= 0.55 && s < 5) }' ||
 [ "$(drops b/0 no_room)" = 0 ] || fail "no_room drops under a rate limit: $(drops b/0 no_room)"
 policy a/0 '{"bandwidth_max":0}'
 
+# ---- a backlog longer than one turn (8 passes of 64) ----------------------
+# The worker's polls are edge-triggered: frames left after a port's turn
+# must get another turn without a new wake-up.  A rate limit stops
+# reading a/0 once its bucket (64 KiB) is spent, so about 900 of 1000
+# frames queue behind it; lifting the limit must deliver every one.
+tok sndbuf a/0 8388608
+policy a/0 '{"bandwidth_max":8000}'
+tok flood a/0 $B $A 1000 600
+policy a/0 '{"bandwidth_max":0}'
+tok count b/0 1500
+set -- $R
+[ "$2" = 1000 ] || fail "a backlog of 1000 frames: b/0 got $2"
+[ "$(drops b/0 no_room)" = 0 ] || fail "no_room drops from the backlog: $(drops b/0 no_room)"
+
 # ---- a destination that does not read: no_room --------------------------
 tok flood a/0 $B $A 3000 1000
 tok count b/0 500

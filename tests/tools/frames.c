@@ -21,6 +21,7 @@
  *   flood NAME DST SRC N LEN     N frames as fast as the socket takes
  *                                them (blocking); prints the seconds taken
  *   close NAME                   close our end (the switch sees a hang-up)
+ *   sndbuf NAME BYTES            SO_SNDBUFFORCE on our end (a deep backlog)
  *   quit
  *
  * Test frames end with a trailer (magic and id), so frames the host's own
@@ -593,6 +594,22 @@ static void cmd_close(char *name)
 	reply("ok");
 }
 
+static void cmd_sndbuf(char *name, char *bytes_s)
+{
+	struct end *e = name ? find(name) : NULL;
+	int bytes = bytes_s ? atoi(bytes_s) : 0;
+
+	if (!e || bytes <= 0) {
+		reply("error usage: sndbuf NAME BYTES");
+		return;
+	}
+	if (setsockopt(e->fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof(bytes)) < 0) {
+		reply("error SO_SNDBUFFORCE: %s", strerror(errno));
+		return;
+	}
+	reply("ok");
+}
+
 /* Split on spaces; a JSON argument (from '{') runs to the end of the line. */
 static int split(char *line, char **args, int max)
 {
@@ -661,6 +678,8 @@ int main(int argc, char **argv)
 			cmd_flood(args + 1, n - 1);
 		else if (strcmp(args[0], "close") == 0)
 			cmd_close(args[1]);
+		else if (strcmp(args[0], "sndbuf") == 0)
+			cmd_sndbuf(args[1], args[2]);
 		else
 			reply("error unknown command %s", args[0]);
 	}
