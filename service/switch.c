@@ -26,6 +26,7 @@
 
 #define START_TIMEOUT_MS	10000
 #define STOP_TIMEOUT_MS		5000
+#define EXIT_RECORD_WAIT_MS	1000
 #define CALL_TIMEOUT_MS		5000
 #define RESTART_GAP_S		5
 #define HOST_IF_PREFIX		"fsv-"
@@ -534,6 +535,13 @@ static void switch_stop_worker(struct service *s, struct switch_obj *sw)
 		log_warn("switch %s: the worker did not stop: killing it", sw->name);
 		kill(pid, SIGKILL);
 	}
+	/*
+	 * The monitor records worker.exit just after it reaps the worker; a
+	 * directory removed before that would be left with that one file.
+	 */
+	for (int i = 0; i < EXIT_RECORD_WAIT_MS / 5 &&
+			faccessat(sw->dirfd, "worker.exit", F_OK, 0) < 0; i++)
+		usleep(5000);
 	svc_lock(s);
 	switch_put(sw);
 	json_decref(req);

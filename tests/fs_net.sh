@@ -187,4 +187,11 @@ for vm in a b e; do echo stop > vms/$vm/ctl; done
 for vm in a b c e; do echo > vms/$vm/nics/eth0/switch; done
 rmdir switches/$sw || fail "rmdir switches/$sw: $(cat switches/$sw/error 2>&1)"
 ip link show "fsv-$sw" > /dev/null 2>&1 && fail "fsv-$sw outlived its switch"
+# rmdir leaves nothing in the state directory, not even the monitor's
+# worker.exit written just after the worker ends (it did, 2 times in 15).
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	mkdir switches/gone$i && rmdir switches/gone$i || fail "mkdir/rmdir switches/gone$i"
+done
+left=$(ls "$STATE/switches")
+[ -z "$left" ] || fail "rmdir left state behind: $left: $(ls "$STATE/switches/"*)"
 pass
