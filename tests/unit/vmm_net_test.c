@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "vmm/virtio.h"
+#include "xorshift.h"
 
 #define RAM (4 * 1024 * 1024)
 #define HDR 12
@@ -635,10 +636,7 @@ static uint64_t rng;
 
 static uint64_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return xorshift64(&rng);
 }
 
 #define AREA 0x100000ULL		/* buffers live in [AREA, RAM) */

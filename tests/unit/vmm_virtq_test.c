@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "vmm/virtio.h"
+#include "xorshift.h"
 
 #define RAM (2 * 1024 * 1024)
 
@@ -212,10 +213,7 @@ static uint64_t rng;
 
 static uint64_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return xorshift64(&rng);
 }
 
 /* Addresses that hit RAM, its edges, and far beyond. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "vswitch_frames.h"
+#include "xorshift.h"
 
 #define GUARDED 0	/* both guards, MAC spoofing refused */
 #define OPEN 1		/* no guards */
@@ -451,10 +452,7 @@ static uint64_t rng = 0x9E3779B97F4A7C15ULL;
 
 static uint32_t rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng >> 11);
+	return (uint32_t)(xorshift64(&rng) >> 11);
 }
 
 /* Mostly plausible headers with random fields, so the parsers go deep. */
