@@ -693,6 +693,17 @@ static int nic_apply(struct service *s, struct nic_obj *nic, const char *file)
 	return ret;
 }
 
+/*
+ * A live policy change: save the VM's definition, then give the port the
+ * new policy.  On failure the caller puts its field back and saves again.
+ */
+static int nic_commit(struct service *s, struct nic_obj *nic, const char *file)
+{
+	int ret = nic_save(s, nic, file);
+
+	return ret ? ret : nic_apply(s, nic, file);
+}
+
 static int show_mac(struct service *s, void *obj, FILE *out)
 {
 	char mac[18];
@@ -815,9 +826,7 @@ static int store_vlan(struct service *s, void *obj, const char *value,
 	nic->vlan_mode = mode;
 	nic->vlan_id = id;
 	nic->trunk = svc_strdup(trunk);
-	ret = nic_save(s, nic, "vlan");
-	if (!ret)
-		ret = nic_apply(s, nic, "vlan");
+	ret = nic_commit(s, nic, "vlan");
 	if (ret) {
 		free(nic->trunk);
 		nic->trunk = old_trunk;
@@ -855,9 +864,7 @@ static int store_flag(struct service *s, struct nic_obj *nic, bool *field,
 	if (v == old)
 		return 0;
 	*field = v;
-	ret = nic_save(s, nic, file);
-	if (!ret)
-		ret = nic_apply(s, nic, file);
+	ret = nic_commit(s, nic, file);
 	if (ret) {
 		*field = old;
 		vm_save(s, nic->vm);
@@ -912,9 +919,7 @@ static int store_mirror(struct service *s, void *obj, const char *value,
 				value);
 	if (nic->mirror == old)
 		return 0;
-	ret = nic_save(s, nic, "mirror");
-	if (!ret)
-		ret = nic_apply(s, nic, "mirror");
+	ret = nic_commit(s, nic, "mirror");
 	if (ret) {
 		nic->mirror = old;
 		vm_save(s, nic->vm);
@@ -980,9 +985,7 @@ static int store_bandwidth(struct service *s, void *obj, const char *value,
 	if (v == old)
 		return 0;
 	nic->bandwidth_max = v;
-	ret = nic_save(s, nic, "bandwidth_max");
-	if (!ret)
-		ret = nic_apply(s, nic, "bandwidth_max");
+	ret = nic_commit(s, nic, "bandwidth_max");
 	if (ret) {
 		nic->bandwidth_max = old;
 		vm_save(s, nic->vm);
