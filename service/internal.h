@@ -449,6 +449,8 @@ int worker_request(int dirfd, json_t *req, const int *fds, size_t nfds,
 int worker_spawn(struct service *s, int dirfd, char *const argv[]);
 pid_t worker_read_pid(int dirfd);
 bool worker_read_exit(int dirfd, char *kind, size_t klen, int *code);
+bool worker_wait_exit(int dirfd, pid_t monitor, int ms, char *kind, size_t klen,
+		      int *code);
 /* The supervisor watches @fd for the object behind @kind. */
 int supervisor_watch(struct service *s, int fd, enum watch_kind *kind);
 /*

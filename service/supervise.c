@@ -275,21 +275,29 @@ static bool read_exit(struct vm_obj *vm, char *kind, size_t klen, int *code)
 	return worker_read_exit(vm->dirfd, kind, klen, code);
 }
 
-static bool wait_exit_file(struct vm_obj *vm, int ms, char *kind, size_t klen,
-			   int *code)
+/*
+ * The monitor writes worker.exit a moment after it reaps the worker: wait
+ * up to @ms for it, or until @monitor (if known, else 0) is gone.
+ */
+bool worker_wait_exit(int dirfd, pid_t monitor, int ms, char *kind, size_t klen,
+		      int *code)
 {
-	pid_t monitor = vm->monitor_pid;
-
 	for (int waited = 0; ; waited += 5) {
 		bool monitor_gone = monitor > 0 && kill(monitor, 0) < 0 && errno == ESRCH;
 
-		if (read_exit(vm, kind, klen, code))
+		if (worker_read_exit(dirfd, kind, klen, code))
 			return true;
 		/* Nobody left to write it. */
 		if (waited >= ms || monitor_gone)
-			return read_exit(vm, kind, klen, code);
+			return worker_read_exit(dirfd, kind, klen, code);
 		usleep(5000);
 	}
+}
+
+static bool wait_exit_file(struct vm_obj *vm, int ms, char *kind, size_t klen,
+			   int *code)
+{
+	return worker_wait_exit(vm->dirfd, vm->monitor_pid, ms, kind, klen, code);
 }
 
 /* The parent of @pid (its monitor), from /proc. */

@@ -439,8 +439,7 @@ static void switch_start(struct service *s, struct switch_obj *sw)
 		log_warn("switch %s: the worker (pid %d) does not answer: killing it", sw->name,
 			 (int)pid);
 		kill(pid, SIGKILL);
-		for (int i = 0; i < 100 && !worker_read_exit(sw->dirfd, kind, sizeof(kind), &code); i++)
-			usleep(10000);
+		worker_wait_exit(sw->dirfd, 0, EXIT_RECORD_WAIT_MS, kind, sizeof(kind), &code);
 	}
 	if (switch_spawn(s, sw, why, sizeof(why)))
 		switch_fail(s, sw, -EIO, "the switch is not running: %s", why);
@@ -457,8 +456,7 @@ static void switch_describe_exit(struct switch_obj *sw)
 	char kind[16] = "";
 	int code = 0;
 
-	for (int i = 0; i < 100 && !worker_read_exit(sw->dirfd, kind, sizeof(kind), &code); i++)
-		usleep(10000);
+	worker_wait_exit(sw->dirfd, 0, EXIT_RECORD_WAIT_MS, kind, sizeof(kind), &code);
 	if (strcmp(kind, "signal") == 0)
 		snprintf(sw->ended, sizeof(sw->ended), "was killed by signal %d (%s)", code,
 			 strsignal(code));
@@ -520,6 +518,8 @@ static void switch_stop_worker(struct service *s, struct switch_obj *sw)
 {
 	json_t *req = json_pack("{s:s}", "cmd", "stop");
 	pid_t pid = sw->pid;
+	char kind[16];
+	int code;
 
 	switch_unwatch(s, sw);
 	if (pid <= 0) {
@@ -539,9 +539,7 @@ static void switch_stop_worker(struct service *s, struct switch_obj *sw)
 	 * The monitor records worker.exit just after it reaps the worker; a
 	 * directory removed before that would be left with that one file.
 	 */
-	for (int i = 0; i < EXIT_RECORD_WAIT_MS / 5 &&
-			faccessat(sw->dirfd, "worker.exit", F_OK, 0) < 0; i++)
-		usleep(5000);
+	worker_wait_exit(sw->dirfd, 0, EXIT_RECORD_WAIT_MS, kind, sizeof(kind), &code);
 	svc_lock(s);
 	switch_put(sw);
 	json_decref(req);
