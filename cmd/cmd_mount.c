@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -105,16 +107,88 @@ static bool is_fsvisor_mount(const char *path)
 	return found;
 }
 
+enum pid_fate { PID_ALIVE, PID_DYING, PID_GONE };
+
+/*
+ * Is process @pid alive, dying (exiting, PF_EXITING, or with a SIGKILL
+ * on its way), or gone (no longer there, or a zombie, which holds no
+ * files)?
+ */
+static enum pid_fate pid_fate(pid_t pid)
+{
+	char path[64], buf[4096], state;
+	enum pid_fate fate = PID_ALIVE;
+	unsigned long flags;
+	const char *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return PID_GONE;
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	/* ") S ppid pgrp session tty tpgid flags" */
+	if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2 ||
+	    state == 'Z' || state == 'X')
+		return PID_GONE;
+	if (flags & 0x4)	/* PF_EXITING */
+		return PID_DYING;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return PID_GONE;
+	while (fate == PID_ALIVE && fgets(buf, sizeof(buf), f)) {
+		unsigned long long mask;
+
+		if ((sscanf(buf, "ShdPnd: %llx", &mask) == 1 ||
+		     sscanf(buf, "SigPnd: %llx", &mask) == 1) &&
+		    (mask & (1ULL << (SIGKILL - 1))))
+			fate = PID_DYING;
+	}
+	fclose(f);
+	return fate;
+}
+
+/*
+ * A service of @state_dir that has been killed but is not gone yet still
+ * holds its FUSE connection: the kernel ends it only when the last of
+ * the process's threads has exited, and until then the mount looks
+ * alive.  Wait (a few seconds at most) for such a service to be gone.
+ */
+static void wait_for_killed_service(const char *state_dir)
+{
+	char path[PATH_MAX], pid[32];
+	ssize_t n;
+	pid_t old;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/lock", state_dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = pread(fd, pid, sizeof(pid) - 1, 0);
+	pid[n > 0 ? n : 0] = '\0';
+	old = (pid_t)atoi(pid);
+	/* A lock nobody holds: no service at all. */
+	if (old > 0 && flock(fd, LOCK_SH | LOCK_NB) < 0)
+		for (int i = 0; i < 100 && pid_fate(old) == PID_DYING; i++)
+			usleep(50000);
+	close(fd);
+}
+
 /*
  * Make the mount point usable: create it, and clear what a service that
  * died without unmounting left behind ("Transport endpoint is not
  * connected").  A live fsvisor mount there is refused.
  */
-static int prepare_mount_point(const char *path)
+static int prepare_mount_point(const char *path, const char *state_dir)
 {
 	struct statfs sf;
 	struct stat st;
 	int ret;
+
+	wait_for_killed_service(state_dir);
 
 	/* statfs always asks the server: cached attributes cannot hide a dead one. */
 	if ((statfs(path, &sf) < 0 && errno == ENOTCONN) ||
@@ -349,7 +423,7 @@ int cmd_mount(int argc, char **argv)
 		a.state_dir = default_state();
 	if (!a.mount_point || !a.state_dir)
 		return 1;
-	ret = prepare_mount_point(a.mount_point);
+	ret = prepare_mount_point(a.mount_point, a.state_dir);
 	if (ret)
 		return 1;
 	/* Absolute paths: the service compares symlink targets with them. */

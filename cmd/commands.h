@@ -19,6 +19,7 @@ int cmd_vm(int argc, char **argv);
 int cmd_switch(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 /* The mount point when none is given: $FSVISOR_MOUNT, or by user. */
 char *cmd_default_mount(void);
 

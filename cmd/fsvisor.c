@@ -31,6 +31,7 @@ static const struct command commands[] = {
 	{ "disk", "create, inspect, check, convert, benchmark disk images", cmd_disk },
 	{ "mount", "bring up the service: VMs and disks as files under a mount", cmd_mount },
 	{ "ls", "list the VMs (or disks) of a mount", cmd_ls },
+	{ "events", "follow the events of a mount, or of one VM", cmd_events },
 	{ "vm", "run one VM in this process (console on stdio)", cmd_vm },
 	{ "switch", "run one virtual switch in this process, or talk to one", cmd_switch },
 };

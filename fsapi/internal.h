@@ -42,15 +42,8 @@ struct handle {
 	struct svc_file *file;
 	fuse_ino_t ino;
 	struct fuse_pollhandle *ph;	/* armed poll() */
+	bool sync;			/* opened O_SYNC or O_DSYNC */
 	struct handle *next, *prev;	/* all open handles */
-};
-
-/* A read of "events" waiting for one. */
-struct pending {
-	fuse_req_t req;
-	struct handle *h;
-	size_t size;
-	struct pending *next;
 };
 
 struct note {
@@ -66,9 +59,8 @@ struct fsapi {
 	bool mounted;
 	struct inode_table inodes;
 
-	pthread_mutex_t lock;		/* handles, pending reads */
+	pthread_mutex_t lock;		/* handles */
 	struct handle handles;		/* list head */
-	struct pending *pending;
 
 	/* The notifier thread and its queue. */
 	pthread_t notifier;
@@ -94,8 +86,6 @@ void inode_forget(struct inode_table *t, fuse_ino_t ino, uint64_t n);
 int notifier_start(struct fsapi *fs);
 void notifier_stop(struct fsapi *fs);
 void notifier_queue(void *ctx, enum svc_change what, const char *path);
-/* Park a read of "events" until there is something to read. */
-void pending_add(struct fsapi *fs, fuse_req_t req, struct handle *h, size_t size);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fsapi_ops;

@@ -109,13 +109,6 @@ void fsapi_destroy(struct fsapi *fs)
 		service_close_file(h->file);
 		free(h);
 	}
-	/* Reads still parked on "events" die with the session. */
-	while (fs->pending) {
-		struct pending *p = fs->pending;
-
-		fs->pending = p->next;
-		free(p);
-	}
 	inodes_free(&fs->inodes);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs->mount_point);

@@ -4,8 +4,7 @@
  * only queues them), and this thread tells the kernel.  Invalidations
  * are written to /dev/fuse, which may wait for kernel locks that a
  * request in progress holds; doing it here, never inside a request
- * handler, keeps that from deadlocking.  It also wakes armed poll()s and
- * answers "events" reads that were waiting.
+ * handler, keeps that from deadlocking.  It also wakes armed poll()s.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,128 +35,6 @@ void notifier_queue(void *ctx, enum svc_change what, const char *path)
 	fs->qtail = n;
 	pthread_cond_signal(&fs->qcond);
 	pthread_mutex_unlock(&fs->qlock);
-}
-
-/* ---- waiting reads ---------------------------------------------------- */
-
-/* Try a parked read; true (and answered) if it had something. */
-static bool try_pending(struct pending *p)
-{
-	char *buf = malloc(p->size);
-	ssize_t n;
-
-	if (!buf) {
-		fuse_reply_err(p->req, ENOMEM);
-		return true;
-	}
-	n = service_read(p->h->file, 0, buf, p->size);
-	if (n == -EAGAIN) {
-		free(buf);
-		return false;
-	}
-	if (n < 0)
-		fuse_reply_err(p->req, (int)-n);
-	else
-		fuse_reply_buf(p->req, buf, (size_t)n);
-	free(buf);
-	return true;
-}
-
-/* Take @p off the list if it is still there; true if we did. */
-static bool pending_take(struct fsapi *fs, struct pending *p)
-{
-	for (struct pending **pp = &fs->pending; *pp; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			return true;
-		}
-	}
-	return false;
-}
-
-/*
- * Ctrl-C on a blocked `cat events`.  The request may have been answered
- * meanwhile: find it by the request, never trust @data.
- */
-static void pending_interrupted(fuse_req_t req, void *data)
-{
-	struct fsapi *fs = data;
-	struct pending *found = NULL;
-
-	pthread_mutex_lock(&fs->lock);
-	for (struct pending **pp = &fs->pending; *pp; pp = &(*pp)->next) {
-		if ((*pp)->req == req) {
-			found = *pp;
-			*pp = found->next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&fs->lock);
-	if (found) {
-		fuse_reply_err(req, EINTR);
-		free(found);
-	}
-}
-
-void pending_add(struct fsapi *fs, fuse_req_t req, struct handle *h, size_t size)
-{
-	struct pending *p = calloc(1, sizeof(*p));
-	bool done = false;
-
-	if (!p) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	p->req = req;
-	p->h = h;
-	p->size = size;
-	/* Registered before the request can be answered by anyone else. */
-	fuse_req_interrupt_func(req, pending_interrupted, fs);
-	pthread_mutex_lock(&fs->lock);
-	p->next = fs->pending;
-	fs->pending = p;
-	/*
-	 * An event may have come, or Ctrl-C, between the first try and now:
-	 * look again, with the list locked so the notifier cannot race us.
-	 */
-	if (fuse_req_interrupted(req)) {
-		if (pending_take(fs, p)) {
-			fuse_reply_err(req, EINTR);
-			done = true;
-		}
-	} else if (try_pending(p)) {
-		pending_take(fs, p);
-		done = true;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	if (done)
-		free(p);
-}
-
-static void wake_pending(struct fsapi *fs, const char *path)
-{
-	struct pending **pp, *done = NULL;
-
-	pthread_mutex_lock(&fs->lock);
-	pp = &fs->pending;
-	while (*pp) {
-		struct pending *p = *pp;
-
-		if (strcmp(service_file_path(p->h->file), path) == 0 && try_pending(p)) {
-			*pp = p->next;
-			p->next = done;
-			done = p;
-			continue;
-		}
-		pp = &p->next;
-	}
-	pthread_mutex_unlock(&fs->lock);
-	while (done) {
-		struct pending *next = done->next;
-
-		free(done);
-		done = next;
-	}
 }
 
 static void wake_polls(struct fsapi *fs, fuse_ino_t ino)
@@ -197,7 +74,6 @@ static void handle_note(struct fsapi *fs, struct note *n)
 			fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 			wake_polls(fs, ino);
 		}
-		wake_pending(fs, n->path);
 		return;
 	}
 	/*

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fsapi/internal.h"
 #include "util/util.h"
@@ -70,6 +71,27 @@ static char *node_path(fuse_req_t req, fuse_ino_t ino)
 	if (!p)
 		fuse_reply_err(req, ESTALE);
 	return p;
+}
+
+/*
+ * The caller of @req.  Supplementary groups are looked up (a read of
+ * /proc) only for callers other than the mount's owner, the only ones
+ * whose rights the service checks.
+ */
+static void caller_of(fuse_req_t req, struct svc_caller *who, gid_t *groups, int max)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+
+	who->pid = c->pid;
+	who->uid = c->uid;
+	who->gid = c->gid;
+	who->groups = groups;
+	who->ngroups = 0;
+	if (c->uid != geteuid()) {
+		int n = fuse_req_getgroups(req, max, groups);
+
+		who->ngroups = n < 0 ? -1 : n > max ? max : n;
+	}
 }
 
 /* Fill @e for @path (adding one lookup); 0 or a negative errno. */
@@ -158,10 +180,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 	if (!path)
 		return;
-	/* Modes and owners are the service's to decide. */
+	/* Modes and owners are the service's: only a change to what they are succeeds. */
 	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
-		ret = -EPERM;
-	else if (to_set & FUSE_SET_ATTR_SIZE)
+		ret = service_setattr(fs_of(req)->svc, path,
+				      to_set & FUSE_SET_ATTR_MODE ? attr->st_mode : (mode_t)-1,
+				      to_set & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1,
+				      to_set & FUSE_SET_ATTR_GID ? attr->st_gid : (gid_t)-1);
+	if (!ret && (to_set & FUSE_SET_ATTR_SIZE))
 		ret = service_truncate(fs_of(req)->svc, path, (uint64_t)attr->st_size);
 	free(path);
 	if (ret) {
@@ -232,52 +257,62 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char *path = child_path(req, parent, name);
+	struct svc_caller who;
+	gid_t groups[64];
 
 	if (!path)
 		return;
-	fuse_reply_err(req, -service_unlink(fs_of(req)->svc, path));
+	caller_of(req, &who, groups, 64);
+	fuse_reply_err(req, -service_unlink(fs_of(req)->svc, path, &who));
 	free(path);
 }
 
-/* New files, hard links, renames, devices: the tree is the service's. */
+/*
+ * New files, hard links, renames, devices: the tree is the service's.
+ * Each refusal is recorded like any other (in the object's error).
+ */
+static void refuse_at(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      const char *what)
+{
+	char *path = name ? child_path(req, parent, name) : node_path(req, parent);
+
+	if (!path)
+		return;
+	fuse_reply_err(req, -service_refuse(fs_of(req)->svc, path, what));
+	free(path);
+}
+
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      mode_t mode, struct fuse_file_info *fi)
 {
-	(void)parent;
-	(void)name;
 	(void)mode;
 	(void)fi;
-	fuse_reply_err(req, EPERM);
+	refuse_at(req, parent, name, "creating a file");
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev)
 {
-	(void)parent;
-	(void)name;
 	(void)mode;
 	(void)rdev;
-	fuse_reply_err(req, EPERM);
+	refuse_at(req, parent, name, "mknod");
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		    const char *newname)
 {
-	(void)ino;
 	(void)newparent;
 	(void)newname;
-	fuse_reply_err(req, EPERM);
+	refuse_at(req, ino, NULL, "ln (hard link)");
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-	(void)parent;
-	(void)name;
 	(void)newparent;
 	(void)newname;
 	(void)flags;
-	fuse_reply_err(req, EPERM);
+	refuse_at(req, parent, name, "rename");
 }
 
 /* ---- files ------------------------------------------------------------ */
@@ -297,7 +332,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	ret = service_open_file(fs->svc, path, fi->flags, &h->file);
+	{
+		struct svc_caller who;
+		gid_t groups[64];
+
+		caller_of(req, &who, groups, 64);
+		ret = service_open_file(fs->svc, path, fi->flags, &who, &h->file);
+	}
 	free(path);
 	if (ret) {
 		free(h);
@@ -305,6 +346,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	h->ino = ino;
+	h->sync = (fi->flags & (O_SYNC | O_DSYNC)) != 0;
 	pthread_mutex_lock(&fs->lock);
 	h->next = fs->handles.next;
 	h->prev = &fs->handles;
@@ -344,11 +386,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	n = service_read(h->file, (uint64_t)off, buf, size);
-	if (n == -EAGAIN && !(fi->flags & O_NONBLOCK)) {
-		free(buf);
-		pending_add(fs_of(req), req, h, size);
-		return;
-	}
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -364,10 +401,25 @@ static bool req_interrupted(void *ctx)
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		     off_t off, struct fuse_file_info *fi)
 {
-	ssize_t n = service_write(handle_of(fi)->file, (uint64_t)off, buf, size,
-				  fuse_req_ctx(req)->uid, req_interrupted, req);
+	struct handle *h = handle_of(fi);
+	struct svc_caller who;
+	gid_t groups[64];
+	ssize_t n;
 
 	(void)ino;
+	caller_of(req, &who, groups, 64);
+	n = service_write(h->file, (uint64_t)off, buf, size, &who, req_interrupted, req);
+	/*
+	 * O_SYNC/O_DSYNC (from open(), or RWF_DSYNC on this one write, which
+	 * the kernel passes in the write's flags): the write is answered
+	 * once it is durable, as on any file system.
+	 */
+	if (n > 0 && (h->sync || (fi->flags & (O_SYNC | O_DSYNC)))) {
+		int ret = service_flush_file(h->file);
+
+		if (ret)
+			n = ret;
+	}
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else
@@ -387,6 +439,16 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)ino;
 	(void)datasync;
 	fuse_reply_err(req, -service_flush_file(handle_of(fi)->file));
+}
+
+/* Directories hold nothing to flush; answered so that the kernel keeps asking. */
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -623,6 +685,7 @@ const struct fuse_lowlevel_ops fsapi_ops = {
 	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.readdirplus = op_readdirplus,

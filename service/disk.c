@@ -82,6 +82,27 @@ static const char *busy_reason(struct service *s, struct disk_obj *d, char *buf,
 	return buf;
 }
 
+/*
+ * Someone other than the mount's owner working on an adopted file: the
+ * service reads (and writes) it with its own rights, so it must be a
+ * file the caller could open so.
+ */
+static int refuse_for_caller(struct service *s, struct disk_obj *d, void *ctx,
+			     const char *file, int acc)
+{
+	int ret;
+
+	if (!d->file || !d->adopted)
+		return 0;
+	ret = svc_caller_may_open(s, svc_caller_of(ctx), d->file, acc);
+	if (!ret)
+		return 0;
+	return disk_fail(s, d, -EACCES,
+			 "%s: %s is a host file that you could not open %s yourself (%s)", file,
+			 d->file, acc == O_RDONLY ? "for reading" : "for reading and writing",
+			 strerror(-ret));
+}
+
 /* ---- persistence ------------------------------------------------------ */
 
 int disk_save(struct disk_obj *d)
@@ -291,6 +312,11 @@ static int create_file(struct disk_obj *d, uint64_t size, char **out, char *why,
 		struct vhdx_create_opts o = { .size = size, .type = d->type };
 
 		ret = vhdx_create(tmp, &o, why, whylen);
+		/* Like everything under the state directory: the service's alone. */
+		if (!ret && chmod(tmp, 0600) < 0) {
+			ret = -errno;
+			snprintf(why, whylen, "chmod: %s", strerror(errno));
+		}
 	} else {
 		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0) {
@@ -381,7 +407,6 @@ static int store_size(struct service *s, void *obj, const char *value,
 	int ret;
 
 	(void)intr;
-	(void)ctx;
 	if (busy_reason(s, d, why, sizeof(why)))
 		return disk_fail(s, d, -EBUSY, "size: %s", why);
 	ret = size_parse(value, &size);
@@ -397,6 +422,9 @@ static int store_size(struct service *s, void *obj, const char *value,
 	if (d->file) {
 		if (size == d->size)
 			return 0;
+		ret = refuse_for_caller(s, d, ctx, "size", O_RDWR);
+		if (ret)
+			return ret;
 		if (size < d->size)
 			return disk_fail(s, d, -EINVAL,
 					 "size: %s is smaller than the disk (%s); shrinking would lose data and is not supported",
@@ -587,6 +615,16 @@ static int store_file(struct service *s, void *obj, const char *value,
 	if (ret)
 		return disk_fail(s, d, -EINVAL, "file: %s", why);
 	info = vdisk_info(vd);
+	/*
+	 * Anything opens as raw; a file that is not whole sectors is no disk
+	 * image (and /etc/shadow would otherwise be a 676-byte disk).
+	 */
+	if (info->format == VDISK_FORMAT_RAW && S_ISREG(st.st_mode) && st.st_size % 512) {
+		vdisk_close(vd);
+		return disk_fail(s, d, -EINVAL,
+				 "file: %s is %lld bytes, not a whole number of 512-byte sectors, so it is not a raw disk image",
+				 value, (long long)st.st_size);
+	}
 	if (info->type == VDISK_TYPE_DIFFERENCING) {
 		vdisk_close(vd);
 		return disk_fail(s, d, -EINVAL,
@@ -690,11 +728,13 @@ static int store_ctl(struct service *s, void *obj, const char *value,
 		     svc_interrupted_fn intr, void *ctx)
 {
 	struct disk_obj *d = obj;
+	int ret;
 
 	(void)intr;
-	(void)ctx;
-	if (strcmp(value, "check") == 0)
-		return disk_check(s, d);
+	if (strcmp(value, "check") == 0) {
+		ret = refuse_for_caller(s, d, ctx, "check", O_RDONLY);
+		return ret ? ret : disk_check(s, d);
+	}
 	if (strcmp(value, "compact") == 0 || strcmp(value, "merge") == 0)
 		return disk_fail(s, d, -EINVAL, "ctl: '%s' is not available yet", value);
 	return disk_fail(s, d, -EINVAL, "ctl: unknown command '%s'; disks take: check", value);

@@ -16,7 +16,8 @@
 #include "vhdx/vhdx.h"
 
 #define SLOTS		16		/* disk slots per VM */
-#define VALUE_MAX	4096		/* longest value a write may carry */
+#define VALUE_MAX	4095		/* longest value a write may carry ... */
+#define VALUE_MAX_TEXT	"4095"		/* ... as messages quote it */
 #define ERROR_MAX	1024
 #define EVENT_RING	1024		/* events kept for readers */
 #define NICS_MAX	8		/* NICs per VM */
@@ -73,6 +74,11 @@ struct vm_obj {
 	int watch_fd;			/* subscribed to the worker's events */
 	char ended[512];		/* how the last run ended */
 	struct timespec mtime;
+	uint64_t event_bytes;		/* the size of its "events" */
+	struct timespec events_time;	/* ... and when it last grew */
+	/* A process refused removing the VM's files (rm -r): see service_unlink. */
+	pid_t removing_pid;
+	struct timespec removing_since;	/* CLOCK_MONOTONIC */
 	pthread_cond_t changed;		/* state changes, busy cleared */
 };
 
@@ -168,7 +174,11 @@ struct switch_obj {
 
 struct event {
 	uint64_t seq;
-	char *line;			/* "vm web1 state running" */
+	char *line;			/* "vm web1 state running\n" */
+	size_t len;
+	uint64_t off;			/* where it starts in the stream of all events */
+	uint64_t vm_off;		/* ... and in its VM's (for_vm) */
+	bool for_vm;
 	char kind[8];			/* "vm", "disk" */
 	char name[NAME_MAX_LEN + 1];
 };
@@ -196,6 +206,8 @@ struct service {
 
 	struct event events[EVENT_RING];
 	uint64_t event_seq;		/* of the next event */
+	uint64_t events_bytes;		/* the size of "events" */
+	struct timespec events_time;	/* ... and when it last grew */
 
 	/* The supervisor: watches running workers. */
 	pthread_t supervisor;
@@ -211,7 +223,7 @@ enum attr_flags {
 	A_READ = 1 << 0,
 	A_WRITE = 1 << 1,
 	A_VOLATILE = 1 << 2,		/* changes without notification */
-	A_EVENTS = 1 << 3,		/* blocking stream of event lines */
+	A_EVENTS = 1 << 3,		/* the event log */
 	A_CONSOLE = 1 << 4,		/* the console ring */
 	A_DATA = 1 << 5,		/* a disk's contents */
 	A_CTL = 1 << 6,			/* commands, not a value */
@@ -224,7 +236,7 @@ enum attr_flags {
 struct svc_call {
 	svc_interrupted_fn intr;
 	void *ctx;
-	uid_t uid;
+	const struct svc_caller *who;
 };
 
 /*
@@ -233,6 +245,15 @@ struct svc_call {
  * anyone else could otherwise read any file through a VM.
  */
 bool svc_caller_is_owner(struct service *s, void *ctx);
+/* The caller behind a store's @ctx. */
+const struct svc_caller *svc_caller_of(void *ctx);
+/*
+ * Could @who open host file @path with access mode @acc (O_RDONLY,
+ * O_WRONLY, O_RDWR) themselves?  0 when yes (or @who is the mount's
+ * owner), else a negative errno (-EACCES) (access.c).
+ */
+int svc_caller_may_open(struct service *s, const struct svc_caller *who,
+			const char *path, int acc);
 
 /*
  * A file of an object: @path is relative to the object ("cpus",
@@ -340,13 +361,15 @@ struct vm_obj *disk_user(struct service *s, const char *name, int *slot);
 /* Record an event ("<kind> <name> <text>") and wake its readers. */
 void svc_event(struct service *s, const char *kind, const char *name,
 	       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The size of the event log of VM @vm (of every event when NULL). */
+uint64_t svc_events_size(struct service *s, const char *vm);
 /*
- * Copy event lines after *cursor (for @vm only, or all when NULL) into
- * @buf; advances *cursor.  Returns the count, -EAGAIN when none.
+ * Copy the log from position *pos into @buf.  A position before the
+ * oldest line kept moves forward to it (*pos says where the bytes
+ * start).  Returns the count: 0 at the end.
  */
-ssize_t svc_events_read(struct service *s, uint64_t *cursor, const char *vm,
+ssize_t svc_events_read(struct service *s, const char *vm, uint64_t *pos,
 			char *buf, size_t len);
-bool svc_events_pending(struct service *s, uint64_t cursor, const char *vm);
 void svc_events_free(struct service *s);
 
 /* ---- VMs (vm.c) ----------------------------------------------------- */

@@ -64,9 +64,14 @@ int svc_fail(struct service *s, const char *kind, const char *name,
 	return err;
 }
 
+const struct svc_caller *svc_caller_of(void *ctx)
+{
+	return ((struct svc_call *)ctx)->who;
+}
+
 bool svc_caller_is_owner(struct service *s, void *ctx)
 {
-	return ((struct svc_call *)ctx)->uid == s->uid;
+	return ((struct svc_call *)ctx)->who->uid == s->uid;
 }
 
 void svc_touch(struct timespec *t)
@@ -614,15 +619,19 @@ static int attr_value(struct service *s, const struct attr *a, void *obj,
 	return ret;
 }
 
-static uint64_t console_size(struct vm_obj *vm)
+/* The console's size (bytes ever printed) and when it was last written. */
+static uint64_t console_size(struct vm_obj *vm, struct timespec *mtime)
 {
 	uint64_t head = 0, oldest;
+	struct stat st;
 	char *path;
 
 	if (asprintf(&path, "%s/console", vm->dir) < 0)
 		return 0;
 	if (ringfile_extent(path, &head, &oldest))
 		head = 0;
+	if (stat(path, &st) == 0)
+		*mtime = st.st_mtim;
 	free(path);
 	return head;
 }
@@ -700,8 +709,17 @@ static void node_stat(struct service *s, struct node *n, struct svc_stat *st)
 		st->nlink = 1;
 		st->mode = file_mode(s, a->flags);
 		st->volatile_attrs = (a->flags & (A_VOLATILE | A_CONSOLE | A_EVENTS)) != 0;
+		/*
+		 * Volatile values change without a notification, but their times
+		 * are kept steady (the object's, or when a log last grew), so
+		 * that tar, rsync and make see a file change only when it did.
+		 */
 		if (a->flags & A_CONSOLE) {
-			st->size = console_size(n->vm);
+			st->size = console_size(n->vm, &st->mtime);
+		} else if (a->flags & A_EVENTS) {
+			st->size = svc_events_size(s, n->vm ? n->vm->name : NULL);
+			if (st->size)
+				st->mtime = n->vm ? n->vm->events_time : s->events_time;
 		} else if (a->flags & A_DATA) {
 			st->size = n->disk->file ? n->disk->size : 0;
 		} else if ((a->flags & A_READ) && !(a->flags & (A_EVENTS | A_CTL))) {
@@ -713,8 +731,6 @@ static void node_stat(struct service *s, struct node *n, struct svc_stat *st)
 				free(text);
 			}
 		}
-		if (st->volatile_attrs)
-			svc_touch(&st->mtime);
 		return;
 	}
 	}
@@ -1068,7 +1084,65 @@ out:
 	return ret;
 }
 
-int service_unlink(struct service *s, const char *path)
+/*
+ * A refused request on node @n ("rm", "chmod": @why), recorded in its
+ * object's error as "FILE: OP: WHY" and in the log.
+ */
+static int refuse(struct service *s, struct node *n, int err, const char *op,
+		  const char *why)
+{
+	bool port = n->type == N_PORT || n->type == N_PORTFILE;
+	char where[2 * NAME_MAX_LEN + 160] = "";
+	size_t len;
+
+	if (port)
+		snprintf(where, sizeof(where), "ports/%s%s", n->port.name, n->attr ? "/" : ": ");
+	len = strlen(where);
+	if (n->attr)
+		snprintf(where + len, sizeof(where) - len, "%s: ", n->attr->path);
+	len = strlen(where);
+	if (op)
+		snprintf(where + len, sizeof(where) - len, "%s: ", op);
+	if (n->nic && !port)
+		return nic_fail(s, n->nic, err, "%s%s", where, why);
+	if (n->vm && !port)
+		return vm_fail(s, n->vm, err, "%s%s", where, why);
+	if (n->disk)
+		return disk_fail(s, n->disk, err, "%s%s", where, why);
+	if (n->sw)
+		return switch_fail(s, n->sw, err, "%s%s", where, why);
+	log_warn("%s%s", where, why);
+	return err;
+}
+
+/*
+ * `rm -r vms/NAME` changes nothing (docs/filesystem.md): it is refused
+ * every file of the VM, and rm then leaves the directories above alone.
+ * But it would still remove the disk links in disks/ on its way, which
+ * detaches the disks from a VM that stays.  So a process that was just
+ * refused a VM's file is also refused that VM's disk links for a while.
+ */
+#define REMOVAL_WINDOW_S 30
+
+static void note_removal(struct vm_obj *vm, const struct svc_caller *who)
+{
+	if (!vm || !who)
+		return;
+	vm->removing_pid = who->pid;
+	clock_gettime(CLOCK_MONOTONIC, &vm->removing_since);
+}
+
+static bool removing(const struct vm_obj *vm, const struct svc_caller *who)
+{
+	struct timespec now;
+
+	if (!who || !vm->removing_pid || vm->removing_pid != who->pid)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec - vm->removing_since.tv_sec < REMOVAL_WINDOW_S;
+}
+
+int service_unlink(struct service *s, const char *path, const struct svc_caller *who)
 {
 	struct node n;
 	int ret;
@@ -1077,13 +1151,72 @@ int service_unlink(struct service *s, const char *path)
 	ret = resolve(s, path, &n);
 	if (ret)
 		goto out;
-	if (n.type == N_SLOT)
+	if (n.type == N_SLOT && removing(n.vm, who)) {
+		ret = vm_fail(s, n.vm, -EPERM,
+			      "disks/%d: not detached: the same process was just refused removing this VM's files (rm -r?), and the VM stays; rmdir vms/%s deletes a VM, rm vms/%s/disks/%d alone detaches a disk",
+			      n.slot, n.vm->name, n.vm->name, n.slot);
+	} else if (n.type == N_SLOT) {
 		ret = vm_detach(s, n.vm, (unsigned int)n.slot);
-	else
-		ret = n.attr ? -EPERM : -EISDIR;
+	} else if (n.attr) {
+		note_removal(n.vm ? n.vm : n.port.vm, who);
+		ret = refuse(s, &n, -EPERM, "rm",
+			     "the files of an object cannot be removed (rmdir removes the object)");
+	} else {
+		ret = -EISDIR;
+	}
 	if (!ret)
 		svc_notify(s, SVC_REMOVED, "%s", path);
 out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_setattr(struct service *s, const char *path, mode_t mode, uid_t uid,
+		    gid_t gid)
+{
+	struct svc_stat st;
+	struct node n;
+	char why[256];
+	int ret;
+
+	svc_lock(s);
+	ret = resolve(s, path, &n);
+	if (ret)
+		goto out;
+	node_hold(&n);
+	node_stat(s, &n, &st);
+	if (mode != (mode_t)-1 && (mode & 07777) != (st.mode & 07777)) {
+		snprintf(why, sizeof(why),
+			 "modes are the service's (this is %04o; the tree's modes follow who may do what, see docs/filesystem.md)",
+			 (unsigned int)st.mode & 07777);
+		ret = refuse(s, &n, -EPERM, "chmod", why);
+	} else if ((uid != (uid_t)-1 && uid != st.uid) || (gid != (gid_t)-1 && gid != st.gid)) {
+		snprintf(why, sizeof(why),
+			 "owners are the service's (this belongs to %u:%u, the mount's owner and group)",
+			 (unsigned int)st.uid, (unsigned int)st.gid);
+		ret = refuse(s, &n, -EPERM, "chown", why);
+	}
+	node_release(&n);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_refuse(struct service *s, const char *path, const char *what)
+{
+	char parent[256];
+	const char *name;
+	struct node n;
+	int ret = -EPERM;
+
+	svc_lock(s);
+	/* The object of the path, or of its directory for what is not there yet. */
+	if (resolve(s, path, &n) != 0 &&
+	    (split_last(path, parent, sizeof(parent), &name) || resolve(s, parent, &n) != 0))
+		memset(&n, 0, sizeof(n));
+	node_hold(&n);
+	ret = refuse(s, &n, -EPERM, what, "the tree's names are the service's to make");
+	node_release(&n);
 	svc_unlock(s);
 	return ret;
 }
@@ -1141,10 +1274,9 @@ struct svc_file {
 	char *snap;			/* value as last read */
 	size_t snap_len;
 	bool snapped;
-	uint64_t cursor;		/* events */
-	char vm_filter[NAME_MAX_LEN + 1];
-	uint64_t con_next;		/* console: file offset expected next */
-	uint64_t con_delta;		/* ... and its distance to the stream */
+	char vm_filter[NAME_MAX_LEN + 1];	/* events: this VM's only */
+	uint64_t log_next;		/* logs: file offset expected next */
+	uint64_t log_delta;		/* ... and its distance to the log's position */
 	struct disk_obj *disk;		/* data */
 };
 
@@ -1154,7 +1286,7 @@ const char *service_file_path(const struct svc_file *f)
 }
 
 int service_open_file(struct service *s, const char *path, int flags,
-		      struct svc_file **out)
+		      const struct svc_caller *who, struct svc_file **out)
 {
 	int acc = flags & O_ACCMODE;
 	struct svc_file *f;
@@ -1174,6 +1306,17 @@ int service_open_file(struct service *s, const char *path, int flags,
 		ret = -EACCES;
 		goto out;
 	}
+	if ((n.attr->flags & A_DATA) && n.disk->file && n.disk->adopted) {
+		ret = svc_caller_may_open(s, who, n.disk->file, acc);
+		if (ret) {
+			ret = disk_fail(s, n.disk, -EACCES,
+					"data: %s is a host file that you could not open %s yourself, so it is not served to you (%s)",
+					n.disk->file, acc == O_RDONLY ? "for reading" :
+					acc == O_WRONLY ? "for writing" : "for reading and writing",
+					strerror(-ret));
+			goto out;
+		}
+	}
 	f = calloc(1, sizeof(*f));
 	if (!f) {
 		ret = -ENOMEM;
@@ -1183,12 +1326,8 @@ int service_open_file(struct service *s, const char *path, int flags,
 	f->path = svc_strdup(path);
 	f->flags = n.attr->flags;
 	f->can_write = acc != O_RDONLY;
-	if (f->flags & A_EVENTS) {
-		/* A reader sees what happens from now on. */
-		f->cursor = s->event_seq;
-		if (n.vm)
-			snprintf(f->vm_filter, sizeof(f->vm_filter), "%s", n.vm->name);
-	}
+	if ((f->flags & A_EVENTS) && n.vm)
+		snprintf(f->vm_filter, sizeof(f->vm_filter), "%s", n.vm->name);
 	if (f->flags & A_DATA) {
 		ret = disk_data_open(s, n.disk, f->can_write);
 		if (ret) {
@@ -1239,34 +1378,55 @@ static ssize_t copy_out(const char *text, size_t len, uint64_t off, void *buf,
 	return (ssize_t)size;
 }
 
-static ssize_t read_console(struct svc_file *f, struct vm_obj *vm, uint64_t off,
+/* Bytes of a log from *pos (moved forward past what is no longer kept). */
+typedef ssize_t (*log_fetch_fn)(struct svc_file *f, struct node *n, uint64_t *pos,
+				void *buf, size_t len);
+
+static ssize_t fetch_console(struct svc_file *f, struct node *n, uint64_t *pos,
+			     void *buf, size_t len)
+{
+	char *path;
+	ssize_t ret;
+
+	(void)f;
+	if (asprintf(&path, "%s/console", n->vm->dir) < 0)
+		return -ENOMEM;
+	ret = ringfile_read(path, pos, buf, len);
+	free(path);
+	if (ret > 0)
+		*pos -= (uint64_t)ret;	/* ringfile_read leaves it after the bytes */
+	return ret == -ENOENT ? 0 : ret;	/* never started: nothing printed yet */
+}
+
+static ssize_t fetch_events(struct svc_file *f, struct node *n, uint64_t *pos,
 			    void *buf, size_t len)
 {
-	uint64_t abs, start;
-	char *path;
-	ssize_t n;
+	(void)n;
+	return svc_events_read(f->s, f->vm_filter[0] ? f->vm_filter : NULL, pos, buf, len);
+}
 
-	/*
-	 * Offsets are positions in everything the VM ever printed; only the
-	 * newest part is kept.  A reader that starts before it reads on
-	 * from the oldest byte kept, and its later offsets follow on.
-	 */
-	if (off != f->con_next)
-		f->con_delta = 0;
-	abs = off + f->con_delta;
-	start = abs;
-	if (asprintf(&path, "%s/console", vm->dir) < 0)
-		return -ENOMEM;
-	n = ringfile_read(path, &abs, buf, len);
-	free(path);
-	if (n == -ENOENT)
-		return 0;	/* never started: nothing printed yet */
-	if (n < 0)
-		return n;
-	start = abs - (uint64_t)n;
-	f->con_delta = start - off;
-	f->con_next = off + (uint64_t)n;
-	return n;
+/*
+ * Logs (console, events) are read at positions in everything they ever
+ * held, of which only the newest part is kept.  A reader that starts
+ * before it reads on from the oldest byte kept, and its later offsets
+ * follow on from there.
+ */
+static ssize_t read_log(struct svc_file *f, struct node *n, uint64_t off, void *buf,
+			size_t len, log_fetch_fn fetch)
+{
+	uint64_t pos;
+	ssize_t ret;
+
+	if (off != f->log_next)
+		f->log_delta = 0;
+	pos = off + f->log_delta;
+	ret = fetch(f, n, &pos, buf, len);
+	if (ret < 0)
+		return ret;
+	if (ret > 0)
+		f->log_delta = pos - off;
+	f->log_next = off + (uint64_t)ret;
+	return ret;
 }
 
 ssize_t service_read(struct svc_file *f, uint64_t off, void *buf, size_t len)
@@ -1287,10 +1447,9 @@ ssize_t service_read(struct svc_file *f, uint64_t off, void *buf, size_t len)
 	if (f->flags & A_CTL) {
 		ret = 0;
 	} else if (f->flags & A_EVENTS) {
-		ret = svc_events_read(s, &f->cursor, f->vm_filter[0] ? f->vm_filter : NULL,
-				      buf, len);
+		ret = read_log(f, &n, off, buf, len, fetch_events);
 	} else if (f->flags & A_CONSOLE) {
-		ret = read_console(f, n.vm, off, buf, len);
+		ret = read_log(f, &n, off, buf, len, fetch_console);
 	} else {
 		if (off == 0 || !f->snapped) {
 			char *text;
@@ -1313,21 +1472,61 @@ out:
 	return ret;
 }
 
+/*
+ * Strict UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF):
+ * definitions are JSON text, which holds nothing else.
+ */
+static bool utf8_valid(const unsigned char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 1, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			n = 2, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		if (len - i <= n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((p[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i + k] & 0x3F);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 /* One written value: trimmed, checked for what no file accepts. */
 static int clean_value(const char *buf, size_t len, char *out, const char **why)
 {
 	size_t start = 0, end = len;
 
-	if (len > VALUE_MAX) {
-		*why = "the value is too long (at most 4096 bytes)";
-		return -EINVAL;
-	}
 	while (start < end && (buf[start] == ' ' || buf[start] == '\t' ||
 			       buf[start] == '\n' || buf[start] == '\r'))
 		start++;
 	while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\t' ||
 			       buf[end - 1] == '\n' || buf[end - 1] == '\r'))
 		end--;
+	if (end - start > VALUE_MAX) {
+		*why = "the value is too long (at most " VALUE_MAX_TEXT " bytes)";
+		return -EINVAL;
+	}
 	for (size_t i = start; i < end; i++) {
 		unsigned char c = (unsigned char)buf[i];
 
@@ -1336,6 +1535,10 @@ static int clean_value(const char *buf, size_t len, char *out, const char **why)
 					 : "the value contains control characters";
 			return -EINVAL;
 		}
+	}
+	if (!utf8_valid((const unsigned char *)buf + start, end - start)) {
+		*why = "the value is not valid UTF-8 text (definitions are kept as JSON, which holds only UTF-8; for a host path, use a link with a UTF-8 name)";
+		return -EINVAL;
 	}
 	memcpy(out, buf + start, end - start);
 	out[end - start] = '\0';
@@ -1350,9 +1553,10 @@ static bool call_interrupted(void *ctx)
 }
 
 ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
-		      size_t len, uid_t uid, svc_interrupted_fn intr, void *ctx)
+		      size_t len, const struct svc_caller *who,
+		      svc_interrupted_fn intr, void *ctx)
 {
-	struct svc_call call = { .intr = intr, .ctx = ctx, .uid = uid };
+	struct svc_call call = { .intr = intr, .ctx = ctx, .who = who };
 	struct service *s = f->s;
 	char value[VALUE_MAX + 1];
 	const char *why = NULL;
@@ -1371,16 +1575,24 @@ ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
 		ret = vm_console_input(s, n.vm, buf, len);
 		goto release;
 	}
+	/*
+	 * A value is one write at offset 0.  Anything else is a value in
+	 * pieces (`dd bs=1`, two writes of one line) or `>>`, and taking a
+	 * piece for the whole would store half a value.  A command is one
+	 * write at any offset, so a descriptor kept open can send several.
+	 */
+	if (off != 0 && !(f->flags & A_CTL)) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg),
+			 "a value is written whole, in one write() at offset 0 (this one came at offset %llu: a value in pieces, or '>>' where '>' is meant)",
+			 (unsigned long long)off);
+		ret = refuse(s, &n, -EINVAL, NULL, msg);
+		goto release;
+	}
 	ret = clean_value(buf, len, value, &why);
 	if (ret) {
-		if (n.nic)
-			nic_fail(s, n.nic, (int)ret, "%s: %s", n.attr->path, why);
-		else if (n.vm)
-			vm_fail(s, n.vm, (int)ret, "%s: %s", n.attr->path, why);
-		else if (n.disk)
-			disk_fail(s, n.disk, (int)ret, "%s: %s", n.attr->path, why);
-		else if (n.sw)
-			switch_fail(s, n.sw, (int)ret, "%s: %s", n.attr->path, why);
+		refuse(s, &n, (int)ret, NULL, why);
 		goto release;
 	}
 	/* One change at a time to a NIC: its writes drop the lock to talk to workers. */
@@ -1418,7 +1630,8 @@ unsigned int service_poll(struct svc_file *f)
 	}
 	node_hold(&n);
 	if (f->flags & A_EVENTS) {
-		if (svc_events_pending(s, f->cursor, f->vm_filter[0] ? f->vm_filter : NULL))
+		/* More than this handle has read (or skipped to). */
+		if (svc_events_size(s, f->vm_filter[0] ? f->vm_filter : NULL) > f->log_next)
 			revents = POLLIN;
 	} else if (f->flags & A_CTL) {
 		revents = POLLOUT;

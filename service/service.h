@@ -61,6 +61,19 @@ void service_set_notify(struct service *s, svc_notify_fn fn, void *ctx);
 
 /* ---- the tree ----------------------------------------------------------- */
 
+/*
+ * Who asks: the credentials FUSE reports for a request.  Requests that
+ * read or write host files on the caller's behalf check them the way
+ * the kernel would check the caller opening the file itself.
+ */
+struct svc_caller {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups;	/* supplementary groups */
+	int ngroups;		/* -1: not known (then only uid/gid count) */
+};
+
 enum svc_kind {
 	SVC_DIR,
 	SVC_FILE,
@@ -96,9 +109,23 @@ int service_mkdir(struct service *s, const char *path);
 int service_rmdir(struct service *s, const char *path);
 /* Attach a disk to a VM slot: service_symlink(s, "../../../disks/d1", "vms/web1/disks/0"). */
 int service_symlink(struct service *s, const char *target, const char *path);
-int service_unlink(struct service *s, const char *path);
+int service_unlink(struct service *s, const char *path,
+		   const struct svc_caller *who);
 /* Truncation: to 0 is accepted (and ignored) so that `>` works. */
 int service_truncate(struct service *s, const char *path, uint64_t size);
+/*
+ * chmod/chown: the service decides modes and owners, so only a change to
+ * what they already are succeeds (what `cp -p` and `install` do); @mode
+ * or @uid/@gid of -1 are left out of the comparison.
+ */
+int service_setattr(struct service *s, const char *path, mode_t mode,
+		    uid_t uid, gid_t gid);
+/*
+ * A request the tree never allows (rename, link, creating a file):
+ * recorded in the error file of the object @path belongs to, and in the
+ * log.  Returns -EPERM.
+ */
+int service_refuse(struct service *s, const char *path, const char *what);
 /* Statistics for statfs(): of the state directory's file system. */
 int service_statfs(struct service *s, uint64_t *blocks, uint64_t *bfree,
 		   uint64_t *bavail, uint32_t *bsize, uint64_t *files);
@@ -107,9 +134,13 @@ int service_statfs(struct service *s, uint64_t *blocks, uint64_t *bfree,
 
 struct svc_file;
 
-/* @flags: O_RDONLY, O_WRONLY or O_RDWR (others are ignored). */
+/*
+ * @flags: O_RDONLY, O_WRONLY or O_RDWR (others are ignored).  A disk's
+ * "data" of an adopted file opens only for a caller (other than the
+ * mount's owner) who could open that file with the same access mode.
+ */
 int service_open_file(struct service *s, const char *path, int flags,
-		      struct svc_file **out);
+		      const struct svc_caller *who, struct svc_file **out);
 void service_close_file(struct svc_file *f);
 /* fsync(): a disk's data is flushed to its file. */
 int service_flush_file(struct svc_file *f);
@@ -119,9 +150,8 @@ const char *service_file_path(const struct svc_file *f);
 /*
  * Read at @off.  Values are read from a snapshot taken by a read at
  * offset 0 (or the first read), so a file read in pieces is consistent.
- * Returns the count (0 at the end) or a negative errno; -EAGAIN from an
- * "events" file means "nothing yet": wait for an SVC_CHANGED of its path
- * and read again.
+ * Logs ("console", "events") are read at positions in everything they
+ * ever held.  Returns the count (0 at the end) or a negative errno.
  */
 ssize_t service_read(struct svc_file *f, uint64_t off, void *buf, size_t len);
 
@@ -132,17 +162,19 @@ ssize_t service_read(struct svc_file *f, uint64_t off, void *buf, size_t len);
 typedef bool (*svc_interrupted_fn)(void *ctx);
 
 /*
- * Write one value or command (whatever the offset) for the user @uid.
- * Control writes return when the operation is done, or failed.
+ * Write one value (at offset 0: a value is never written in pieces) or
+ * one command (at any offset) for @who.  Control writes return when the
+ * operation is done, or failed.
  */
 ssize_t service_write(struct svc_file *f, uint64_t off, const void *buf,
-		      size_t len, uid_t uid, svc_interrupted_fn interrupted,
-		      void *ctx);
+		      size_t len, const struct svc_caller *who,
+		      svc_interrupted_fn interrupted, void *ctx);
 
 /*
  * poll(): POLLIN | POLLPRI when the value differs from what this handle
- * last read (a handle that read nothing yet is ready); "events" files
- * when an event is waiting.  0 otherwise: wait for an SVC_CHANGED.
+ * last read (a handle that read nothing yet is ready); logs ("events")
+ * when they hold more than this handle has read.  0 otherwise: wait for
+ * an SVC_CHANGED.
  */
 unsigned int service_poll(struct svc_file *f);
 

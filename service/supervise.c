@@ -800,8 +800,9 @@ static int vm_shutdown(struct service *s, struct vm_obj *vm, svc_interrupted_fn 
 	bool interrupted = false;
 	int ret;
 
-	if (vm->state == VMS_OFF)
-		return 0;
+	/* Like stop: already off, or acknowledging a crash, is done at once. */
+	if (vm->state == VMS_OFF || vm->state == VMS_CRASHED)
+		return vm_end(s, vm, false);
 	if (vm->state != VMS_RUNNING)
 		return vm_fail(s, vm, -EBUSY, "shutdown: the VM is %s%s",
 			       vm_state_name(vm->state),

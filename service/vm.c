@@ -19,7 +19,6 @@
 #define DEFAULT_MEMORY	(256ULL << 20)
 #define MIN_MEMORY	(16ULL << 20)
 #define DEFAULT_CMDLINE	"console=ttyS0"
-#define CMDLINE_MAX	4095
 
 static const char *const state_names[] = {
 	[VMS_OFF] = "off",
@@ -472,9 +471,49 @@ static int refuse_if_active(struct service *s, struct vm_obj *vm, const char *fi
 	return 0;
 }
 
+/*
+ * A start by someone other than the mount's owner: the worker reads the
+ * kernel and initrd and reads and writes adopted disk files with the
+ * service's rights, so each must be one the caller could open so.
+ */
+static int check_host_files(struct service *s, struct vm_obj *vm, void *ctx)
+{
+	const struct svc_caller *who = svc_caller_of(ctx);
+	const char *boot[] = { vm->kernel, vm->initrd };
+	int ret;
+
+	for (int i = 0; i < 2; i++) {
+		if (!boot[i][0])
+			continue;
+		ret = svc_caller_may_open(s, who, boot[i], O_RDONLY);
+		if (ret)
+			return vm_fail(s, vm, -EACCES,
+				       "start: %s (boot/%s) is a host file you could not read yourself (%s)",
+				       boot[i], i ? "initrd" : "kernel", strerror(-ret));
+	}
+	for (int k = 0; k < SLOTS; k++) {
+		struct disk_obj *d = vm->slot[k] ? disk_find(s, vm->slot[k]) : NULL;
+
+		if (!d || !d->file || !d->adopted)
+			continue;
+		ret = svc_caller_may_open(s, who, d->file, O_RDWR);
+		if (ret)
+			return vm_fail(s, vm, -EACCES,
+				       "start: disk %s (disks/%d) is the host file %s, which you could not open for reading and writing yourself (%s)",
+				       d->name, k, d->file, strerror(-ret));
+	}
+	return 0;
+}
+
 static int store_ctl(struct service *s, void *obj, const char *value,
 		     svc_interrupted_fn intr, void *ctx)
 {
+	if (strcmp(value, "start") == 0 && !svc_caller_is_owner(s, ctx)) {
+		int ret = check_host_files(s, obj, ctx);
+
+		if (ret)
+			return ret;
+	}
 	return vm_control(s, obj, value, intr, ctx);
 }
 
@@ -522,8 +561,7 @@ static int show_status(struct service *s, void *obj, FILE *out)
 	fprintf(out, "disks: ");
 	show_slots(vm, out);
 	fprintf(out, "kernel: %s\n", vm->kernel[0] ? vm->kernel : "(not set)");
-	if (vm->initrd[0])
-		fprintf(out, "initrd: %s\n", vm->initrd);
+	fprintf(out, "initrd: %s\n", vm->initrd[0] ? vm->initrd : "(none)");
 	fprintf(out, "cmdline: %s\n", vm->cmdline);
 	if (st) {
 		fprintf(out, "pid: %lld\n",
@@ -814,9 +852,7 @@ static int store_cmdline(struct service *s, void *obj, const char *value,
 	ret = refuse_if_active(s, vm, "boot/cmdline");
 	if (ret)
 		return ret;
-	if (strlen(value) > CMDLINE_MAX)
-		return vm_fail(s, vm, -EINVAL, "boot/cmdline: %zu bytes is too long (at most %d)",
-			       strlen(value), CMDLINE_MAX);
+	/* The write limit (VALUE_MAX, 4095 bytes) is the worker's limit too. */
 	return set_string(s, vm, &vm->cmdline, "boot/cmdline", value);
 }
 

@@ -61,10 +61,42 @@ bad vms/v/boot/cmdline EINVAL "$(head -c 4096 /dev/zero | tr '\0' a)" "$(printf 
 	"$huge"
 bad vms/v/ctl EINVAL bogus "$nl" save START "start now" "$huge"
 bad vms/v/ctl EINVAL start			# no kernel yet
-bad vms/v/ctl EBUSY pause resume reset
+bad vms/v/ctl EBUSY pause resume reset		# need a guest that runs
+# Commands that end in "off" are done already on an off VM.
+for c in stop shutdown kill; do
+	expect_write vms/v/ctl $c ok
+done
+expect_value vms/v/state off
 bad vms/v/console EBUSY hello
 expect_write vms/v/state running EACCES
 expect_write vms/v/status x EACCES
+# Not UTF-8 (definitions are JSON text): EINVAL with the reason, never EIO.
+xff=$(printf '\377') xfe=$(printf '\376') overlong=$(printf '\300\257')
+bad vms/v/boot/kernel EINVAL "/tmp/k${xff}.elf"
+bad vms/v/boot/cmdline EINVAL "${xff}${xfe}" "a${overlong}b" "$(printf '\355\240\200')"
+grep -q "not valid UTF-8" vms/v/error || fail "no UTF-8 reason: $(cat vms/v/error)"
+expect_write vms/v/boot/cmdline "console=ttyS0 caf$(printf '\303\251')" ok
+expect_value vms/v/boot/cmdline "console=ttyS0 caf$(printf '\303\251')"
+# One limit for a value, quoted the same wherever it is refused.
+bad vms/v/boot/cmdline EINVAL "$(head -c 4096 /dev/zero | tr '\0' a)" "$long"
+grep -q "at most 4095 bytes" vms/v/error || fail "cmdline limit: $(cat vms/v/error)"
+grep -q "4096" vms/v/error && fail "a second limit is quoted: $(cat vms/v/error)"
+expect_write vms/v/boot/cmdline "$(head -c 4095 /dev/zero | tr '\0' a)" ok
+echo console=ttyS0 > vms/v/boot/cmdline
+# A value is one write at offset 0: never a piece of one, never appended.
+expect_write vms/v/cpus 1 ok
+[ "$("$FSOP" pwrite vms/v/cpus 1 6)" = EINVAL ] || fail "a write at offset 1 was taken"
+grep -q "offset 0" vms/v/error || fail "no reason for the offset: $(cat vms/v/error)"
+printf 16 | dd of=vms/v/cpus bs=1 status=none 2>/dev/null && fail "dd bs=1 of a value succeeded"
+expect_value vms/v/cpus 1
+echo 3 >> vms/v/cpus 2>/dev/null && fail "appending to a value succeeded"
+expect_value vms/v/cpus 1
+( printf 'console=' && sleep 0.1 && printf 'ttyS1\n' ) > vms/v/boot/cmdline 2>/dev/null &&
+	fail "a value in two writes succeeded"
+expect_value vms/v/boot/cmdline console=
+echo console=ttyS0 > vms/v/boot/cmdline
+# A command may come at any offset: a descriptor held open sends several.
+[ "$("$FSOP" pwrite vms/v/ctl 7 stop)" = ok ] || fail "a command at an offset was refused"
 op_is EPERM create vms/v/newfile
 op_is EPERM mkdir vms/v/newdir
 op_is EPERM unlink vms/v/cpus
@@ -113,6 +145,7 @@ bad disks/d/type EINVAL bogus differencing "$nl" Fixed
 bad disks/d/format EINVAL qcow2 vhd "$nl"
 bad disks/d/file EINVAL relative /etc /dev/null "$STATE/lock"
 bad disks/d/file ENOENT /nonexistent/disk.vhdx
+bad disks/d/file EINVAL "/tmp/d${xff}.vhdx"
 bad disks/d/ctl EINVAL bogus compact merge "$nl"
 bad disks/d/ctl EINVAL check		# no file yet
 op_is EINVAL write disks/d/data x	# no file yet: cannot even open

@@ -58,8 +58,8 @@ sleep 2.5
 [ "$(stat -c %s vms/a/console)" -gt "$size" ] || fail "a's console stopped growing"
 echo "after the restart" > vms/a/console || fail "writing a's console failed"
 wait_for "echo: after the restart" vms/a/console 10 || fail "a did not echo after the restart"
-# Events of the new service.
-cat events > "$SCRATCH/events" &
+# Events of the new service, from now on.
+"$FSVISOR" events "$MNT" > "$SCRATCH/events" &
 ev=$!
 sleep 0.3
 
@@ -106,6 +106,9 @@ done
 expect_value vms/c/state crashed
 grep -qi "triple fault" vms/c/error || fail "c's error: $(cat vms/c/error)"
 expect_value vms/b/state running
+# shutdown of a crashed VM acknowledges the crash, as stop does.
+echo shutdown > vms/c/ctl || fail "shutdown of a crashed VM failed: $(cat vms/c/error)"
+expect_value vms/c/state off
 
 # SIGTERM stops the service, unmounts, and leaves the VMs running.
 pid_b=$(sed -n 's/^pid: //p' vms/b/status)

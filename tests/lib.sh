@@ -107,6 +107,13 @@ mount_service()
 	"$FSVISOR" mount "$MNT" --state "$STATE" || fail "fsvisor mount failed"
 }
 
+# alive PID: the process is there and not a zombie (a zombie holds
+# nothing, and an orphan's reaper may take its time).
+alive()
+{
+	[ -e "/proc/$1" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
+}
+
 # The service's pid, from its lock file.
 service_pid()
 {
@@ -123,11 +130,11 @@ stop_service()
 		umount "$MNT" 2>/dev/null || fusermount3 -u "$MNT" 2>/dev/null
 	fi
 	i=0
-	while kill -0 "$ss_pid" 2>/dev/null && [ $i -lt 100 ]; do
+	while alive "$ss_pid" && [ $i -lt 100 ]; do
 		sleep 0.1
 		i=$((i + 1))
 	done
-	kill -0 "$ss_pid" 2>/dev/null && fail "the service (pid $ss_pid) did not stop"
+	alive "$ss_pid" && fail "the service (pid $ss_pid) did not stop"
 	return 0
 }
 
@@ -138,7 +145,7 @@ cleanup_service()
 		# The service first: it would start a killed switch worker again.
 		umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
 		i=0
-		while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
+		while [ -n "$pid" ] && alive "$pid" && [ $i -lt 50 ]; do
 			sleep 0.1
 			i=$((i + 1))
 		done

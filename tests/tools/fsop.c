@@ -13,7 +13,12 @@
  *   fsop read FILE               one blocking read, with a SIGINT handler (as a
  *                                program that catches Ctrl-C has): prints the
  *                                bytes or the errno name (EINTR)
- *   fsop mkdir|rmdir|unlink PATH, fsop symlink TARGET PATH, fsop create PATH
+ *   fsop pwrite FILE OFFSET VALUE
+ *                                one pwrite(2) of VALUE at OFFSET (no
+ *                                O_TRUNC); prints "ok" or the errno's name
+ *   fsop mkdir|rmdir|unlink PATH, fsop symlink TARGET PATH, fsop create PATH,
+ *   fsop rename|link FROM TO, fsop chmod PATH MODE (octal),
+ *   fsop chown PATH UID GID
  *                                the call; prints "ok" or the errno name
  */
 #include <errno.h>
@@ -42,6 +47,21 @@ static int do_write(const char *file, const char *value)
 		printf("short %zd\n", n);
 	else
 		printf("ok\n");
+	close(fd);
+	return 0;
+}
+
+static int do_pwrite(const char *file, const char *off, const char *value)
+{
+	int fd = open(file, O_WRONLY);
+	ssize_t n;
+
+	if (fd < 0) {
+		printf("%s\n", strerrorname_np(errno));
+		return 0;
+	}
+	n = pwrite(fd, value, strlen(value), (off_t)strtoll(off, NULL, 10));
+	printf("%s\n", n < 0 ? strerrorname_np(errno) : "ok");
 	close(fd);
 	return 0;
 }
@@ -132,6 +152,16 @@ int main(int argc, char **argv)
 		return result(open(argv[2], O_WRONLY | O_CREAT | O_EXCL, 0644));
 	if (argc == 4 && strcmp(argv[1], "symlink") == 0)
 		return result(symlink(argv[2], argv[3]));
+	if (argc == 4 && strcmp(argv[1], "rename") == 0)
+		return result(rename(argv[2], argv[3]));
+	if (argc == 4 && strcmp(argv[1], "link") == 0)
+		return result(link(argv[2], argv[3]));
+	if (argc == 4 && strcmp(argv[1], "chmod") == 0)
+		return result(chmod(argv[2], (mode_t)strtol(argv[3], NULL, 8)));
+	if (argc == 5 && strcmp(argv[1], "chown") == 0)
+		return result(chown(argv[2], (uid_t)atoi(argv[3]), (gid_t)atoi(argv[4])));
+	if (argc == 5 && strcmp(argv[1], "pwrite") == 0)
+		return do_pwrite(argv[2], argv[3], argv[4]);
 	if (argc == 4 && strcmp(argv[1], "write") == 0)
 		return do_write(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "poll") == 0)
