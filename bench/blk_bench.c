@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "vhdx/vhdx.h"
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 #define BS 4096
 #define QSIZE 256

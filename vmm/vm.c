@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "vmm/internal.h"
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 void vm_post_event(struct vm *vm, enum vm_event ev, const char *fmt, ...)
 {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 #define RAM (1024 * 1024)
 

@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 #include "xorshift.h"
 
 #define RAM (4 * 1024 * 1024)

@@ -15,7 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 #include "xorshift.h"
 
 #define RAM (2 * 1024 * 1024)

@@ -37,7 +37,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 #define NET_QUEUE_MAX	256
 #define RXQ		0

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 /* Features every device of ours offers. */
 #define COMMON_FEATURES ((1ULL << VIRTIO_F_VERSION_1) | \

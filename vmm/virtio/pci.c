@@ -24,7 +24,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 #define VP_BAR_MSIX	1
 #define VP_BAR_CFG	4

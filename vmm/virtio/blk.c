@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "vhdx/vhdx.h"
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 #define BLK_QUEUE_MAX	256
 #define BLK_SEG_MAX	126		/* data segments per request */

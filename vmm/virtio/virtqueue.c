@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "vmm/virtio.h"
+#include "vmm/virtio/virtio.h"
 
 /* Reads and writes of guest-shared fields, each exactly once. */
 static uint16_t load16(const void *p)
