@@ -759,24 +759,32 @@ static int show_error(struct service *s, void *obj, FILE *out)
 
 /* ---- data ------------------------------------------------------------- */
 
-int disk_data_open(struct service *s, struct disk_obj *d, bool write)
+static int data_open(struct service *s, void *obj, int acc, const struct svc_caller *who)
 {
-	struct vdisk_open_opts o = { .format = d->format };
+	struct vdisk_open_opts o;
+	struct disk_obj *d = obj;
+	struct vm_obj *vm;
 	char why[512];
 	int ret;
 
-	(void)write;
 	if (!d->file)
 		return disk_fail(s, d, -EINVAL, "data: the disk has no file yet");
-	{
-		struct vm_obj *vm = disk_user(s, d->name, NULL);
-
-		if ((vm && (vm_is_active(vm) || vm->busy)) || d->busy)
-			return disk_fail(s, d, -EBUSY, "data: %s",
-					 busy_reason(s, d, why, sizeof(why)) ? why : "in use");
+	vm = disk_user(s, d->name, NULL);
+	if ((vm && (vm_is_active(vm) || vm->busy)) || d->busy)
+		return disk_fail(s, d, -EBUSY, "data: %s",
+				 busy_reason(s, d, why, sizeof(why)) ? why : "in use");
+	if (d->adopted) {
+		ret = svc_caller_may_open(s, who, d->file, acc);
+		if (ret)
+			return disk_fail(s, d, -EACCES,
+					 "data: %s is a host file that you could not open %s yourself, so it is not served to you (%s)",
+					 d->file, acc == O_RDONLY ? "for reading" :
+					 acc == O_WRONLY ? "for writing" : "for reading and writing",
+					 strerror(-ret));
 	}
 	if (!d->data) {
 		/* Read-write when we may: the disk is ours while no VM runs. */
+		o = (struct vdisk_open_opts){ .format = d->format };
 		o.read_only = access(d->file, W_OK) < 0;
 		ret = vdisk_open(d->file, &o, &d->data, why, sizeof(why));
 		if (ret)
@@ -784,24 +792,36 @@ int disk_data_open(struct service *s, struct disk_obj *d, bool write)
 		d->data_rw = !o.read_only;
 	}
 	d->data_users++;
+	d->refs++;		/* the open keeps the disk */
 	return 0;
 }
 
-void disk_data_close(struct service *s, struct disk_obj *d)
+static void data_close(struct service *s, void *obj)
 {
-	(void)s;
-	if (--d->data_users)
-		return;
-	pthread_mutex_lock(&d->data_lock);
-	if (vdisk_close(d->data))
-		log_error("disk %s: closing %s failed; run fsvisor disk check", d->name, d->file);
-	d->data = NULL;
-	pthread_mutex_unlock(&d->data_lock);
-	svc_notify(s, SVC_CHANGED, "disks/%s/used", d->name);
+	struct disk_obj *d = obj;
+
+	if (--d->data_users == 0) {
+		pthread_mutex_lock(&d->data_lock);
+		if (vdisk_close(d->data))
+			log_error("disk %s: closing %s failed; run fsvisor disk check", d->name,
+				  d->file);
+		d->data = NULL;
+		pthread_mutex_unlock(&d->data_lock);
+		svc_notify(s, SVC_CHANGED, "disks/%s/used", d->name);
+	}
+	disk_put(d);
 }
 
-ssize_t disk_data_read(struct disk_obj *d, uint64_t off, void *buf, size_t len)
+static uint64_t data_size(void *obj)
 {
+	struct disk_obj *d = obj;
+
+	return d->file ? d->size : 0;
+}
+
+static ssize_t data_read(void *obj, uint64_t off, void *buf, size_t len)
+{
+	struct disk_obj *d = obj;
 	int ret;
 
 	if (off >= d->size)
@@ -814,9 +834,9 @@ ssize_t disk_data_read(struct disk_obj *d, uint64_t off, void *buf, size_t len)
 	return ret ? ret : (ssize_t)len;
 }
 
-ssize_t disk_data_write(struct disk_obj *d, uint64_t off, const void *buf,
-			size_t len)
+static ssize_t data_write(void *obj, uint64_t off, const void *buf, size_t len)
 {
+	struct disk_obj *d = obj;
 	int ret;
 
 	if (!d->data_rw)
@@ -832,8 +852,9 @@ ssize_t disk_data_write(struct disk_obj *d, uint64_t off, const void *buf,
 	return ret ? ret : (ssize_t)len;
 }
 
-int disk_data_flush(struct disk_obj *d)
+static int data_flush(void *obj)
 {
+	struct disk_obj *d = obj;
 	int ret;
 
 	pthread_mutex_lock(&d->data_lock);
@@ -842,15 +863,112 @@ int disk_data_flush(struct disk_obj *d)
 	return ret;
 }
 
-const struct attr disk_attrs[] = {
+/* Like a block device: O_TRUNC is a no-op, the size is fixed. */
+static int data_truncate(struct service *s, void *obj, uint64_t size)
+{
+	struct disk_obj *d = obj;
+
+	if (size != 0 && size != d->size)
+		return disk_fail(s, d, -EINVAL,
+				 "data: the size is set through 'size', not by truncating");
+	return 0;
+}
+
+static const struct data_ops disk_data = {
+	.open = data_open,
+	.close = data_close,
+	.size = data_size,
+	.read = data_read,
+	.write = data_write,
+	.flush = data_flush,
+	.truncate = data_truncate,
+};
+
+/* ---- the kinds of directory ---------------------------------------------- */
+
+static const struct attr disk_attrs[] = {
 	{ "size", A_READ | A_WRITE, show_size, store_size },
 	{ "type", A_READ | A_WRITE, show_type, store_type },
 	{ "format", A_READ | A_WRITE, show_format, store_format },
 	{ "file", A_READ | A_WRITE, show_file, store_file },
-	{ "used", A_READ | A_VOLATILE, show_used, NULL },
+	{ "used", A_READ | A_VOLATILE, show_used },
 	{ "ctl", A_WRITE | A_CTL, NULL, store_ctl },
-	{ "progress", A_READ, show_progress, NULL },
-	{ "error", A_READ, show_error, NULL },
-	{ "data", A_READ | A_WRITE | A_DATA, NULL, NULL },
+	{ "progress", A_READ, show_progress },
+	{ "error", A_READ, show_error },
+	{ "data", A_READ | A_WRITE, .data = &disk_data },
 };
-const size_t n_disk_attrs = ARRAY_SIZE(disk_attrs);
+
+static void disk_hold(void *obj)
+{
+	((struct disk_obj *)obj)->refs++;
+}
+
+static void disk_release(void *obj)
+{
+	disk_put(obj);
+}
+
+static int disk_rmdir(struct service *s, void *obj)
+{
+	return disk_delete(s, obj);
+}
+
+static int disk_refused(struct service *s, void *obj, int err, const char *msg)
+{
+	return disk_fail(s, (struct disk_obj *)obj, err, "%s", msg);
+}
+
+static struct timespec disk_mtime(void *obj)
+{
+	return ((struct disk_obj *)obj)->mtime;
+}
+
+static const struct tree_kind disk_kind = {
+	.name = "disk",
+	.attrs = disk_attrs,
+	.nattrs = ARRAY_SIZE(disk_attrs),
+	.hold = disk_hold,
+	.put = disk_release,
+	.rmdir = disk_rmdir,
+	.fail = disk_refused,
+	.mtime = disk_mtime,
+};
+
+static void *disks_lookup(struct service *s, void *parent, const char *name, void *local)
+{
+	(void)parent;
+	(void)local;
+	return disk_find(s, name);
+}
+
+static int disks_list(struct service *s, void *parent, tree_each_fn fn, void *ctx)
+{
+	(void)parent;
+	for (size_t i = 0; i < s->ndisks; i++)
+		if (fn(ctx, s->disks[i]->name, s->disks[i]))
+			return 1;
+	return 0;
+}
+
+static size_t disks_count(struct service *s, void *parent)
+{
+	(void)parent;
+	return s->ndisks;
+}
+
+static int disks_mkdir(struct service *s, void *parent, const char *name)
+{
+	(void)parent;
+	return disk_define(s, name);
+}
+
+static const struct tree_child disks_children[] = {
+	{ TREE_SET, &disk_kind, .lookup = disks_lookup, .list = disks_list,
+	  .count = disks_count, .mkdir = disks_mkdir },
+};
+
+const struct tree_kind disks_kind = {
+	.name = "disks",
+	.children = disks_children,
+	.nchildren = ARRAY_SIZE(disks_children),
+};

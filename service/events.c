@@ -69,16 +69,6 @@ static uint64_t stream_off(const struct event *e, const char *vm)
 	return vm ? e->vm_off : e->off;
 }
 
-uint64_t svc_events_size(struct service *s, const char *vm)
-{
-	struct vm_obj *v;
-
-	if (!vm)
-		return s->events_bytes;
-	v = vm_find(s, vm);
-	return v ? v->event_bytes : 0;
-}
-
 ssize_t svc_events_read(struct service *s, const char *vm, uint64_t *pos,
 			char *buf, size_t len)
 {
@@ -112,3 +102,38 @@ void svc_events_free(struct service *s)
 		s->events[i].line = NULL;
 	}
 }
+
+/* ---- the logs' files ------------------------------------------------------ */
+
+static uint64_t all_size(struct service *s, void *obj, struct timespec *mtime)
+{
+	(void)obj;
+	if (s->events_bytes)
+		*mtime = s->events_time;
+	return s->events_bytes;
+}
+
+static ssize_t all_fetch(struct service *s, void *obj, uint64_t *pos, void *buf, size_t len)
+{
+	(void)obj;
+	return svc_events_read(s, NULL, pos, buf, len);
+}
+
+const struct log_ops events_log = { .size = all_size, .fetch = all_fetch };
+
+static uint64_t vm_size(struct service *s, void *obj, struct timespec *mtime)
+{
+	struct vm_obj *vm = obj;
+
+	(void)s;
+	if (vm->event_bytes)
+		*mtime = vm->events_time;
+	return vm->event_bytes;
+}
+
+static ssize_t vm_fetch(struct service *s, void *obj, uint64_t *pos, void *buf, size_t len)
+{
+	return svc_events_read(s, ((struct vm_obj *)obj)->name, pos, buf, len);
+}
+
+const struct log_ops vm_events_log = { .size = vm_size, .fetch = vm_fetch };

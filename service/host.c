@@ -32,7 +32,7 @@ static const char readme[] =
 	"  switches/NAME/ mkdir = make a switch: type (private internal external)\n"
 	"    uplink host_if macs stats ports/\n"
 	"  host/         cpus memory memory_free kvm\n"
-	"  events        every event, one line each (blocking read)\n"
+	"  events        every event, one line each: a log (tail -f, fsvisor events)\n"
 	"\n"
 	"Sizes take K M G T suffixes and read back in bytes.  A bad write fails\n"
 	"with an errno and the reason goes to the object's error file.\n"
@@ -54,12 +54,26 @@ static int show_version(struct service *s, void *obj, FILE *out)
 	return 0;
 }
 
-const struct attr root_attrs[] = {
-	{ "README", A_READ, show_readme, NULL },
-	{ "version", A_READ, show_version, NULL },
-	{ "events", A_READ | A_EVENTS, NULL, NULL },
+static const struct attr root_attrs[] = {
+	{ "README", A_READ, show_readme },
+	{ "version", A_READ, show_version },
+	{ "events", A_READ, .log = &events_log },
 };
-const size_t n_root_attrs = ARRAY_SIZE(root_attrs);
+
+static const struct tree_child root_children[] = {
+	{ TREE_DIR, &host_kind, "host" },
+	{ TREE_DIR, &vms_kind, "vms" },
+	{ TREE_DIR, &disks_kind, "disks" },
+	{ TREE_DIR, &switches_kind, "switches" },
+};
+
+const struct tree_kind root_kind = {
+	.name = "root",
+	.attrs = root_attrs,
+	.nattrs = ARRAY_SIZE(root_attrs),
+	.children = root_children,
+	.nchildren = ARRAY_SIZE(root_children),
+};
 
 static int show_cpus(struct service *s, void *obj, FILE *out)
 {
@@ -115,10 +129,15 @@ static int show_kvm(struct service *s, void *obj, FILE *out)
 	return 0;
 }
 
-const struct attr host_attrs[] = {
-	{ "cpus", A_READ | A_VOLATILE, show_cpus, NULL },
-	{ "memory", A_READ | A_VOLATILE, show_memory, NULL },
-	{ "memory_free", A_READ | A_VOLATILE, show_memory_free, NULL },
-	{ "kvm", A_READ | A_VOLATILE, show_kvm, NULL },
+static const struct attr host_attrs[] = {
+	{ "cpus", A_READ | A_VOLATILE, show_cpus },
+	{ "memory", A_READ | A_VOLATILE, show_memory },
+	{ "memory_free", A_READ | A_VOLATILE, show_memory_free },
+	{ "kvm", A_READ | A_VOLATILE, show_kvm },
 };
-const size_t n_host_attrs = ARRAY_SIZE(host_attrs);
+
+const struct tree_kind host_kind = {
+	.name = "host",
+	.attrs = host_attrs,
+	.nattrs = ARRAY_SIZE(host_attrs),
+};

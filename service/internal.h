@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "service/service.h"
+#include "service/tree.h"
 #include "util/util.h"
 #include "vhdx/vhdx.h"
 
@@ -217,18 +218,6 @@ struct service {
 	bool stopping;
 };
 
-/* ---- files of an object ------------------------------------------------ */
-
-enum attr_flags {
-	A_READ = 1 << 0,
-	A_WRITE = 1 << 1,
-	A_VOLATILE = 1 << 2,		/* changes without notification */
-	A_EVENTS = 1 << 3,		/* the event log */
-	A_CONSOLE = 1 << 4,		/* the console ring */
-	A_DATA = 1 << 5,		/* a disk's contents */
-	A_CTL = 1 << 6,			/* commands, not a value */
-};
-
 /*
  * Who writes, and how to tell that they gave up: what a store's @ctx
  * points to (its @intr takes it as it is).
@@ -256,21 +245,6 @@ int svc_caller_may_open(struct service *s, const struct svc_caller *who,
 			const char *path, int acc);
 
 /*
- * A file of an object: @path is relative to the object ("cpus",
- * "memory/startup").  @show prints the value (newline-terminated) under
- * the lock; @store checks and applies one written value under the lock
- * (control writes may drop it while they wait) and reports problems with
- * svc_fail().
- */
-struct attr {
-	const char *path;
-	unsigned int flags;
-	int (*show)(struct service *s, void *obj, FILE *out);
-	int (*store)(struct service *s, void *obj, const char *value,
-		     svc_interrupted_fn intr, void *ctx);
-};
-
-/*
  * What a switch's port directory (switches/NAME/ports/PORT/) shows: a VM's
  * NIC, or the switch's host or uplink port.
  */
@@ -280,22 +254,6 @@ struct port_view {
 	struct nic_obj *nic;			/* NULL for host and uplink */
 	struct vm_obj *vm;			/* the NIC's VM */
 };
-
-/* Tables: the root (README, version, events), host/, a VM, a disk. */
-extern const struct attr root_attrs[];
-extern const size_t n_root_attrs;
-extern const struct attr host_attrs[];
-extern const size_t n_host_attrs;
-extern const struct attr vm_attrs[];
-extern const size_t n_vm_attrs;
-extern const struct attr disk_attrs[];
-extern const size_t n_disk_attrs;
-extern const struct attr nic_attrs[];
-extern const size_t n_nic_attrs;
-extern const struct attr switch_attrs[];
-extern const size_t n_switch_attrs;
-extern const struct attr port_attrs[];
-extern const size_t n_port_attrs;
 
 /* ---- shared helpers (service.c) ------------------------------------------ */
 
@@ -361,8 +319,6 @@ struct vm_obj *disk_user(struct service *s, const char *name, int *slot);
 /* Record an event ("<kind> <name> <text>") and wake its readers. */
 void svc_event(struct service *s, const char *kind, const char *name,
 	       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* The size of the event log of VM @vm (of every event when NULL). */
-uint64_t svc_events_size(struct service *s, const char *vm);
 /*
  * Copy the log from position *pos into @buf.  A position before the
  * oldest line kept moves forward to it (*pos says where the bytes
@@ -371,6 +327,9 @@ uint64_t svc_events_size(struct service *s, const char *vm);
 ssize_t svc_events_read(struct service *s, const char *vm, uint64_t *pos,
 			char *buf, size_t len);
 void svc_events_free(struct service *s);
+/* The files: every event (the top "events"), a VM's (its object). */
+extern const struct log_ops events_log;
+extern const struct log_ops vm_events_log;
 
 /* ---- VMs (vm.c) ----------------------------------------------------- */
 
@@ -508,12 +467,5 @@ int disk_save(struct disk_obj *d);
 void disk_free(struct disk_obj *d);
 bool disk_in_use(struct service *s, struct disk_obj *d);
 const char *disk_format_name(enum vdisk_format f);
-/* Open/close the "data" view; I/O on it. */
-int disk_data_open(struct service *s, struct disk_obj *d, bool write);
-void disk_data_close(struct service *s, struct disk_obj *d);
-ssize_t disk_data_read(struct disk_obj *d, uint64_t off, void *buf, size_t len);
-ssize_t disk_data_write(struct disk_obj *d, uint64_t off, const void *buf,
-			size_t len);
-int disk_data_flush(struct disk_obj *d);
 
 #endif /* FSVISOR_SERVICE_INTERNAL_H */

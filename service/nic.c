@@ -1031,7 +1031,7 @@ static int show_nic_stats(struct service *s, void *obj, FILE *out)
 	return 0;
 }
 
-const struct attr nic_attrs[] = {
+static const struct attr nic_attrs[] = {
 	{ "mac", A_READ | A_WRITE, show_mac, store_mac },
 	{ "switch", A_READ | A_WRITE, show_switch, store_switch },
 	{ "vlan", A_READ | A_WRITE, show_vlan, store_vlan },
@@ -1040,6 +1040,89 @@ const struct attr nic_attrs[] = {
 	{ "router_guard", A_READ | A_WRITE, show_router_guard, store_router_guard },
 	{ "mirror", A_READ | A_WRITE, show_mirror, store_mirror },
 	{ "bandwidth_max", A_READ | A_WRITE, show_bandwidth, store_bandwidth },
-	{ "stats", A_READ | A_VOLATILE, show_nic_stats, NULL },
+	{ "stats", A_READ | A_VOLATILE, show_nic_stats },
 };
-const size_t n_nic_attrs = ARRAY_SIZE(nic_attrs);
+
+/* A NIC in use is not removed (rmdir is EBUSY); it lives as long as its VM. */
+static void nic_hold(void *obj)
+{
+	((struct nic_obj *)obj)->users++;
+}
+
+static void nic_release(void *obj)
+{
+	((struct nic_obj *)obj)->users--;
+}
+
+static int nic_rmdir(struct service *s, void *obj)
+{
+	return nic_delete(s, obj);
+}
+
+/* One change at a time to a NIC: its writes drop the lock to talk to workers. */
+static int nic_begin_write(struct service *s, void *obj, const char *file)
+{
+	struct nic_obj *nic = obj;
+
+	if (nic->changing)
+		return nic_fail(s, nic, -EBUSY, "%s: another change to this NIC is in progress",
+				file);
+	nic->changing = true;
+	return 0;
+}
+
+static void nic_end_write(void *obj)
+{
+	((struct nic_obj *)obj)->changing = false;
+}
+
+static const struct tree_kind nic_kind = {
+	.name = "nic",
+	.attrs = nic_attrs,
+	.nattrs = ARRAY_SIZE(nic_attrs),
+	.hold = nic_hold,
+	.put = nic_release,
+	.rmdir = nic_rmdir,
+	.begin_write = nic_begin_write,
+	.end_write = nic_end_write,
+};
+
+static void *nics_lookup(struct service *s, void *parent, const char *name, void *local)
+{
+	(void)s;
+	(void)local;
+	return nic_find(parent, name);
+}
+
+static int nics_list(struct service *s, void *parent, tree_each_fn fn, void *ctx)
+{
+	struct vm_obj *vm = parent;
+
+	(void)s;
+	for (size_t i = 0; i < vm->nnics; i++)
+		if (fn(ctx, vm->nics[i]->name, vm->nics[i]))
+			return 1;
+	return 0;
+}
+
+static size_t nics_count(struct service *s, void *parent)
+{
+	(void)s;
+	return ((struct vm_obj *)parent)->nnics;
+}
+
+static int nics_mkdir(struct service *s, void *parent, const char *name)
+{
+	return nic_define(s, parent, name);
+}
+
+static const struct tree_child nics_children[] = {
+	{ TREE_SET, &nic_kind, .lookup = nics_lookup, .list = nics_list, .count = nics_count,
+	  .mkdir = nics_mkdir },
+};
+
+const struct tree_kind nics_kind = {
+	.name = "nics",
+	.children = nics_children,
+	.nchildren = ARRAY_SIZE(nics_children),
+};

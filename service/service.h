@@ -93,6 +93,11 @@ struct svc_stat {
 	 * stats): attributes must not be cached.
 	 */
 	bool volatile_attrs;
+	/*
+	 * A value that changes only through the service, which notifies
+	 * every change: the page cache may serve reads of it.
+	 */
+	bool cacheable;
 };
 
 int service_stat(struct service *s, const char *path, struct svc_stat *st);
@@ -146,6 +151,11 @@ void service_close_file(struct svc_file *f);
 int service_flush_file(struct svc_file *f);
 /* The path the handle was opened with (for matching notifications). */
 const char *service_file_path(const struct svc_file *f);
+/*
+ * Reads of this handle may be served from the page cache (a stable value
+ * opened read-only): every change is notified as SVC_CHANGED.
+ */
+bool service_file_cacheable(const struct svc_file *f);
 
 /*
  * Read at @off.  Values are read from a snapshot taken by a read at

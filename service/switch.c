@@ -884,15 +884,6 @@ static int show_switch_stats(struct service *s, void *obj, FILE *out)
 	return 0;
 }
 
-const struct attr switch_attrs[] = {
-	{ "type", A_READ | A_WRITE, show_type, store_type },
-	{ "uplink", A_READ | A_WRITE, show_uplink, store_uplink },
-	{ "host_if", A_READ, show_host_if, NULL },
-	{ "error", A_READ, show_switch_error, NULL },
-	{ "macs", A_READ | A_VOLATILE, show_macs, NULL },
-	{ "stats", A_READ | A_VOLATILE, show_switch_stats, NULL },
-};
-const size_t n_switch_attrs = ARRAY_SIZE(switch_attrs);
 
 /* ---- ports ------------------------------------------------------------- */
 
@@ -1010,11 +1001,183 @@ static int show_port_stats(struct service *s, void *obj, FILE *out)
 	return 0;
 }
 
-const struct attr port_attrs[] = {
-	{ "vm", A_READ, show_port_vm, NULL },
-	{ "nic", A_READ, show_port_nic, NULL },
-	{ "mac", A_READ, show_port_mac, NULL },
-	{ "vlan", A_READ, show_port_vlan, NULL },
-	{ "stats", A_READ | A_VOLATILE, show_port_stats, NULL },
+/* ---- the kinds of directory -------------------------------------------- */
+
+/* A port's mac and vlan are its NIC's: views of another object, so volatile. */
+static const struct attr port_attrs[] = {
+	{ "vm", A_READ, show_port_vm },
+	{ "nic", A_READ, show_port_nic },
+	{ "mac", A_READ | A_VOLATILE, show_port_mac },
+	{ "vlan", A_READ | A_VOLATILE, show_port_vlan },
+	{ "stats", A_READ | A_VOLATILE, show_port_stats },
 };
-const size_t n_port_attrs = ARRAY_SIZE(port_attrs);
+
+/* A port's NIC is kept in use (and its VM alive) while a file of it is used. */
+static void port_hold(void *obj)
+{
+	struct port_view *p = obj;
+
+	if (p->nic) {
+		p->vm->refs++;
+		p->nic->users++;
+	}
+}
+
+static void port_release(void *obj)
+{
+	struct port_view *p = obj;
+
+	if (p->nic) {
+		p->nic->users--;
+		vm_put(p->vm);
+	}
+}
+
+static const struct tree_kind port_kind = {
+	.name = "port",
+	.attrs = port_attrs,
+	.nattrs = ARRAY_SIZE(port_attrs),
+	.hold = port_hold,
+	.put = port_release,
+};
+
+static void *ports_lookup(struct service *s, void *parent, const char *name, void *local)
+{
+	_Static_assert(sizeof(struct port_view) <= LEVEL_LOCAL, "a port view fits a level");
+	return switch_port_find(s, parent, name, local) ? NULL : local;
+}
+
+struct ports_each {
+	tree_each_fn fn;
+	void *ctx;
+};
+
+static int ports_each(struct port_view *p, void *arg)
+{
+	struct ports_each *e = arg;
+
+	return e->fn(e->ctx, p->name, p);
+}
+
+static int ports_list(struct service *s, void *parent, tree_each_fn fn, void *ctx)
+{
+	struct ports_each e = { fn, ctx };
+
+	return switch_ports(s, parent, ports_each, &e);
+}
+
+static int count_one(struct port_view *p, void *arg)
+{
+	(void)p;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static size_t ports_count(struct service *s, void *parent)
+{
+	size_t n = 0;
+
+	switch_ports(s, parent, count_one, &n);
+	return n;
+}
+
+static const struct tree_child ports_children[] = {
+	{ TREE_SET, &port_kind, .lookup = ports_lookup, .list = ports_list,
+	  .count = ports_count },
+};
+
+static const struct tree_kind ports_kind = {
+	.name = "ports",
+	.children = ports_children,
+	.nchildren = ARRAY_SIZE(ports_children),
+};
+
+static const struct attr switch_attrs[] = {
+	{ "type", A_READ | A_WRITE, show_type, store_type },
+	{ "uplink", A_READ | A_WRITE, show_uplink, store_uplink },
+	{ "host_if", A_READ, show_host_if },
+	{ "error", A_READ, show_switch_error },
+	{ "macs", A_READ | A_VOLATILE, show_macs },
+	{ "stats", A_READ | A_VOLATILE, show_switch_stats },
+};
+
+static const struct tree_child switch_children[] = {
+	{ TREE_DIR, &ports_kind, "ports" },
+};
+
+static void switch_hold(void *obj)
+{
+	((struct switch_obj *)obj)->refs++;
+}
+
+static void switch_release(void *obj)
+{
+	switch_put(obj);
+}
+
+static int switch_rmdir(struct service *s, void *obj)
+{
+	return switch_delete(s, obj);
+}
+
+static int switch_refused(struct service *s, void *obj, int err, const char *msg)
+{
+	return switch_fail(s, (struct switch_obj *)obj, err, "%s", msg);
+}
+
+static struct timespec switch_mtime(void *obj)
+{
+	return ((struct switch_obj *)obj)->mtime;
+}
+
+static const struct tree_kind switch_kind = {
+	.name = "switch",
+	.attrs = switch_attrs,
+	.nattrs = ARRAY_SIZE(switch_attrs),
+	.children = switch_children,
+	.nchildren = ARRAY_SIZE(switch_children),
+	.hold = switch_hold,
+	.put = switch_release,
+	.rmdir = switch_rmdir,
+	.fail = switch_refused,
+	.mtime = switch_mtime,
+};
+
+static void *switches_lookup(struct service *s, void *parent, const char *name, void *local)
+{
+	(void)parent;
+	(void)local;
+	return switch_find(s, name);
+}
+
+static int switches_list(struct service *s, void *parent, tree_each_fn fn, void *ctx)
+{
+	(void)parent;
+	for (size_t i = 0; i < s->nswitches; i++)
+		if (fn(ctx, s->switches[i]->name, s->switches[i]))
+			return 1;
+	return 0;
+}
+
+static size_t switches_count(struct service *s, void *parent)
+{
+	(void)parent;
+	return s->nswitches;
+}
+
+static int switches_mkdir(struct service *s, void *parent, const char *name)
+{
+	(void)parent;
+	return switch_define(s, name);
+}
+
+static const struct tree_child switches_children[] = {
+	{ TREE_SET, &switch_kind, .lookup = switches_lookup, .list = switches_list,
+	  .count = switches_count, .mkdir = switches_mkdir },
+};
+
+const struct tree_kind switches_kind = {
+	.name = "switches",
+	.children = switches_children,
+	.nchildren = ARRAY_SIZE(switches_children),
+};

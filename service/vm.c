@@ -856,19 +856,279 @@ static int store_cmdline(struct service *s, void *obj, const char *value,
 	return set_string(s, vm, &vm->cmdline, "boot/cmdline", value);
 }
 
-const struct attr vm_attrs[] = {
-	{ "ctl", A_WRITE | A_CTL, NULL, store_ctl },
-	{ "state", A_READ, show_state, NULL },
-	{ "status", A_READ | A_VOLATILE, show_status, NULL },
-	{ "error", A_READ, show_error, NULL },
-	{ "events", A_READ | A_EVENTS, NULL, NULL },
-	{ "cpus", A_READ | A_WRITE, show_cpus, store_cpus },
-	{ "memory/startup", A_READ | A_WRITE, show_memory, store_memory },
-	{ "boot/kernel", A_READ | A_WRITE, show_kernel, store_kernel },
-	{ "boot/initrd", A_READ | A_WRITE, show_initrd, store_initrd },
-	{ "boot/cmdline", A_READ | A_WRITE, show_cmdline, store_cmdline },
-	{ "console", A_READ | A_WRITE | A_CONSOLE, NULL, NULL },
-	{ "stats", A_READ | A_VOLATILE, show_stats, NULL },
-	{ "config.json", A_READ, show_config, NULL },
+/* ---- the console ----------------------------------------------------------- */
+
+/* Its size (bytes ever printed) and when it was last written. */
+static uint64_t console_size(struct service *s, void *obj, struct timespec *mtime)
+{
+	struct vm_obj *vm = obj;
+	uint64_t head = 0, oldest;
+	struct stat st;
+	char *path;
+
+	(void)s;
+	if (asprintf(&path, "%s/console", vm->dir) < 0)
+		return 0;
+	if (ringfile_extent(path, &head, &oldest))
+		head = 0;
+	if (stat(path, &st) == 0)
+		*mtime = st.st_mtim;
+	free(path);
+	return head;
+}
+
+static ssize_t console_fetch(struct service *s, void *obj, uint64_t *pos, void *buf,
+			     size_t len)
+{
+	char *path;
+	ssize_t ret;
+
+	(void)s;
+	if (asprintf(&path, "%s/console", ((struct vm_obj *)obj)->dir) < 0)
+		return -ENOMEM;
+	ret = ringfile_read(path, pos, buf, len);
+	free(path);
+	if (ret > 0)
+		*pos -= (uint64_t)ret;	/* ringfile_read leaves it after the bytes */
+	return ret == -ENOENT ? 0 : ret;	/* never started: nothing printed yet */
+}
+
+static int console_input(struct service *s, void *obj, const void *buf, size_t len)
+{
+	return vm_console_input(s, obj, buf, len);
+}
+
+static const struct log_ops console_log = {
+	.size = console_size,
+	.fetch = console_fetch,
+	.input = console_input,
 };
-const size_t n_vm_attrs = ARRAY_SIZE(vm_attrs);
+
+/* ---- disk slots: vms/NAME/disks/N ------------------------------------------- */
+
+static int parse_slot(const char *str)
+{
+	char *end;
+	long v;
+
+	if (!str[0] || (str[0] == '0' && str[1]) || str[0] < '0' || str[0] > '9')
+		return -1;
+	v = strtol(str, &end, 10);
+	return *end || v < 0 || v >= SLOTS ? -1 : (int)v;
+}
+
+static int slot_readlink(struct service *s, void *parent, const char *name, char *buf,
+			 size_t len)
+{
+	struct vm_obj *vm = parent;
+	int k = parse_slot(name);
+
+	(void)s;
+	if (k < 0 || !vm->slot[k])
+		return -ENOENT;
+	snprintf(buf, len, "../../../disks/%s", vm->slot[k]);
+	return 0;
+}
+
+static int slot_list(struct service *s, void *parent, tree_each_fn fn, void *ctx)
+{
+	struct vm_obj *vm = parent;
+
+	(void)s;
+	for (int k = 0; k < SLOTS; k++) {
+		char name[4];
+
+		if (!vm->slot[k])
+			continue;
+		snprintf(name, sizeof(name), "%d", k);
+		if (fn(ctx, name, NULL))
+			return 1;
+	}
+	return 0;
+}
+
+static int slot_symlink(struct service *s, void *parent, const char *name,
+			const char *target)
+{
+	struct vm_obj *vm = parent;
+	int k = parse_slot(name);
+
+	if (k < 0)
+		return vm_fail(s, vm, -EINVAL, "disks/%s: slots are numbered 0 to %d", name,
+			       SLOTS - 1);
+	return vm_attach(s, vm, (unsigned int)k, target);
+}
+
+/*
+ * `rm -r vms/NAME` changes nothing (docs/filesystem.md): it is refused
+ * every file of the VM, and rm then leaves the directories above alone.
+ * But it would still remove the disk links in disks/ on its way, which
+ * detaches the disks from a VM that stays.  So a process that was just
+ * refused a VM's file is also refused that VM's disk links for a while.
+ */
+#define REMOVAL_WINDOW_S 30
+
+static void note_removal(void *obj, const struct svc_caller *who)
+{
+	struct vm_obj *vm = obj;
+
+	if (!who)
+		return;
+	vm->removing_pid = who->pid;
+	clock_gettime(CLOCK_MONOTONIC, &vm->removing_since);
+}
+
+static bool removing(const struct vm_obj *vm, const struct svc_caller *who)
+{
+	struct timespec now;
+
+	if (!who || !vm->removing_pid || vm->removing_pid != who->pid)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec - vm->removing_since.tv_sec < REMOVAL_WINDOW_S;
+}
+
+static int slot_unlink(struct service *s, void *parent, const char *name,
+		       const struct svc_caller *who)
+{
+	struct vm_obj *vm = parent;
+	int k = parse_slot(name);
+
+	if (removing(vm, who))
+		return vm_fail(s, vm, -EPERM,
+			       "disks/%d: not detached: the same process was just refused removing this VM's files (rm -r?), and the VM stays; rmdir vms/%s deletes a VM, rm vms/%s/disks/%d alone detaches a disk",
+			       k, vm->name, vm->name, k);
+	return vm_detach(s, vm, (unsigned int)k);
+}
+
+/* ---- the kinds of directory -------------------------------------------------- */
+
+static const struct attr memory_attrs[] = {
+	{ "startup", A_READ | A_WRITE, show_memory, store_memory },
+};
+
+static const struct tree_kind memory_kind = {
+	.name = "memory",
+	.attrs = memory_attrs,
+	.nattrs = ARRAY_SIZE(memory_attrs),
+};
+
+static const struct attr boot_attrs[] = {
+	{ "kernel", A_READ | A_WRITE, show_kernel, store_kernel },
+	{ "initrd", A_READ | A_WRITE, show_initrd, store_initrd },
+	{ "cmdline", A_READ | A_WRITE, show_cmdline, store_cmdline },
+};
+
+static const struct tree_kind boot_kind = {
+	.name = "boot",
+	.attrs = boot_attrs,
+	.nattrs = ARRAY_SIZE(boot_attrs),
+};
+
+static const struct tree_child slot_children[] = {
+	{ TREE_LINKS, .readlink = slot_readlink, .list = slot_list,
+	  .symlink = slot_symlink, .unlink = slot_unlink },
+};
+
+static const struct tree_kind slots_kind = {
+	.name = "disks",
+	.children = slot_children,
+	.nchildren = ARRAY_SIZE(slot_children),
+};
+
+static const struct attr vm_attrs[] = {
+	{ "ctl", A_WRITE | A_CTL, NULL, store_ctl },
+	{ "state", A_READ, show_state },
+	{ "status", A_READ | A_VOLATILE, show_status },
+	{ "error", A_READ, show_error },
+	{ "events", A_READ, .log = &vm_events_log },
+	{ "cpus", A_READ | A_WRITE, show_cpus, store_cpus },
+	{ "console", A_READ | A_WRITE, .log = &console_log },
+	{ "stats", A_READ | A_VOLATILE, show_stats },
+	{ "config.json", A_READ, show_config },
+};
+
+static const struct tree_child vm_children[] = {
+	{ TREE_DIR, &memory_kind, "memory" },
+	{ TREE_DIR, &boot_kind, "boot" },
+	{ TREE_DIR, &slots_kind, "disks" },
+	{ TREE_DIR, &nics_kind, "nics" },
+};
+
+static void vm_hold(void *obj)
+{
+	((struct vm_obj *)obj)->refs++;
+}
+
+static void vm_release(void *obj)
+{
+	vm_put(obj);
+}
+
+static int vm_rmdir(struct service *s, void *obj)
+{
+	return vm_delete(s, obj);
+}
+
+static int vm_refused(struct service *s, void *obj, int err, const char *msg)
+{
+	return vm_fail(s, (struct vm_obj *)obj, err, "%s", msg);
+}
+
+static struct timespec vm_mtime(void *obj)
+{
+	return ((struct vm_obj *)obj)->mtime;
+}
+
+static const struct tree_kind vm_kind = {
+	.name = "vm",
+	.attrs = vm_attrs,
+	.nattrs = ARRAY_SIZE(vm_attrs),
+	.children = vm_children,
+	.nchildren = ARRAY_SIZE(vm_children),
+	.hold = vm_hold,
+	.put = vm_release,
+	.rmdir = vm_rmdir,
+	.fail = vm_refused,
+	.mtime = vm_mtime,
+	.removal_refused = note_removal,
+};
+
+static void *vms_lookup(struct service *s, void *parent, const char *name, void *local)
+{
+	(void)parent;
+	(void)local;
+	return vm_find(s, name);
+}
+
+static int vms_list(struct service *s, void *parent, tree_each_fn fn, void *ctx)
+{
+	(void)parent;
+	for (size_t i = 0; i < s->nvms; i++)
+		if (fn(ctx, s->vms[i]->name, s->vms[i]))
+			return 1;
+	return 0;
+}
+
+static size_t vms_count(struct service *s, void *parent)
+{
+	(void)parent;
+	return s->nvms;
+}
+
+static int vms_mkdir(struct service *s, void *parent, const char *name)
+{
+	(void)parent;
+	return vm_define(s, name);
+}
+
+static const struct tree_child vms_children[] = {
+	{ TREE_SET, &vm_kind, .lookup = vms_lookup, .list = vms_list, .count = vms_count,
+	  .mkdir = vms_mkdir },
+};
+
+const struct tree_kind vms_kind = {
+	.name = "vms",
+	.children = vms_children,
+	.nchildren = ARRAY_SIZE(vms_children),
+};
