@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd/commands.h"
@@ -17,11 +18,17 @@
 
 
 static const char ls_usage[] =
-	"usage: fsvisor ls [--disks | --switches] [MOUNTPOINT]\n"
+	"usage: fsvisor ls [--disks | --switches] [--json] [MOUNTPOINT]\n"
 	"A table of the VMs (name, state, cpus, memory, disks, NICs, uptime), or\n"
 	"with --disks of the disks, with --switches of the switches, read from the\n"
-	"mount (default: $FSVISOR_MOUNT,\n"
-	"else /mnt/fsvisor for root, ~/fsvisor otherwise).\n";
+	"mount (default: $FSVISOR_MOUNT, else /mnt/fsvisor for root, ~/fsvisor\n"
+	"otherwise).  --json prints a JSON array of objects instead, with numbers\n"
+	"as numbers (sizes in bytes, uptime in seconds) and null for what is not\n"
+	"there: a form for scripts that stays as it is.\n";
+
+/* How a table prints: a row of text, or one object of a JSON array. */
+static bool as_json;
+static json_t *json_rows;
 
 /* The first line of a file under the mount, without its newline. */
 static bool read_value(const char *dir, const char *file, char *buf, size_t len)
@@ -45,28 +52,67 @@ static bool read_value(const char *dir, const char *file, char *buf, size_t len)
 	return true;
 }
 
-/* "key: value" out of a status file. */
-static bool status_field(const char *dir, const char *key, char *buf, size_t len)
-{
-	char path[4096], line[1024];
-	size_t klen = strlen(key);
-	bool found = false;
-	FILE *f;
+/*
+ * A VM's summary file: everything the table shows, in one read, of a
+ * file the page cache serves (docs/filesystem.md).
+ */
+struct status {
+	char text[16384];
+};
 
-	buf[0] = '\0';
-	if (snprintf(path, sizeof(path), "%s/status", dir) >= (int)sizeof(path))
+static bool read_status(const char *dir, struct status *st)
+{
+	char path[4096];
+	size_t done = 0;
+	int fd;
+
+	st->text[0] = '\0';
+	if (snprintf(path, sizeof(path), "%s/summary", dir) >= (int)sizeof(path))
 		return false;
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-			line[strcspn(line, "\n")] = '\0';
-			found = snprintf(buf, len, "%s", line + klen + 2) < (int)len;
-		}
+	for (;;) {
+		ssize_t n = read(fd, st->text + done, sizeof(st->text) - 1 - done);
+
+		if (n <= 0)
+			break;
+		done += (size_t)n;
 	}
-	fclose(f);
-	return found;
+	close(fd);
+	st->text[done] = '\0';
+	return done > 0;
+}
+
+/* The value of the "key: value" line of @st, or NULL. */
+static const char *status_field(const struct status *st, const char *key, char *buf,
+				size_t len)
+{
+	size_t klen = strlen(key);
+
+	for (const char *line = st->text; *line; ) {
+		const char *end = strchr(line, '\n');
+		size_t llen = end ? (size_t)(end - line) : strlen(line);
+
+		if (llen > klen + 1 && strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			snprintf(buf, len, "%.*s", (int)(llen - klen - 2), line + klen + 2);
+			return buf;
+		}
+		line += llen + (end ? 1 : 0);
+	}
+	return NULL;
+}
+
+/* Entries of a list like "0=d1 3=d2" or "eth0 eth1" ("none": 0). */
+static int count_words(const char *list)
+{
+	int n = 0;
+
+	if (!list || strcmp(list, "none") == 0)
+		return 0;
+	for (const char *p = list; *p; p++)
+		n += *p != ' ' && (p == list || p[-1] == ' ');
+	return n;
 }
 
 static void format_uptime(const char *secs, char *buf, size_t len)
@@ -158,7 +204,8 @@ static int list_table(const char *mnt, const char *kind, const char *header,
 	ret = sorted_names(dir, &names, &n);
 	if (ret)
 		return ret;
-	printf("%s\n", header);
+	if (!as_json)
+		printf("%s\n", header);
 	for (size_t i = 0; i < n; i++) {
 		if (snprintf(path, sizeof(path), "%s/%s", dir, names[i]) < (int)sizeof(path))
 			row(names[i], path);
@@ -168,20 +215,56 @@ static int list_table(const char *mnt, const char *kind, const char *header,
 	return 0;
 }
 
+
+static json_t *json_size(const char *text)
+{
+	char *end;
+	unsigned long long v = strtoull(text, &end, 10);
+
+	return text[0] && !*end ? json_integer((json_int_t)v) : json_null();
+}
+
+static json_t *json_text(const char *text)
+{
+	return text && text[0] ? json_string(text) : json_null();
+}
+
 static void vm_row(const char *name, const char *path)
 {
-	char state[64], cpus[32], mem[64], memh[SIZE_STR_MAX], up[64], uph[32];
+	char state[64] = "", cpus[32] = "", mem[64] = "", disks[1024], nics[1024], up[64];
+	char memh[SIZE_STR_MAX], uph[32];
+	const char *have_up;
+	struct status st;
 
-	read_value(path, "state", state, sizeof(state));
-	read_value(path, "cpus", cpus, sizeof(cpus));
-	read_value(path, "memory/startup", mem, sizeof(mem));
+	read_status(path, &st);
+	status_field(&st, "state", state, sizeof(state));
+	status_field(&st, "cpus", cpus, sizeof(cpus));
+	status_field(&st, "memory", mem, sizeof(mem));
+	have_up = status_field(&st, "started", up, sizeof(up));
+	if (have_up && strcmp(up, "-") == 0)
+		have_up = NULL;
+	if (have_up) {
+		long long started = strtoll(up, NULL, 10), now = (long long)time(NULL);
+
+		snprintf(up, sizeof(up), "%lld", now > started ? now - started : 0);
+	}
+	if (as_json) {
+		json_array_append_new(json_rows, json_pack("{s:s, s:o, s:o, s:o, s:i, s:i, s:o}",
+			"name", name, "state", json_text(state), "cpus", json_size(cpus),
+			"memory", json_size(mem),
+			"disks", count_words(status_field(&st, "disks", disks, sizeof(disks))),
+			"nics", count_words(status_field(&st, "nics", nics, sizeof(nics))),
+			"uptime", have_up ? json_size(up) : json_null()));
+		return;
+	}
 	human(mem, memh, sizeof(memh));
-	if (status_field(path, "uptime", up, sizeof(up)))
+	if (have_up)
 		format_uptime(up, uph, sizeof(uph));
 	else
 		snprintf(uph, sizeof(uph), "-");
 	printf("%-24s %-9s %4s %8s %5d %4d %8s\n", name, state, cpus, memh,
-	       count_entries(path, "disks"), count_entries(path, "nics"), uph);
+	       count_words(status_field(&st, "disks", disks, sizeof(disks))),
+	       count_words(status_field(&st, "nics", nics, sizeof(nics))), uph);
 }
 
 static void disk_row(const char *name, const char *path)
@@ -194,6 +277,12 @@ static void disk_row(const char *name, const char *path)
 	read_value(path, "size", size, sizeof(size));
 	read_value(path, "used", used, sizeof(used));
 	read_value(path, "file", file, sizeof(file));
+	if (as_json) {
+		json_array_append_new(json_rows, json_pack("{s:s, s:o, s:o, s:o, s:o, s:o}",
+			"name", name, "type", json_text(type), "format", json_text(format),
+			"size", json_size(size), "used", json_size(used), "file", json_text(file)));
+		return;
+	}
 	human(size, sizeh, sizeof(sizeh));
 	human(used, usedh, sizeof(usedh));
 	printf("%-24s %-8s %-6s %8s %8s  %s\n", name, type, format, sizeh, usedh,
@@ -207,6 +296,12 @@ static void switch_row(const char *name, const char *path)
 	read_value(path, "type", type, sizeof(type));
 	read_value(path, "host_if", host_if, sizeof(host_if));
 	read_value(path, "uplink", uplink, sizeof(uplink));
+	if (as_json) {
+		json_array_append_new(json_rows, json_pack("{s:s, s:o, s:o, s:o, s:i}",
+			"name", name, "type", json_text(type), "host_if", json_text(host_if),
+			"uplink", json_text(uplink), "ports", count_entries(path, "ports")));
+		return;
+	}
 	printf("%-24s %-9s %-16s %-16s %5d\n", name, type, host_if[0] ? host_if : "-",
 	       uplink[0] ? uplink : "-", count_entries(path, "ports"));
 }
@@ -216,6 +311,7 @@ int cmd_ls(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "disks", no_argument, NULL, 'd' },
 		{ "switches", no_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -224,8 +320,11 @@ int cmd_ls(int argc, char **argv)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "dsh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "dsjh", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'j':
+			as_json = true;
+			break;
 		case 'd':
 			disks = true;
 			break;
@@ -253,6 +352,8 @@ int cmd_ls(int argc, char **argv)
 		free(mnt);
 		return 1;
 	}
+	if (as_json)
+		json_rows = json_array();
 	/* Headers in the rows' formats. */
 	if (disks) {
 		snprintf(header, sizeof(header), "%-24s %-8s %-6s %8s %8s  %s", "NAME", "TYPE",
@@ -269,6 +370,13 @@ int cmd_ls(int argc, char **argv)
 	}
 	if (ret)
 		fprintf(stderr, "fsvisor ls: %s: %s\n", mnt, strerror(-ret));
+	if (as_json && !ret) {
+		char *text = json_dumps(json_rows, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		printf("%s\n", text ? text : "[]");
+		free(text);
+	}
+	json_decref(json_rows);
 	free(mnt);
 	return ret ? 1 : 0;
 }

@@ -26,6 +26,10 @@ struct inode {
 	char *path;			/* "" for the root, "vms/web1/state" */
 	struct inode *ino_next;
 	struct inode *path_next;
+	/* The tree the kernel knows: to invalidate everything below a directory. */
+	struct inode *parent;
+	struct inode *child;		/* first child */
+	struct inode *sibling_prev, *sibling_next;
 };
 
 #define INODE_BUCKETS 65536
@@ -49,6 +53,7 @@ struct handle {
 struct note {
 	enum svc_change what;
 	char *path;
+	uint64_t seq;
 	struct note *next;
 };
 
@@ -69,6 +74,9 @@ struct fsapi {
 	pthread_cond_t qcond;
 	struct note *qhead, *qtail;
 	bool quit;
+	/* Notes queued and done: a write waits until what it changed is told. */
+	uint64_t queued, done;
+	pthread_cond_t done_cond;
 };
 
 /* inodes.c */
@@ -81,11 +89,21 @@ char *inode_path(struct inode_table *t, fuse_ino_t ino);
 /* The number of @path if the kernel knows it, or 0. */
 fuse_ino_t inode_find(struct inode_table *t, const char *path);
 void inode_forget(struct inode_table *t, fuse_ino_t ino, uint64_t n);
+/*
+ * The numbers of @path and of everything the kernel knows below it (at
+ * most @max), for invalidating a directory's whole subtree; the count.
+ */
+size_t inode_subtree(struct inode_table *t, const char *path, fuse_ino_t *out, size_t max);
 
 /* notify.c */
 int notifier_start(struct fsapi *fs);
 void notifier_stop(struct fsapi *fs);
 void notifier_queue(void *ctx, enum svc_change what, const char *path);
+/*
+ * Wait until every change queued so far has been told to the kernel, so
+ * that a write returns only when no reader can see an old value.
+ */
+void notifier_barrier(struct fsapi *fs);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops fsapi_ops;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fsapi/internal.h"
 #include "util/util.h"
@@ -28,6 +29,7 @@ void notifier_queue(void *ctx, enum svc_change what, const char *path)
 		return;
 	}
 	pthread_mutex_lock(&fs->qlock);
+	n->seq = ++fs->queued;
 	if (fs->qtail)
 		fs->qtail->next = n;
 	else
@@ -63,16 +65,36 @@ static void parent_of(const char *path, char *buf, size_t len)
 	buf[n] = '\0';
 }
 
+void notifier_barrier(struct fsapi *fs)
+{
+	uint64_t target;
+
+	pthread_mutex_lock(&fs->qlock);
+	target = fs->queued;
+	while (fs->done < target && !fs->quit)
+		pthread_cond_wait(&fs->done_cond, &fs->qlock);
+	pthread_mutex_unlock(&fs->qlock);
+}
+
+/* Enough for any one object's directory. */
+#define SUBTREE_MAX 4096
+
 static void handle_note(struct fsapi *fs, struct note *n)
 {
+	static fuse_ino_t inos[SUBTREE_MAX];	/* this thread's alone */
 	char parent[512];
 	fuse_ino_t ino;
 
 	if (n->what == SVC_CHANGED) {
-		ino = inode_find(&fs->inodes, n->path);
-		if (ino) {
-			fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
-			wake_polls(fs, ino);
+		/*
+		 * A file, or an object's directory: then everything below it
+		 * (the page cache of its values, their sizes) is stale.
+		 */
+		size_t count = inode_subtree(&fs->inodes, n->path, inos, SUBTREE_MAX);
+
+		for (size_t i = 0; i < count; i++) {
+			fuse_lowlevel_notify_inval_inode(fs->se, inos[i], 0, 0);
+			wake_polls(fs, inos[i]);
 		}
 		return;
 	}
@@ -89,6 +111,12 @@ static void handle_note(struct fsapi *fs, struct note *n)
 
 static void *notifier_main(void *arg)
 {
+	/*
+	 * Tests slow the notifier down (FSVISOR_TEST_NOTIFY_DELAY_US) to show
+	 * that writes wait for it: without that, a reader would see old values.
+	 */
+	const char *delay = getenv("FSVISOR_TEST_NOTIFY_DELAY_US");
+	useconds_t delay_us = delay ? (useconds_t)atoi(delay) : 0;
 	struct fsapi *fs = arg;
 
 	pthread_mutex_lock(&fs->qlock);
@@ -104,10 +132,14 @@ static void *notifier_main(void *arg)
 		if (!fs->qhead)
 			fs->qtail = NULL;
 		pthread_mutex_unlock(&fs->qlock);
+		if (delay_us)
+			usleep(delay_us);
 		handle_note(fs, n);
+		pthread_mutex_lock(&fs->qlock);
+		fs->done = n->seq;
+		pthread_cond_broadcast(&fs->done_cond);
 		free(n->path);
 		free(n);
-		pthread_mutex_lock(&fs->qlock);
 	}
 	pthread_mutex_unlock(&fs->qlock);
 	return NULL;
@@ -119,6 +151,7 @@ int notifier_start(struct fsapi *fs)
 
 	pthread_mutex_init(&fs->qlock, NULL);
 	pthread_cond_init(&fs->qcond, NULL);
+	pthread_cond_init(&fs->done_cond, NULL);
 	ret = pthread_create(&fs->notifier, NULL, notifier_main, fs);
 	if (ret)
 		return -ret;
@@ -133,6 +166,7 @@ void notifier_stop(struct fsapi *fs)
 	pthread_mutex_lock(&fs->qlock);
 	fs->quit = true;
 	pthread_cond_signal(&fs->qcond);
+	pthread_cond_broadcast(&fs->done_cond);
 	pthread_mutex_unlock(&fs->qlock);
 	pthread_join(fs->notifier, NULL);
 	fs->notifier_started = false;
@@ -146,4 +180,5 @@ void notifier_stop(struct fsapi *fs)
 	fs->qtail = NULL;
 	pthread_mutex_destroy(&fs->qlock);
 	pthread_cond_destroy(&fs->qcond);
+	pthread_cond_destroy(&fs->done_cond);
 }

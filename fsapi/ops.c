@@ -221,6 +221,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (!path)
 		return;
 	ret = service_mkdir(fs_of(req)->svc, path);
+	notifier_barrier(fs_of(req));
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else
@@ -231,10 +232,13 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char *path = child_path(req, parent, name);
+	int ret;
 
 	if (!path)
 		return;
-	fuse_reply_err(req, -service_rmdir(fs_of(req)->svc, path));
+	ret = service_rmdir(fs_of(req)->svc, path);
+	notifier_barrier(fs_of(req));
+	fuse_reply_err(req, -ret);
 	free(path);
 }
 
@@ -247,6 +251,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	if (!path)
 		return;
 	ret = service_symlink(fs_of(req)->svc, link, path);
+	notifier_barrier(fs_of(req));
 	if (ret)
 		fuse_reply_err(req, -ret);
 	else
@@ -259,11 +264,14 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	char *path = child_path(req, parent, name);
 	struct svc_caller who;
 	gid_t groups[64];
+	int ret;
 
 	if (!path)
 		return;
 	caller_of(req, &who, groups, 64);
-	fuse_reply_err(req, -service_unlink(fs_of(req)->svc, path, &who));
+	ret = service_unlink(fs_of(req)->svc, path, &who);
+	notifier_barrier(fs_of(req));
+	fuse_reply_err(req, -ret);
 	free(path);
 }
 
@@ -354,8 +362,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs->handles.next = h;
 	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	fi->direct_io = 1;
-	fi->keep_cache = 0;
+	/*
+	 * Stable values opened for reading are served from the page cache,
+	 * kept across opens: the notifier drops it when the value changes.
+	 * Everything else goes to the service on every read (volatile values,
+	 * logs, data) or write (so no write fills the page cache).
+	 */
+	if (service_file_cacheable(h->file)) {
+		fi->direct_io = 0;
+		fi->keep_cache = 1;
+	} else {
+		fi->direct_io = 1;
+		fi->keep_cache = 0;
+	}
 	fi->noflush = 1;	/* close() needs no round trip */
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		/* The opener went away before it got the file. */
@@ -409,6 +428,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	(void)ino;
 	caller_of(req, &who, groups, 64);
 	n = service_write(h->file, (uint64_t)off, buf, size, &who, req_interrupted, req);
+	/* What the write changed is told to the kernel before it returns. */
+	notifier_barrier(fs_of(req));
 	/*
 	 * O_SYNC/O_DSYNC (from open(), or RWF_DSYNC on this one write, which
 	 * the kernel passes in the write's flags): the write is answered

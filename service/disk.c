@@ -135,9 +135,8 @@ static void disk_changed(struct service *s, struct disk_obj *d, const char *file
 			 const char *value)
 {
 	svc_touch(&d->mtime);
-	svc_notify(s, SVC_CHANGED, "disks/%s/%s", d->name, file);
-	svc_notify(s, SVC_CHANGED, "disks/%s/used", d->name);
-	svc_notify(s, SVC_CHANGED, "disks/%s/data", d->name);
+	/* The whole directory: its files' times changed with it (tree.h). */
+	svc_notify(s, SVC_CHANGED, "disks/%s", d->name);
 	svc_event(s, "disk", d->name, "%s %s", file, value);
 }
 
@@ -893,7 +892,7 @@ static const struct attr disk_attrs[] = {
 	{ "file", A_READ | A_WRITE, show_file, store_file },
 	{ "used", A_READ | A_VOLATILE, show_used },
 	{ "ctl", A_WRITE | A_CTL, NULL, store_ctl },
-	{ "progress", A_READ, show_progress },
+	{ "progress", A_READ | A_VOLATILE, show_progress },	/* moves during an operation */
 	{ "error", A_READ, show_error },
 	{ "data", A_READ | A_WRITE, .data = &disk_data },
 };

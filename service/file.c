@@ -52,7 +52,6 @@ int service_open_file(struct service *s, const char *path, int flags,
 {
 	int acc = flags & O_ACCMODE;
 	const struct attr *a;
-	struct svc_stat st;
 	struct svc_file *f;
 	struct tree_node n;
 	int ret;
@@ -96,8 +95,7 @@ int service_open_file(struct service *s, const char *path, int flags,
 		if (tree_value(s, a, tree_obj(&n), &text, &len) == 0)
 			set_base(f, text, len);
 	}
-	tree_stat(s, &n, &st);
-	f->cacheable = st.cacheable && acc == O_RDONLY;
+	f->cacheable = tree_cacheable(a) && acc == O_RDONLY;
 	tree_release(&n);
 	f->path = svc_strdup(path);
 	*out = f;

@@ -75,6 +75,7 @@ struct vm_obj {
 	int watch_fd;			/* subscribed to the worker's events */
 	char ended[512];		/* how the last run ended */
 	struct timespec mtime;
+	time_t run_started;		/* when the running worker started; 0 when none */
 	uint64_t event_bytes;		/* the size of its "events" */
 	struct timespec events_time;	/* ... and when it last grew */
 	/* A process refused removing the VM's files (rm -r): see service_unlink. */

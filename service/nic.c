@@ -163,8 +163,8 @@ static void nic_changed(struct service *s, struct nic_obj *nic, const char *file
 			const char *value)
 {
 	svc_touch(&nic->vm->mtime);
-	svc_notify(s, SVC_CHANGED, "vms/%s/nics/%s/%s", nic->vm->name, nic->name, file);
-	svc_notify(s, SVC_CHANGED, "vms/%s/config.json", nic->vm->name);
+	/* The whole directory: its files' times changed with it (tree.h). */
+	svc_notify(s, SVC_CHANGED, "vms/%s", nic->vm->name);
 	svc_event(s, "vm", nic->vm->name, "nic %s %s %s", nic->name, file, value);
 }
 
@@ -191,7 +191,7 @@ int nic_define(struct service *s, struct vm_obj *vm, const char *name)
 			       strerror(-ret));
 	}
 	svc_touch(&vm->mtime);
-	svc_notify(s, SVC_CHANGED, "vms/%s/config.json", vm->name);
+	svc_notify(s, SVC_CHANGED, "vms/%s", vm->name);
 	svc_event(s, "vm", vm->name, "nic %s added", name);
 	return 0;
 }
@@ -213,7 +213,8 @@ int nic_delete(struct service *s, struct nic_obj *nic)
 		return nic_fail(s, nic, -EIO, ": cannot save the definition: %s", strerror(-ret));
 	}
 	svc_event(s, "vm", vm->name, "nic %s removed", nic->name);
-	svc_notify(s, SVC_CHANGED, "vms/%s/config.json", vm->name);
+	svc_touch(&vm->mtime);
+	svc_notify(s, SVC_CHANGED, "vms/%s", vm->name);
 	nic_free(nic);
 	return 0;
 }

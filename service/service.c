@@ -59,7 +59,9 @@ int svc_fail(struct service *s, const char *kind, const char *name,
 		disk_save(disk_find(s, name));
 	else if (strcmp(kind, "switch") == 0 && switch_find(s, name))
 		switch_save(switch_find(s, name));
-	svc_notify(s, SVC_CHANGED, "%ss/%s/error", kind, name);
+	svc_notify(s, SVC_CHANGED, "%s/%s/error",
+		   strcmp(kind, "switch") == 0 ? "switches" : strcmp(kind, "vm") == 0 ? "vms" : "disks",
+		   name);
 	return err;
 }
 

@@ -204,13 +204,14 @@ void vm_set_state(struct service *s, struct vm_obj *vm, enum vm_state st)
 	if (vm->state == st)
 		return;
 	vm->state = st;
+	if (st == VMS_OFF || st == VMS_CRASHED)
+		vm->run_started = 0;
 	svc_touch(&vm->mtime);
 	/* Off and crashed outlive the service: keep them with the definition. */
 	if (st == VMS_OFF || st == VMS_CRASHED || st == VMS_RUNNING)
 		vm_save(s, vm);
-	svc_notify(s, SVC_CHANGED, "vms/%s/state", vm->name);
-	svc_notify(s, SVC_CHANGED, "vms/%s/status", vm->name);
-	svc_notify(s, SVC_CHANGED, "vms/%s/stats", vm->name);
+	/* The whole directory: its files' times changed with it (tree.h). */
+	svc_notify(s, SVC_CHANGED, "vms/%s", vm->name);
 	svc_event(s, "vm", vm->name, "state %s", vm_state_name(st));
 	pthread_cond_broadcast(&vm->changed);
 }
@@ -709,6 +710,7 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 		err = watch(s, vm, fd);
 		if (!err) {
 			log_info("vm %s: started, worker pid %d", vm->name, (int)vm->pid);
+			vm->run_started = time(NULL);
 			vm_set_state(s, vm, VMS_RUNNING);
 			vm_connect_nics(s, vm, false);
 			return 0;
@@ -875,10 +877,15 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 	pid_t pid = read_pid(vm);
 	bool exited = read_exit(vm, kind, sizeof(kind), &code);
 
-	/* A worker that is there, or still coming up, is waited for briefly. */
+	/*
+	 * A worker that is there, or still coming up, is waited for briefly.
+	 * One is coming up only after a spawn (which makes worker.err) that
+	 * nothing has recorded the end of: a VM never started has none, so a
+	 * host with a thousand VMs defined starts at once.
+	 */
 	if (!exited && (pid > 0 && kill(pid, 0) == 0))
 		ret = wait_for_worker(vm, 5000, &fd, &status);
-	else if (!exited)
+	else if (!exited && faccessat(vm->dirfd, "worker.err", F_OK, 0) == 0)
 		ret = wait_for_worker(vm, 50, &fd, &status);
 	if (!ret) {
 		const char *st = json_string_value(json_object_get(status, "state"));
@@ -886,6 +893,7 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 
 		vm->pid = (pid_t)json_integer_value(json_object_get(status, "pid"));
 		vm->monitor_pid = parent_of(vm->pid);
+		vm->run_started = time(NULL) - svc_json_int(status, "uptime_ms") / 1000;
 		json_decref(status);
 		if (watch(s, vm, fd)) {
 			close(fd);

@@ -120,9 +120,8 @@ static void switch_changed(struct service *s, struct switch_obj *sw, const char 
 			   const char *value)
 {
 	svc_touch(&sw->mtime);
-	svc_notify(s, SVC_CHANGED, "switches/%s/%s", sw->name, file);
-	svc_notify(s, SVC_CHANGED, "switches/%s/host_if", sw->name);
-	svc_notify(s, SVC_CHANGED, "switches/%s/ports", sw->name);
+	/* The whole directory: its files' times changed with it (tree.h). */
+	svc_notify(s, SVC_CHANGED, "switches/%s", sw->name);
 	svc_event(s, "switch", sw->name, "%s %s", file, value);
 }
 

@@ -199,7 +199,7 @@ static void file_stat(struct service *s, struct tree_node *n, struct svc_stat *s
 	st->nlink = 1;
 	st->mode = file_mode(s, a);
 	st->volatile_attrs = (a->flags & A_VOLATILE) || a->log;
-	st->cacheable = !st->volatile_attrs && !a->data && !(a->flags & A_CTL) && a->show;
+	st->cacheable = tree_cacheable(a);
 	/*
 	 * Volatile values change without a notification, but their times are
 	 * kept steady (the object's, or when a log last grew), so that tar,

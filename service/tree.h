@@ -204,6 +204,11 @@ static inline void *tree_obj(const struct tree_node *n)
  */
 int tree_refuse(struct service *s, struct tree_node *n, int err, const char *op,
 		const char *why);
+/* A value that changes only through the service: the page cache may hold it. */
+static inline bool tree_cacheable(const struct attr *a)
+{
+	return a->show && !a->log && !a->data && !(a->flags & (A_VOLATILE | A_CTL));
+}
 /* stat of @n; under the lock. */
 void tree_stat(struct service *s, struct tree_node *n, struct svc_stat *st);
 /* A value file's text (a new buffer); under the lock. */

@@ -142,9 +142,8 @@ static int vm_changed(struct service *s, struct vm_obj *vm, const char *file,
 
 	svc_touch(&vm->mtime);
 	ret = vm_save(s, vm);
-	svc_notify(s, SVC_CHANGED, "vms/%s/%s", vm->name, file);
-	svc_notify(s, SVC_CHANGED, "vms/%s/config.json", vm->name);
-	svc_notify(s, SVC_CHANGED, "vms/%s/status", vm->name);
+	/* The whole directory: its files' times changed with it (tree.h). */
+	svc_notify(s, SVC_CHANGED, "vms/%s", vm->name);
 	svc_event(s, "vm", vm->name, "%s %s", file, value);
 	return ret;
 }
@@ -560,6 +559,10 @@ static int show_status(struct service *s, void *obj, FILE *out)
 	fprintf(out, "memory: %llu\n", (unsigned long long)vm->memory);
 	fprintf(out, "disks: ");
 	show_slots(vm, out);
+	fprintf(out, "nics:");
+	for (size_t i = 0; i < vm->nnics; i++)
+		fprintf(out, " %s", vm->nics[i]->name);
+	fprintf(out, "%s\n", vm->nnics ? "" : " none");
 	fprintf(out, "kernel: %s\n", vm->kernel[0] ? vm->kernel : "(not set)");
 	fprintf(out, "initrd: %s\n", vm->initrd[0] ? vm->initrd : "(none)");
 	fprintf(out, "cmdline: %s\n", vm->cmdline);
@@ -578,6 +581,30 @@ static int show_status(struct service *s, void *obj, FILE *out)
 		fprintf(out, "last run: %s\n", vm->ended);
 	if (vm->error[0])
 		fprintf(out, "error: %s\n", vm->error);
+	return 0;
+}
+
+/*
+ * What `fsvisor ls` shows of a VM, as key: value lines that change only
+ * through the service (so the page cache serves them): no uptime, but
+ * when the run started.
+ */
+static int show_summary(struct service *s, void *obj, FILE *out)
+{
+	struct vm_obj *vm = obj;
+
+	(void)s;
+	fprintf(out, "name: %s\nstate: %s\ncpus: %u\nmemory: %llu\ndisks: ", vm->name,
+		vm_state_name(vm->state), vm->cpus, (unsigned long long)vm->memory);
+	show_slots(vm, out);
+	fprintf(out, "nics:");
+	for (size_t i = 0; i < vm->nnics; i++)
+		fprintf(out, " %s", vm->nics[i]->name);
+	fprintf(out, "%s\n", vm->nnics ? "" : " none");
+	if (vm->run_started && vm_is_active(vm))
+		fprintf(out, "started: %lld\n", (long long)vm->run_started);
+	else
+		fprintf(out, "started: -\n");
 	return 0;
 }
 
@@ -1040,6 +1067,7 @@ static const struct attr vm_attrs[] = {
 	{ "ctl", A_WRITE | A_CTL, NULL, store_ctl },
 	{ "state", A_READ, show_state },
 	{ "status", A_READ | A_VOLATILE, show_status },
+	{ "summary", A_READ, show_summary },
 	{ "error", A_READ, show_error },
 	{ "events", A_READ, .log = &vm_events_log },
 	{ "cpus", A_READ | A_WRITE, show_cpus, store_cpus },
