@@ -5,7 +5,7 @@
 # In idle mode the guest stays up, answers the console and obeys the
 # ACPI power button; SIGTERM kills a worker with status 4.
 . "$SOURCE_ROOT/tests/lib.sh"
-need timeout mkfifo
+need timeout mkfifo iasl xxd
 [ -w /dev/kvm ] || fail "/dev/kvm is not usable here"
 scratch
 F=$FSVISOR
@@ -133,37 +133,35 @@ kill -TERM $wpid
 wait_worker $wpid 10
 [ "$status" -eq 4 ] || fail "SIGTERM: exit $status, expected 4: $(tail -3 term.out)"
 
-# The DSDT's AML, checked by ACPICA's disassembler where it is installed
-# (acpica-tools): the guest prints the table in hex.
-if command -v iasl >/dev/null && command -v xxd >/dev/null; then
-	boot_guest 1 "acpi dumpdsdt" dsdt.txt
-	[ "$status" -eq 0 ] || fail "dumpdsdt: exit $status"
-	sed -n 's/^dsdt \([0-9a-f]*\).*/\1/p' dsdt.txt | tr -d '\r\n' | xxd -r -p > dsdt.dat
-	len=$(sed -n 's/^dsdt: \([0-9]*\) bytes.*/\1/p' dsdt.txt)
-	[ "$(wc -c < dsdt.dat)" -eq "${len:-0}" ] || fail "dumpdsdt: $len bytes announced"
-	iasl -d dsdt.dat > iasl.out 2>&1 || fail "iasl -d: $(tail -5 iasl.out)"
-	# iasl decodes misnested AML without complaint: check what is where.
-	block()
-	{
-		awk -v dev="Device ($1)" 'index($0, dev) { on = 1 }
-			on { print; o = gsub(/[{]/, "&"); c = gsub(/[}]/, "&");
-			     n += o - c; if (c && n == 0) exit }' dsdt.dsl
-	}
-	block GED0 > ged.asl
-	block PWRB > pwrb.asl
-	for want in 'Name (_HID, "ACPI0013"' \
-		'Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )' \
-		'0x00000009,' 'Method (_EVT, 1, NotSerialized)' \
-		'If ((Arg0 == 0x09))' 'Notify (\_SB.PWRB, 0x80)'; do
-		grep -qF "$want" ged.asl || fail "DSDT: GED0 has no '$want': $(cat ged.asl)"
-	done
-	grep -qF 'EisaId ("PNP0C0C")' pwrb.asl || fail "DSDT: PWRB: $(cat pwrb.asl)"
-	grep -qF 'Name (_S5, Package (0x04)' dsdt.dsl || fail "DSDT: no _S5"
-	# ...and what it decoded compiles again without a warning.
-	iasl -p again dsdt.dsl > iasl2.out 2>&1 || fail "iasl: $(tail -5 iasl2.out)"
-	grep -q " 0 Errors, 0 Warnings, 0 Remarks" iasl2.out ||
-		fail "iasl: $(grep -i 'error\|warning\|remark' iasl2.out)"
-fi
+# The DSDT's AML, checked by ACPICA's disassembler (acpica-tools): the
+# guest prints the table in hex.
+boot_guest 1 "acpi dumpdsdt" dsdt.txt
+[ "$status" -eq 0 ] || fail "dumpdsdt: exit $status"
+sed -n 's/^dsdt \([0-9a-f]*\).*/\1/p' dsdt.txt | tr -d '\r\n' | xxd -r -p > dsdt.dat
+len=$(sed -n 's/^dsdt: \([0-9]*\) bytes.*/\1/p' dsdt.txt)
+[ "$(wc -c < dsdt.dat)" -eq "${len:-0}" ] || fail "dumpdsdt: $len bytes announced"
+iasl -d dsdt.dat > iasl.out 2>&1 || fail "iasl -d: $(tail -5 iasl.out)"
+# iasl decodes misnested AML without complaint: check what is where.
+block()
+{
+	awk -v dev="Device ($1)" 'index($0, dev) { on = 1 }
+		on { print; o = gsub(/[{]/, "&"); c = gsub(/[}]/, "&");
+		     n += o - c; if (c && n == 0) exit }' dsdt.dsl
+}
+block GED0 > ged.asl
+block PWRB > pwrb.asl
+for want in 'Name (_HID, "ACPI0013"' \
+	'Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, )' \
+	'0x00000009,' 'Method (_EVT, 1, NotSerialized)' \
+	'If ((Arg0 == 0x09))' 'Notify (\_SB.PWRB, 0x80)'; do
+	grep -qF "$want" ged.asl || fail "DSDT: GED0 has no '$want': $(cat ged.asl)"
+done
+grep -qF 'EisaId ("PNP0C0C")' pwrb.asl || fail "DSDT: PWRB: $(cat pwrb.asl)"
+grep -qF 'Name (_S5, Package (0x04)' dsdt.dsl || fail "DSDT: no _S5"
+# ...and what it decoded compiles again without a warning.
+iasl -p again dsdt.dsl > iasl2.out 2>&1 || fail "iasl: $(tail -5 iasl2.out)"
+grep -q " 0 Errors, 0 Warnings, 0 Remarks" iasl2.out ||
+	fail "iasl: $(grep -i 'error\|warning\|remark' iasl2.out)"
 
 # Bad configurations are refused before anything runs.
 expect_bad()
