@@ -23,15 +23,22 @@ static const char vm_usage[] =
 	"                      [--on-triple-fault stop|reset] [--control SOCKET]\n"
 	"                      [--console-log FILE] [--console-ring FILE] [--no-console]\n"
 	"                      [--report-startup]\n"
+	"       fsvisor vm run --restore DIR [--nic mac=MAC,fd=N]... [--control SOCKET]\n"
+	"                      [--console-log FILE] [--console-ring FILE] [--no-console]\n"
 	"       fsvisor vm check [--config VM.json] [options as for run]\n"
+	"       fsvisor vm state-info DIR                what a saved state is, and whether\n"
+	"                                                this host can restore it\n"
 	"       fsvisor vm ctl SOCKET status|pause|resume|reset|shutdown|stop|kill\n"
 	"       fsvisor vm ctl SOCKET console [--all]    follow the console\n"
 	"       fsvisor vm ctl SOCKET send TEXT           type TEXT (\\n for Enter)\n"
 	"       fsvisor vm ctl SOCKET nic-connect N FD    NIC N's backend: socket FD\n"
 	"       fsvisor vm ctl SOCKET nic-disconnect N    NIC N's link down\n"
+	"       fsvisor vm ctl SOCKET save DIR [--stop]   save the VM's state into DIR\n"
+	"                                                (new); --stop ends it, else it runs on\n"
 	"The console is on stdin/stdout; on a terminal, Ctrl-a x quits.\n"
 	"Flags override the same fields of --config.  Exit status: 0 the guest\n"
-	"powered off, 1 bad configuration, 2 usage, 3 the VM failed, 4 killed.\n";
+	"powered off, 1 bad configuration, 2 usage, 3 the VM failed, 4 killed,\n"
+	"5 saved (and stopped).\n";
 
 static int usage_error(const char *msg, const char *arg)
 {
@@ -143,6 +150,7 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 		{ "report-startup", no_argument, NULL, 'S' },
 		{ "disk", required_argument, NULL, 'd' },
 		{ "nic", required_argument, NULL, 'e' },
+		{ "restore", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -157,9 +165,12 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSd:e:h", longopts,
+	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSd:e:r:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
+		case 'r':
+			wo.restore_dir = optarg;
+			break;
 		case 'f':
 			config_path = optarg;
 			break;
@@ -273,6 +284,17 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 	if (optind != argc) {
 		json_decref(over);
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	}
+	if (wo.restore_dir) {
+		/* The configuration is the state's; NICs here only bring their sockets. */
+		json_object_del(over, "nics");
+		if (config_path || json_object_size(over) || !run) {
+			json_decref(over);
+			return usage_error("--restore takes its configuration from the state: only --nic, --control and the console options go with it%s",
+					   "");
+		}
+		json_decref(over);
+		return vm_worker_run(NULL, &wo);
 	}
 	if (config_path) {
 		ret = json_file_load(config_path, &doc, err, sizeof(err));
@@ -405,6 +427,15 @@ static int vm_ctl(int argc, char **argv)
 					   "nic-disconnect needs N (the NIC)%s", "");
 		}
 		req = json_pack("{s:s, s:i}", "cmd", argv[2], "nic", index);
+	} else if (strcmp(argv[2], "save") == 0) {
+		bool stop = argc == 5 && strcmp(argv[4], "--stop") == 0;
+
+		if (argc < 4 || argc > 5 || (argc == 5 && !stop)) {
+			close(fd);
+			return usage_error("save needs DIR, and maybe --stop%s", "");
+		}
+		req = json_pack("{s:s, s:s, s:s}", "cmd", "save", "dir", argv[3], "then",
+				stop ? "stop" : "resume");
 	} else {
 		req = json_pack("{s:s}", "cmd", argv[2]);
 	}
@@ -423,6 +454,28 @@ static int vm_ctl(int argc, char **argv)
 	return cmd_print_reply(reply);
 }
 
+static int state_info(int argc, char **argv)
+{
+	char err[1024];
+	json_t *info;
+	char *text;
+	bool ok;
+
+	if (argc != 2)
+		return usage_error("state-info needs DIR%s", "");
+	info = vmm_state_info(argv[1], err, sizeof(err));
+	if (!info) {
+		fprintf(stderr, "fsvisor vm state-info: %s: %s\n", argv[1], err);
+		return 1;
+	}
+	ok = json_is_true(json_object_get(info, "restorable"));
+	text = json_dumps(info, JSON_INDENT(2) | JSON_SORT_KEYS);
+	printf("%s\n", text);
+	free(text);
+	json_decref(info);
+	return ok ? 0 : 3;
+}
+
 int cmd_vm(int argc, char **argv)
 {
 	/* Started by the service, not by people: not in the usage. */
@@ -434,6 +487,8 @@ int cmd_vm(int argc, char **argv)
 		return vm_run_or_check(argc - 1, argv + 1, true);
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return vm_run_or_check(argc - 1, argv + 1, false);
+	if (argc >= 2 && strcmp(argv[1], "state-info") == 0)
+		return state_info(argc - 1, argv + 1);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		printf("%s", vm_usage);
 		return 0;

@@ -367,8 +367,23 @@ static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 	return 0;
 }
 
+static int parse(const json_t *doc, struct vm_config **out, bool saved, char *err,
+		 size_t errlen);
+
 int vm_config_parse(const json_t *doc, struct vm_config **out, char *err,
 		    size_t errlen)
+{
+	return parse(doc, out, false, err, errlen);
+}
+
+int vm_config_parse_saved(const json_t *doc, struct vm_config **out, char *err,
+			  size_t errlen)
+{
+	return parse(doc, out, true, err, errlen);
+}
+
+static int parse(const json_t *doc, struct vm_config **out, bool saved, char *err,
+		 size_t errlen)
 {
 	struct vm_config *cfg;
 	struct kernel_image k;
@@ -396,6 +411,12 @@ int vm_config_parse(const json_t *doc, struct vm_config **out, char *err,
 		ret = vmm_fail(err, errlen, "cmdline is %zu bytes: at most %d",
 			   strlen(cfg->cmdline), CMDLINE_MAX - 1);
 		goto fail;
+	}
+	cfg->restored = saved;
+	if (saved && cfg->kernel) {
+		/* Nothing boots now; a reset later reads the kernel then. */
+		*out = cfg;
+		return 0;
 	}
 	if (!cfg->kernel) {
 		ret = vmm_fail(err, errlen, "no kernel: set \"kernel\" to a bzImage or ELF64 file");

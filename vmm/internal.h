@@ -76,6 +76,8 @@ struct vm_nic_config {
 
 struct vm_config {
 	char name[NAME_MAX_LEN + 1];
+	/* From a saved state: nothing is booted, so no kernel is needed. */
+	bool restored;
 	unsigned int cpus;
 	uint64_t memory;
 	char *kernel;
@@ -198,6 +200,13 @@ uint64_t console_head(struct console *c);
 /* ---- devices -------------------------------------------------------- */
 
 struct vm;
+struct ss_writer;
+struct ss_reader;
+struct ss_section;
+struct ss_rsection;
+struct mem_loader;
+
+#define STATE_MSRS_MAX 128
 
 struct serial;
 struct serial *serial_create(struct vm *vm, uint16_t port, int irq,
@@ -208,14 +217,21 @@ size_t serial_input(struct serial *s, const uint8_t *buf, size_t len);
 /* An eventfd to signal whenever the guest empties the receive FIFO. */
 void serial_set_room_fd(struct serial *s, int fd);
 void serial_reset(struct serial *s);
+/* Saved state: each base device in a section of its own ("dev:serial"). */
+int serial_save(struct serial *s, struct ss_writer *w);
+int serial_restore(struct serial *s, struct ss_reader *r, char *err, size_t errlen);
 
 struct cmos;
 struct cmos *cmos_create(struct vm *vm);
 void cmos_destroy(struct cmos *c);
+int cmos_save(struct cmos *c, struct ss_writer *w);
+int cmos_restore(struct cmos *c, struct ss_reader *r, char *err, size_t errlen);
 
 struct i8042;
 struct i8042 *i8042_create(struct vm *vm);
 void i8042_destroy(struct i8042 *k);
+int i8042_save(struct i8042 *k, struct ss_writer *w);
+int i8042_restore(struct i8042 *k, struct ss_reader *r, char *err, size_t errlen);
 
 struct pm;
 struct pm *pm_create(struct vm *vm);
@@ -261,6 +277,10 @@ struct pci_device {
 	/* A BAR was mapped at @addr, or unmapped (@mapped false). */
 	void (*bar_moved)(struct pci_device *dev, int n, uint64_t addr,
 			  bool mapped);
+	/* Saved state: what the function adds to its section, and back. */
+	void (*save)(struct pci_device *dev, struct ss_section *s);
+	int (*restore)(struct pci_device *dev, struct ss_rsection *s, char *err,
+		       size_t errlen);
 	void *opaque;
 	struct pci_bus *bus;
 };
@@ -280,6 +300,16 @@ void pci_set_bar(struct pci_device *dev, int n, enum pci_bar_type type,
 /* Add a capability of @len bytes; returns its offset in config space. */
 int pci_add_capability(struct pci_device *dev, uint8_t id, unsigned int len);
 void pci_reset_devices(struct pci_bus *pci);
+/*
+ * Saved state: the bus ("dev:pci") and each function ("pci:DEVFN": its
+ * configuration space, then what its @save adds).  Restoring writes the
+ * configuration space back, maps the BARs where it says, then calls the
+ * function's @restore.
+ */
+int pci_save(struct pci_bus *pci, struct ss_writer *w);
+int pci_restore(struct pci_bus *pci, struct ss_reader *r, char *err, size_t errlen);
+/* Is @tag ("pci:03") the section of a function on this bus? */
+bool pci_has_section(struct pci_bus *pci, const char *tag);
 
 /* ---- CPUID (cpuid.c) ------------------------------------------------ */
 
@@ -344,10 +374,12 @@ struct vcpu {
 	struct vm *vm;
 	unsigned int id;
 	int fd;
+	struct kvm_cpuid2 *cpuid;	/* what it was given (saved states keep it) */
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
 	bool parked;
+	unsigned int settled;		/* the VM's settle_gen it has settled for */
 	struct vcpu_stats stats;
 	struct kvm_lapic_state lapic0;	/* as created: restored on reset */
 };
@@ -391,6 +423,8 @@ struct vm {
 	pthread_cond_t cond;
 	enum vm_request request;
 	bool paused;			/* by a control command */
+	/* A pause for a capture: each vCPU completes its I/O exit, once per round. */
+	unsigned int settle_gen;
 
 	int event_fd;			/* wakes the event loop */
 	enum vm_event event;		/* under lock */
@@ -413,6 +447,13 @@ struct vm {
 	struct virtio_net *nics[VM_MAX_NICS];
 	unsigned int nnics;
 
+	/* Saved state (state/): the MSRs that make a vCPU's state; the loader. */
+	uint32_t state_msrs[STATE_MSRS_MAX];
+	unsigned int nstate_msrs;
+	struct mem_loader *loader;
+	/* Restoring: the CPUID each vCPU gets, from the state. */
+	struct kvm_cpuid2 **restore_cpuid;
+
 	uint64_t started_ns;
 	unsigned int resets;
 	uint64_t first_run_ns;		/* when the BSP first entered KVM_RUN */
@@ -427,6 +468,11 @@ void vm_destroy(struct vm *vm);
 int vm_start(struct vm *vm, char *err, size_t errlen);
 /* Park every vCPU; returns once they are parked. */
 void vm_pause(struct vm *vm);
+/*
+ * The same, and each vCPU first completes an I/O exit it was in (KVM
+ * finishes it only on the next KVM_RUN): its state is then whole.
+ */
+void vm_pause_settled(struct vm *vm);
 void vm_resume(struct vm *vm);
 /* Stop the vCPU threads for good and wait for them. */
 void vm_stop(struct vm *vm);
@@ -462,6 +508,11 @@ int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned int len, int fd,
 /* A device to reset with the VM and to destroy with it. */
 struct vm_device {
 	void (*reset)(void *opaque);
+	/*
+	 * Before a capture: finish and flush what is in flight, take nothing
+	 * more (@on); after it, go on.  Guest memory is not touched between.
+	 */
+	void (*quiesce)(void *opaque, bool on);
 	void (*destroy)(void *opaque);
 	/* Counters for "status", or NULL. */
 	json_t *(*stats)(void *opaque);
@@ -471,6 +522,30 @@ struct vm_device {
 
 int vm_add_device(struct vm *vm, void (*reset)(void *), void (*destroy)(void *),
 		  json_t *(*stats)(void *), void *opaque);
+/* The device just added quiesces for a capture with @fn. */
+void vm_device_quiesce(struct vm *vm, void (*fn)(void *opaque, bool on));
+
+/* ---- saved state (state/save.c) --------------------------------------------- */
+
+/*
+ * Capture the VM into a new saved state @dir.  The vCPUs are left paused
+ * (vm->paused is the caller's to change); the devices go on.
+ */
+int vm_save_state(struct vm *vm, const char *dir, char *err, size_t errlen);
+/*
+ * Before a VM is made from @r: the configuration against it, the host's
+ * fingerprint, every vCPU record.  No KVM state is touched.
+ */
+int vm_state_check(const struct vm_config *cfg, struct ss_reader *r, char *err,
+		   size_t errlen);
+/*
+ * Make a VM from @cfg (cfg->restored) and @r (checked): nothing booted, all
+ * of the state applied, RAM loaded lazily.  The VM keeps @r until RAM is
+ * all in.
+ */
+int vm_create_restored(const struct vm_config *cfg, struct ss_reader *r,
+		       struct vm **out, char *err, size_t errlen);
+int vm_restore_state(struct vm *vm, struct ss_reader *r, char *err, size_t errlen);
 
 /*
  * NICs (virtio_net.c), for the worker's control commands: connect NIC

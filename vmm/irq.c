@@ -160,3 +160,9 @@ int vm_add_device(struct vm *vm, void (*reset)(void *), void (*destroy)(void *),
 	vm->devices = d;
 	return 0;
 }
+
+void vm_device_quiesce(struct vm *vm, void (*fn)(void *opaque, bool on))
+{
+	if (vm->devices)
+		vm->devices->quiesce = fn;
+}

@@ -137,7 +137,17 @@ int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id, char *err,
 		snprintf(err, errlen, "cannot map vCPU %u: %s", id, strerror(errno));
 		return -errno;
 	}
-	ret = cpuid_setup(vm, v->fd, id, err, errlen);
+	if (vm->restore_cpuid) {
+		/* Exactly what the guest had, checked against this host before. */
+		v->cpuid = vm->restore_cpuid[id];
+		vm->restore_cpuid[id] = NULL;
+		ret = ioctl(v->fd, KVM_SET_CPUID2, v->cpuid) < 0 ? -errno : 0;
+		if (ret)
+			snprintf(err, errlen, "vCPU %u: KVM_SET_CPUID2 of the saved CPUID: %s", id,
+				 strerror(-ret));
+	} else {
+		ret = cpuid_setup(vm, v->fd, id, err, errlen);
+	}
 	if (ret)
 		return ret;
 	ret = set_default_msrs(v->fd);
@@ -164,6 +174,8 @@ int vcpu_create(struct vm *vm, struct vcpu *v, unsigned int id, char *err,
 
 void vcpu_destroy(struct vcpu *v)
 {
+	free(v->cpuid);
+	v->cpuid = NULL;
 	if (v->run)
 		munmap(v->run, (size_t)v->vm->run_size);
 	if (v->fd > 0)
@@ -368,6 +380,22 @@ static bool vcpu_wait(struct vcpu *v)
 
 	pthread_mutex_lock(&vm->lock);
 	while (vm->request == REQ_PAUSE) {
+		if (v->settled != vm->settle_gen) {
+			/*
+			 * An I/O exit is complete only once KVM_RUN is entered
+			 * again: enter with immediate_exit set, which finishes it
+			 * and runs no guest instruction, so the state is whole.
+			 */
+			unsigned int gen = vm->settle_gen;
+
+			v->parked = false;
+			pthread_mutex_unlock(&vm->lock);
+			v->run->immediate_exit = 1;
+			ioctl(v->fd, KVM_RUN, 0);
+			pthread_mutex_lock(&vm->lock);
+			v->settled = gen;
+			continue;
+		}
 		v->parked = true;
 		pthread_cond_broadcast(&vm->cond);
 		pthread_cond_wait(&vm->cond, &vm->lock);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "vmm/internal.h"
+#include "vmm/state/state.h"
 #include "vmm/virtio/virtio.h"
 
 void vm_post_event(struct vm *vm, enum vm_event ev, const char *fmt, ...)
@@ -181,8 +182,22 @@ fail:
 	return -ENOMEM;
 }
 
-int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
-	      size_t errlen)
+/* The kernel and initrd, read when a boot needs them (not for a restore). */
+static int load_boot_files(struct vm *vm, char *err, size_t errlen)
+{
+	int ret = 0;
+
+	if (vm->kernel.data)
+		return 0;
+	ret = kernel_load(vm->cfg->kernel, &vm->kernel, err, errlen);
+	if (!ret && vm->cfg->initrd && !vm->initrd)
+		ret = read_initrd(vm, vm->cfg->initrd, err, errlen);
+	return ret;
+}
+
+/* The VM, its RAM, devices and vCPUs; booted, or to be restored from @r. */
+static int vm_build(const struct vm_config *cfg, struct ss_reader *r, struct vm **out,
+		    char *err, size_t errlen)
 {
 	struct boot_state bs;
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -206,9 +221,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 		goto fail;
 	}
 
-	ret = kernel_load(cfg->kernel, &vm->kernel, err, errlen);
-	if (!ret && cfg->initrd)
-		ret = read_initrd(vm, cfg->initrd, err, errlen);
+	ret = r ? 0 : load_boot_files(vm, err, errlen);
 	if (!ret)
 		ret = kvm_open(&vm->kvm_fd, err, errlen);
 	if (!ret)
@@ -220,6 +233,8 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 	if (!ret && (ret = save_irqchip(vm)))
 		snprintf(err, errlen, "saving the irqchip state: %s", strerror(-ret));
 	if (!ret)
+		ret = state_msr_list(vm, err, errlen);
+	if (!ret)
 		ret = create_devices(vm, err, errlen);
 	if (ret)
 		goto fail;
@@ -229,10 +244,29 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 		ret = -ENOMEM;
 		goto fail;
 	}
+	if (r) {
+		vm->restore_cpuid = calloc(vm->ncpus, sizeof(*vm->restore_cpuid));
+		for (unsigned int i = 0; vm->restore_cpuid && i < vm->ncpus; i++)
+			vm->restore_cpuid[i] = state_vcpu_cpuid(r, i);
+		for (unsigned int i = 0; vm->restore_cpuid && i < vm->ncpus; i++)
+			if (!vm->restore_cpuid[i])
+				ret = -ENOMEM;
+		if (!vm->restore_cpuid || ret) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+	}
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
 		ret = vcpu_create(vm, &vm->vcpus[i], i, err, errlen);
 		if (ret)
 			goto fail;
+	}
+	if (r) {
+		ret = vm_restore_state(vm, r, err, errlen);
+		if (ret)
+			goto fail;
+		*out = vm;
+		return 0;
 	}
 	ret = boot_prepare(vm, &bs, err, errlen);
 	if (ret)
@@ -247,6 +281,18 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 fail:
 	vm_destroy(vm);
 	return ret;
+}
+
+int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
+	      size_t errlen)
+{
+	return vm_build(cfg, NULL, out, err, errlen);
+}
+
+int vm_create_restored(const struct vm_config *cfg, struct ss_reader *r,
+		       struct vm **out, char *err, size_t errlen)
+{
+	return vm_build(cfg, r, out, err, errlen);
 }
 
 int vm_start(struct vm *vm, char *err, size_t errlen)
@@ -286,6 +332,32 @@ void vm_pause(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+static bool all_settled(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->started && (!v->parked || v->settled != vm->settle_gen))
+			return false;
+	}
+	return true;
+}
+
+void vm_pause_settled(struct vm *vm)
+{
+	/* Parked vCPUs too may sit after an I/O exit: each settles once, paused. */
+	pthread_mutex_lock(&vm->lock);
+	vm->settle_gen++;
+	if (vm->request == REQ_NONE)
+		vm->request = REQ_PAUSE;
+	for (unsigned int i = 0; i < vm->ncpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	pthread_cond_broadcast(&vm->cond);
+	while (!all_settled(vm))
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+}
+
 void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -319,6 +391,10 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	int ret;
 
 	vm_pause(vm);
+	/* A restored VM boots a kernel now, for the first time. */
+	ret = load_boot_files(vm, err, errlen);
+	if (ret)
+		return ret;
 	/*
 	 * Devices first: their I/O threads may still write guest memory (a
 	 * frame arriving, a read completing) until their reset returns, and
@@ -329,6 +405,8 @@ int vm_reset(struct vm *vm, char *err, size_t errlen)
 	for (struct vm_device *d = vm->devices; d; d = d->next)
 		if (d->reset)
 			d->reset(d->opaque);
+	/* RAM still coming from a saved state: it is all zero now instead. */
+	state_memory_finish(vm, true);
 	mem_clear(&vm->mem);
 	ret = restore_irqchip(vm);
 	if (ret) {
@@ -364,8 +442,13 @@ void vm_destroy(struct vm *vm)
 			d->destroy(d->opaque);
 		free(d);
 	}
+	/* After the devices: their threads may still wait on RAM being loaded. */
+	state_memory_finish(vm, true);
 	for (unsigned int i = 0; vm->vcpus && i < vm->ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
+	for (unsigned int i = 0; vm->restore_cpuid && i < vm->ncpus; i++)
+		free(vm->restore_cpuid[i]);
+	free(vm->restore_cpuid);
 	free(vm->vcpus);
 	free(vm->routes);
 	pci_destroy(vm->pci);

@@ -31,6 +31,12 @@ struct vm_config;
  */
 int vm_config_parse(const json_t *doc, struct vm_config **out, char *err,
 		    size_t errlen);
+/*
+ * The same for the configuration a saved state holds: nothing is booted,
+ * so the kernel and initrd are not required any more.
+ */
+int vm_config_parse_saved(const json_t *doc, struct vm_config **out, char *err,
+			  size_t errlen);
 void vm_config_free(struct vm_config *cfg);
 /* The configuration with every default filled in. */
 json_t *vm_config_to_json(const struct vm_config *cfg);
@@ -71,6 +77,12 @@ struct vm_worker_opts {
 	 */
 	const int *nic_fds;
 	unsigned int n_nic_fds;
+	/*
+	 * Restore from this saved state (docs/saved-state.md) instead of
+	 * booting: the configuration comes from it (the vm_config given is
+	 * then NULL).
+	 */
+	const char *restore_dir;
 };
 
 /* Exit statuses of a worker, as `fsvisor vm run` returns them. */
@@ -80,9 +92,17 @@ enum vm_exit_status {
 	VM_EXIT_USAGE = 2,
 	VM_EXIT_FAILED = 3,	/* emulation failure, internal error, triple fault */
 	VM_EXIT_KILLED = 4,	/* "kill" on the control socket, or Ctrl-a x */
+	VM_EXIT_SAVED = 5,	/* "save" with "then": "stop": the state is saved */
 };
 
 /* Run the VM until it ends; returns an enum vm_exit_status. */
 int vm_worker_run(const struct vm_config *cfg, const struct vm_worker_opts *opts);
+
+/*
+ * What a saved state is and whether this host can restore it: the
+ * manifest's summary plus "restorable" (true or false) and "why not".
+ * NULL with a reason when it is not a readable saved state at all.
+ */
+json_t *vmm_state_info(const char *dir, char *err, size_t errlen);
 
 #endif /* FSVISOR_VMM_H */

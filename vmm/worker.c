@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "vmm/internal.h"
+#include "vmm/state/state.h"
 
 #define MAX_CLIENTS 32
 #define CTRL_A 0x01
@@ -279,7 +280,7 @@ static json_t *status_json(struct worker *w)
 			"intr", (json_int_t)atomic_load(&s->intr),
 			"other", (json_int_t)atomic_load(&s->other)));
 	}
-	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:o, s:o, s:o}",
+	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:I, s:o, s:o, s:o}",
 		"ok", 1,
 		"state", vm->paused ? "paused" : "running",
 		"name", vm->cfg->name,
@@ -290,6 +291,8 @@ static json_t *status_json(struct worker *w)
 		"resets", (int)vm->resets,
 		"unclaimed_port_accesses", (json_int_t)atomic_load(&vm->pio.unclaimed),
 		"unclaimed_mmio_accesses", (json_int_t)atomic_load(&vm->mmio.unclaimed),
+		/* Chunks of a restored VM's RAM still to load from its saved state. */
+		"memory_loading", (json_int_t)state_memory_pending(vm),
 		"vcpus", cpus,
 		"disks", device_stats(vm),
 		"nics", vm_nic_stats(vm));
@@ -338,6 +341,45 @@ static json_t *nic_command(struct worker *w, json_t *req, const char *cmd,
 	return json_pack("{s:b}", "ok", 1);
 }
 
+static void broadcast_state(struct worker *w, const char *state, const char *why);
+
+/*
+ * "save": capture the VM into the new directory "dir"; then stop (the
+ * worker ends with VM_EXIT_SAVED: Hyper-V's Save) or resume (a
+ * checkpoint).  The loop waits meanwhile: the VM is paused anyway.
+ */
+static json_t *save_command(struct worker *w, json_t *req)
+{
+	const char *dir = json_string_value(json_object_get(req, "dir"));
+	const char *then = json_string_value(json_object_get(req, "then"));
+	bool stop = then && strcmp(then, "stop") == 0;
+	uint64_t t0 = now_ns();
+	char err[1024] = "";
+	int ret;
+
+	if (!dir || dir[0] != '/')
+		return error_reply("save needs \"dir\", an absolute path that does not exist yet%s", "");
+	if (then && !stop && strcmp(then, "resume") != 0)
+		return error_reply("\"then\" is stop or resume, not '%s'", then);
+	ret = vm_save_state(w->vm, dir, err, sizeof(err));
+	if (ret) {
+		if (!w->vm->paused)
+			vm_resume(w->vm);
+		log_error("save into %s failed: %s", dir, err);
+		return error_reply("save failed: %s", err);
+	}
+	log_info("saved into %s in %.1f ms", dir, (double)(now_ns() - t0) / 1e6);
+	if (stop) {
+		broadcast_state(w, "saved", dir);
+		w->exit_status = VM_EXIT_SAVED;
+		w->done = true;
+	} else if (!w->vm->paused) {
+		vm_resume(w->vm);
+	}
+	return json_pack("{s:b, s:s, s:I}", "ok", 1, "dir", dir,
+			 "ms", (json_int_t)((now_ns() - t0) / 1000000));
+}
+
 static json_t *handle_command(struct worker *w, int i, json_t *req, int *fd)
 {
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
@@ -349,6 +391,8 @@ static json_t *handle_command(struct worker *w, int i, json_t *req, int *fd)
 		return nic_command(w, req, cmd, fd);
 	if (strcmp(cmd, "status") == 0)
 		return status_json(w);
+	if (strcmp(cmd, "save") == 0)
+		return save_command(w, req);
 	if (strcmp(cmd, "pause") == 0) {
 		vm->paused = true;
 		vm_pause(vm);
@@ -657,8 +701,35 @@ static void loop(struct worker *w)
 	}
 }
 
+/*
+ * A VM from a saved state: everything checked before it is made, then
+ * made without booting (the configuration is the state's).
+ */
+static int restore(const char *dir, struct vm_config **cfg, struct vm **vm, char *err,
+		   size_t errlen)
+{
+	struct ss_reader *r;
+	int ret = ss_open(dir, &r, err, errlen);
+
+	if (ret)
+		return ret;
+	ret = vm_config_parse_saved(ss_config(r), cfg, err, errlen);
+	if (!ret)
+		ret = vm_state_check(*cfg, r, err, errlen);
+	if (!ret)
+		ret = vm_create_restored(*cfg, r, vm, err, errlen);
+	/* A VM made keeps the reader until its RAM is all in. */
+	if (ret) {
+		ss_reader_free(r);
+		vm_config_free(*cfg);
+		*cfg = NULL;
+	}
+	return ret;
+}
+
 int vm_worker_run(const struct vm_config *cfg, const struct vm_worker_opts *opts)
 {
+	struct vm_config *restored = NULL;
 	uint64_t t_main = now_ns();
 	struct worker w = { .opts = opts, .epfd = -1, .listen_fd = -1,
 			    .sig_fd = -1, .log_fd = -1, .room_fd = -1 };
@@ -676,9 +747,13 @@ int vm_worker_run(const struct vm_config *cfg, const struct vm_worker_opts *opts
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		w.clients[i].fd = -1;
-	ret = vm_create(cfg, &w.vm, err, sizeof(err));
+	if (opts->restore_dir)
+		ret = restore(opts->restore_dir, &restored, &w.vm, err, sizeof(err));
+	else
+		ret = vm_create(cfg, &w.vm, err, sizeof(err));
 	if (ret) {
-		fprintf(stderr, "fsvisor vm: %s\n", err);
+		fprintf(stderr, "fsvisor vm: %s%s\n", opts->restore_dir ? "cannot restore: " : "",
+			err);
 		return VM_EXIT_SETUP;
 	}
 	ret = setup(&w, err, sizeof(err));
@@ -723,5 +798,26 @@ out:
 	if (w.epfd >= 0)
 		close(w.epfd);
 	vm_destroy(w.vm);
+	vm_config_free(restored);
 	return w.exit_status;
+}
+
+json_t *vmm_state_info(const char *dir, char *err, size_t errlen)
+{
+	struct vm_config *cfg = NULL;
+	struct ss_reader *r;
+	char why[1024] = "";
+	json_t *info;
+
+	if (ss_open(dir, &r, err, errlen))
+		return NULL;
+	info = ss_describe(r);
+	if (vm_config_parse_saved(ss_config(r), &cfg, why, sizeof(why)) == 0)
+		vm_state_check(cfg, r, why, sizeof(why));
+	json_object_set_new(info, "restorable", json_boolean(!why[0]));
+	if (why[0])
+		json_object_set_new(info, "why_not", json_string(why));
+	vm_config_free(cfg);
+	ss_reader_free(r);
+	return info;
 }

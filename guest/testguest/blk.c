@@ -368,3 +368,40 @@ bool test_blkro(char *why)
 	printf("blkro: writes refused with IOERR\n");
 	return true;
 }
+
+/* ---- one request at a time, without waiting (snap.c) ---------------------- */
+
+static struct vdev async_dev;
+static bool async_busy;
+
+int blk_async_setup(char *why)
+{
+	return setup(&async_dev, false, why);
+}
+
+void blk_async_start(bool write, uint64_t sector, void *buf, uint32_t len)
+{
+	struct seg s = { buf, len };
+	uint16_t head;
+
+	next_desc = 0;
+	head = request(&slots[0], write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, sector, &s, 1,
+		       !write, false);
+	async_busy = true;
+	/* An interrupt when it is used, to wake the loop from hlt. */
+	*(volatile uint16_t *)&async_dev.q.avail->ring[async_dev.q.size] = async_dev.q.last_used;
+	virtio_kick(&async_dev, &head, 1);
+}
+
+int blk_async_poll(void)
+{
+	struct virtq_g *q = &async_dev.q;
+
+	if (!async_busy)
+		return -1;
+	if (*(volatile uint16_t *)&q->used->idx == q->last_used)
+		return 0;
+	q->last_used++;
+	async_busy = false;
+	return slots[0].status == VIRTIO_BLK_S_OK ? 1 : -2;
+}

@@ -149,6 +149,17 @@ bool net_pending(void);
 /* Answer, report link changes, ping every ping_every=N seconds. */
 void net_idle_poll(void);
 
+/*
+ * blk.c, for snap.c: one request at a time on the first writable disk.
+ * poll: 0 in flight, 1 done, -2 failed, -1 none started.
+ */
+int blk_async_setup(char *why);
+void blk_async_start(bool write, uint64_t sector, void *buf, uint32_t len);
+int blk_async_poll(void);
+
+/* snap.c: "snap" mode, a long run of self-checks across saves and restores. */
+void snap_run(void);
+
 /* main.c: the value after "key=" on the command line, or NULL. */
 const char *cmdline_arg(const char *key);
 /* Whether the command line has @word on its own ("idle"). */

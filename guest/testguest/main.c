@@ -113,6 +113,8 @@ void guest_main(const uint8_t *boot_params)
 		run_test(list, (size_t)(end - list));
 		list = *end == ',' ? end + 1 : end;
 	}
+	if (cmdline_has("snap"))
+		snap_run();
 	if (cmdline_has("idle"))
 		idle_run();
 	printf("testguest: done\n");

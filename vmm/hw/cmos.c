@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint/checkpoint.h"
 #include "vmm/internal.h"
 
 #define REG_SEC 0x00
@@ -231,4 +232,55 @@ void cmos_destroy(struct cmos *c)
 	bus_unregister(&c->vm->pio, 0x70, c);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
+}
+
+/* ---- saved state --------------------------------------------------------- */
+
+enum { C_INDEX = 1, C_RAM, C_OFFSET, C_SET };
+
+int cmos_save(struct cmos *c, struct ss_writer *w)
+{
+	struct ss_section *s = ss_section_begin(w, "dev:cmos", 1);
+	int32_t set[6];
+
+	pthread_mutex_lock(&c->lock);
+	set[0] = c->set.tm_sec, set[1] = c->set.tm_min, set[2] = c->set.tm_hour;
+	set[3] = c->set.tm_mday, set[4] = c->set.tm_mon, set[5] = c->set.tm_year;
+	ss_put_u8(s, C_INDEX, c->index);
+	ss_put(s, C_RAM, c->ram, sizeof(c->ram));
+	/* The guest's clock as an offset from the host's: it is read live again. */
+	ss_put_u64(s, C_OFFSET, (uint64_t)c->offset);
+	ss_put(s, C_SET, set, sizeof(set));
+	pthread_mutex_unlock(&c->lock);
+	return ss_section_end(s);
+}
+
+int cmos_restore(struct cmos *c, struct ss_reader *r, char *err, size_t errlen)
+{
+	struct ss_rsection *s;
+	uint32_t version;
+	uint64_t offset;
+	int32_t set[6];
+	uint8_t index;
+
+	s = ss_section(r, "dev:cmos", &version);
+	if (!s || version != 1)
+		return vmm_fail(err, errlen, "section dev:cmos is missing or of an unknown version");
+	if (ss_get_u8(s, C_INDEX, &index) || ss_get_u64(s, C_OFFSET, &offset) ||
+	    ss_get(s, C_SET, set, sizeof(set)))
+		return vmm_fail(err, errlen, "%s", ss_reader_error(r));
+	/* A century either way is the most a guest can have set. */
+	if ((int64_t)offset > 3155760000LL || (int64_t)offset < -3155760000LL)
+		return vmm_fail(err, errlen, "section dev:cmos: the clock offset is out of range");
+	pthread_mutex_lock(&c->lock);
+	if (ss_get(s, C_RAM, c->ram, sizeof(c->ram))) {
+		pthread_mutex_unlock(&c->lock);
+		return vmm_fail(err, errlen, "%s", ss_reader_error(r));
+	}
+	c->index = index & 0x7F;
+	c->offset = (int64_t)offset;
+	c->set.tm_sec = set[0], c->set.tm_min = set[1], c->set.tm_hour = set[2];
+	c->set.tm_mday = set[3], c->set.tm_mon = set[4], c->set.tm_year = set[5];
+	pthread_mutex_unlock(&c->lock);
+	return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/checkpoint.h"
 #include "vmm/internal.h"
 
 #define STATUS_OBF 0x01
@@ -171,4 +172,49 @@ void i8042_destroy(struct i8042 *k)
 	bus_unregister(&k->vm->pio, 0x64, k);
 	pthread_mutex_destroy(&k->lock);
 	free(k);
+}
+
+/* ---- saved state --------------------------------------------------------- */
+
+enum { K_CMD = 1, K_OUT_PORT, K_PENDING, K_OBUF, K_OLEN, K_LAST_CMD };
+
+int i8042_save(struct i8042 *k, struct ss_writer *w)
+{
+	struct ss_section *s = ss_section_begin(w, "dev:i8042", 1);
+
+	pthread_mutex_lock(&k->lock);
+	ss_put_u8(s, K_CMD, k->cmd_byte);
+	ss_put_u8(s, K_OUT_PORT, k->out_port);
+	ss_put_u8(s, K_PENDING, k->pending);
+	ss_put(s, K_OBUF, k->obuf, sizeof(k->obuf));
+	ss_put_u8(s, K_OLEN, (uint8_t)k->olen);
+	ss_put_u8(s, K_LAST_CMD, k->last_was_cmd);
+	pthread_mutex_unlock(&k->lock);
+	return ss_section_end(s);
+}
+
+int i8042_restore(struct i8042 *k, struct ss_reader *r, char *err, size_t errlen)
+{
+	struct ss_rsection *s;
+	uint8_t cmd, out, pending, obuf[4], olen, last;
+	uint32_t version;
+
+	s = ss_section(r, "dev:i8042", &version);
+	if (!s || version != 1)
+		return vmm_fail(err, errlen, "section dev:i8042 is missing or of an unknown version");
+	if (ss_get_u8(s, K_CMD, &cmd) || ss_get_u8(s, K_OUT_PORT, &out) ||
+	    ss_get_u8(s, K_PENDING, &pending) || ss_get(s, K_OBUF, obuf, sizeof(obuf)) ||
+	    ss_get_u8(s, K_OLEN, &olen) || ss_get_u8(s, K_LAST_CMD, &last))
+		return vmm_fail(err, errlen, "%s", ss_reader_error(r));
+	if (olen > sizeof(k->obuf) || last > 1)
+		return vmm_fail(err, errlen, "section dev:i8042: the output buffer is out of range");
+	pthread_mutex_lock(&k->lock);
+	k->cmd_byte = cmd;
+	k->out_port = out;
+	k->pending = pending;
+	memcpy(k->obuf, obuf, sizeof(obuf));
+	k->olen = olen;
+	k->last_was_cmd = last;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/checkpoint.h"
 #include "vmm/internal.h"
 
 #define CFG_ADDR_PORT 0xCF8
@@ -321,4 +322,91 @@ void pci_destroy(struct pci_bus *pci)
 	bus_unregister(&pci->vm->pio, CFG_ADDR_PORT, pci);
 	pthread_mutex_destroy(&pci->lock);
 	free(pci);
+}
+
+/* ---- saved state --------------------------------------------------------- */
+
+enum { P_ADDR = 1 };
+enum { F_CFG = 1 };	/* a function's records; its own start at 100 */
+
+int pci_save(struct pci_bus *pci, struct ss_writer *w)
+{
+	struct ss_section *s = ss_section_begin(w, "dev:pci", 1);
+	int ret;
+
+	pthread_mutex_lock(&pci->lock);
+	ss_put_u32(s, P_ADDR, pci->addr);
+	ret = ss_section_end(s);
+	for (unsigned int slot = 0; !ret && slot < 32; slot++) {
+		struct pci_device *dev = pci->slot[slot];
+		char tag[16];
+
+		if (!dev)
+			continue;
+		snprintf(tag, sizeof(tag), "pci:%02x", slot << 3);
+		s = ss_section_begin(w, tag, 1);
+		ss_put(s, F_CFG, dev->cfg, PCI_CFG_SIZE);
+		if (dev->save)
+			dev->save(dev, s);
+		ret = ss_section_end(s);
+	}
+	pthread_mutex_unlock(&pci->lock);
+	return ret;
+}
+
+bool pci_has_section(struct pci_bus *pci, const char *tag)
+{
+	unsigned int devfn;
+
+	return sscanf(tag, "pci:%x", &devfn) == 1 && devfn % 8 == 0 && devfn / 8 < 32 &&
+	       pci->slot[devfn / 8];
+}
+
+/* The identity a function must have in both: ids, class, header type. */
+static bool same_function(const uint8_t *a, const uint8_t *b)
+{
+	return memcmp(a, b, 4) == 0 && memcmp(a + 0x08, b + 0x08, 4) == 0 &&
+	       a[0x0E] == b[0x0E];
+}
+
+int pci_restore(struct pci_bus *pci, struct ss_reader *r, char *err, size_t errlen)
+{
+	struct ss_rsection *s = ss_section(r, "dev:pci", NULL);
+	uint8_t cfg[PCI_CFG_SIZE];
+	uint32_t addr;
+	int ret = 0;
+
+	if (!s || ss_get_u32(s, P_ADDR, &addr))
+		return vmm_fail(err, errlen, "section dev:pci is missing or incomplete");
+	pthread_mutex_lock(&pci->lock);
+	pci->addr = addr;
+	for (unsigned int slot = 0; !ret && slot < 32; slot++) {
+		struct pci_device *dev = pci->slot[slot];
+		char tag[16];
+
+		if (!dev)
+			continue;
+		snprintf(tag, sizeof(tag), "pci:%02x", slot << 3);
+		s = ss_section(r, tag, NULL);
+		if (!s || ss_get(s, F_CFG, cfg, sizeof(cfg))) {
+			ret = vmm_fail(err, errlen, "section %s (%s) is missing or incomplete", tag,
+				       dev->name);
+			break;
+		}
+		if (!same_function(cfg, dev->cfg)) {
+			ret = vmm_fail(err, errlen,
+				       "section %s holds another kind of device than this configuration's %s",
+				       tag, dev->name);
+			break;
+		}
+		/* Only what the guest could have written differs from ours. */
+		for (unsigned int i = 0; i < PCI_CFG_SIZE; i++)
+			dev->cfg[i] = (uint8_t)((dev->cfg[i] & ~dev->wmask[i]) | (cfg[i] & dev->wmask[i]));
+		remap_bars(pci, dev);
+		/* Not cfg_written: that would replay the guest's last write. */
+		if (dev->restore)
+			ret = dev->restore(dev, s, err, errlen);
+	}
+	pthread_mutex_unlock(&pci->lock);
+	return ret;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint/checkpoint.h"
 #include "vmm/internal.h"
 
 #define RX_QUEUE 16	/* the 16550A receive FIFO */
@@ -262,4 +263,55 @@ void serial_destroy(struct serial *s)
 	bus_unregister(&s->vm->pio, s->port, s);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
+}
+
+/* ---- saved state --------------------------------------------------------- */
+
+enum { S_REGS = 1, S_THR_PENDING, S_LINE, S_RX, S_RX_HEAD, S_RX_COUNT };
+
+int serial_save(struct serial *s, struct ss_writer *w)
+{
+	uint8_t regs[7];
+	struct ss_section *sec = ss_section_begin(w, "dev:serial", 1);
+
+	pthread_mutex_lock(&s->lock);
+	regs[0] = s->ier, regs[1] = s->lcr, regs[2] = s->mcr, regs[3] = s->scr;
+	regs[4] = s->fcr, regs[5] = s->dll, regs[6] = s->dlm;
+	ss_put(sec, S_REGS, regs, sizeof(regs));
+	ss_put_u8(sec, S_THR_PENDING, s->thr_pending);
+	ss_put_u8(sec, S_LINE, (uint8_t)s->line);
+	ss_put(sec, S_RX, s->rx, sizeof(s->rx));
+	ss_put_u32(sec, S_RX_HEAD, (uint32_t)s->rx_head);
+	ss_put_u32(sec, S_RX_COUNT, (uint32_t)s->rx_count);
+	pthread_mutex_unlock(&s->lock);
+	return ss_section_end(sec);
+}
+
+int serial_restore(struct serial *s, struct ss_reader *r, char *err, size_t errlen)
+{
+	struct ss_rsection *sec;
+	uint8_t regs[7], thr, line;
+	uint32_t head, count, version;
+
+	sec = ss_section(r, "dev:serial", &version);
+	if (!sec || version != 1)
+		return vmm_fail(err, errlen, "section dev:serial is missing or of an unknown version");
+	if (ss_get(sec, S_REGS, regs, sizeof(regs)) || ss_get_u8(sec, S_THR_PENDING, &thr) ||
+	    ss_get_u8(sec, S_LINE, &line) || ss_get(sec, S_RX, s->rx, sizeof(s->rx)) ||
+	    ss_get_u32(sec, S_RX_HEAD, &head) || ss_get_u32(sec, S_RX_COUNT, &count))
+		return vmm_fail(err, errlen, "%s", ss_reader_error(r));
+	if (head >= RX_QUEUE || count > RX_QUEUE || thr > 1 || line > 1)
+		return vmm_fail(err, errlen, "section dev:serial: the FIFO state is out of range");
+	pthread_mutex_lock(&s->lock);
+	s->ier = regs[0], s->lcr = regs[1], s->mcr = regs[2], s->scr = regs[3];
+	s->fcr = regs[4], s->dll = regs[5], s->dlm = regs[6];
+	s->thr_pending = thr;
+	s->rx_head = head;
+	s->rx_count = count;
+	/* The irqchips came back with the line as it was; KVM's count of it too. */
+	s->line = line;
+	if (line)
+		vm_irq_line(s->vm, s->irq, 1);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

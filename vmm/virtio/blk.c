@@ -43,6 +43,7 @@ enum ctl_cmd {
 	CTL_NONE,
 	CTL_RESET,
 	CTL_STOP,
+	CTL_QUIESCE,		/* finish, flush, take nothing more: a capture */
 };
 
 enum tag {
@@ -324,6 +325,30 @@ static void drain(struct virtio_blk *b)
 	publish(b);
 }
 
+static void flush_done(struct vdisk_req *req, int result)
+{
+	*(int *)req->opaque = result ? result : 1;
+}
+
+/*
+ * What the guest wrote is on the disk before a capture: a saved state
+ * and its disks then agree, even after the host goes down.
+ */
+static void flush_disk(struct virtio_blk *b)
+{
+	int done = 0;
+	struct vdisk_req req = { .op = VDISK_FLUSH, .done = flush_done, .opaque = &done };
+
+	if (b->cfg->read_only || vdisk_submit(b->disk, &req))
+		return;
+	while (!done)
+		if (io_engine_run(b->eng, 1) < 0)
+			break;
+	if (done < 0)
+		log_warn("disk %s: flush before a capture failed: %s", b->cfg->path,
+			 strerror(-done));
+}
+
 static bool handle_ctl(struct virtio_blk *b)
 {
 	enum ctl_cmd cmd;
@@ -339,6 +364,8 @@ static bool handle_ctl(struct virtio_blk *b)
 	/* Finish what is in flight: after this, guest memory is left alone. */
 	atomic_store(&b->active, false);
 	drain(b);
+	if (cmd == CTL_QUIESCE)
+		flush_disk(b);
 	pthread_mutex_lock(&b->lock);
 	b->ctl = CTL_NONE;
 	b->ctl_done = true;
@@ -672,6 +699,17 @@ static json_t *attachment_stats(void *opaque)
 		"errors", (json_int_t)atomic_load(&b->n_error));
 }
 
+/* A capture: nothing in flight, all of it on the disk; then on again. */
+static void attachment_quiesce(void *opaque, bool on)
+{
+	struct virtio_blk *b = ((struct blk_attachment *)opaque)->blk;
+
+	if (on)
+		ctl_request(b, CTL_QUIESCE);
+	else if ((b->dev.status & VIRTIO_CONFIG_S_DRIVER_OK) && !b->dev.broken)
+		blk_activate(&b->dev);
+}
+
 static void attachment_destroy(void *opaque)
 {
 	struct blk_attachment *a = opaque;
@@ -705,6 +743,8 @@ int virtio_blk_attach(struct vm *vm, const struct vm_disk_config *disk, char *er
 	if (!ret)
 		ret = vm_add_device(vm, attachment_reset, attachment_destroy,
 				    attachment_stats, a);
+	if (!ret)
+		vm_device_quiesce(vm, attachment_quiesce);
 	if (ret) {
 		snprintf(err, errlen, "disk %s: cannot start its I/O thread: %s",
 			 disk->path, strerror(-ret));

@@ -61,6 +61,7 @@ enum ctl_cmd {
 	CTL_STOP,
 	CTL_CONNECT,
 	CTL_DISCONNECT,
+	CTL_PAUSE,		/* a capture: give back what was taken, stop */
 };
 
 enum tag {
@@ -701,6 +702,72 @@ static void quiesce(struct virtio_net *n)
 	sock_interest(n);
 }
 
+/*
+ * Chains @heads (@k of them) were taken from queue @qi and not used: put
+ * them back in the ring if they are the last ones taken (the guest never
+ * sees they were), else return them empty.
+ */
+static void give_back(struct virtio_net *n, int qi, const uint16_t *heads, unsigned int k)
+{
+	struct virtq *q = &n->dev.vq[qi];
+	bool last = virtq_held(q) == k;
+
+	for (unsigned int i = 0; last && i < k; i++) {
+		uint16_t at = (uint16_t)(q->last_avail - k + i);
+		uint16_t head = __atomic_load_n(&q->avail->ring[at % q->size], __ATOMIC_RELAXED);
+		bool found = false;
+
+		for (unsigned int j = 0; j < k; j++)
+			found |= heads[j] == head;
+		last = found;
+	}
+	if (last) {
+		virtq_rewind(q, (uint16_t)k);
+		return;
+	}
+	for (unsigned int i = 0; i < k; i++)
+		virtq_push(q, heads[i], 0);
+	virtq_publish(q);
+	log_warn("%s: %u %s buffers returned empty for a capture", n->name, k,
+		 qi == RXQ ? "receive" : "transmit");
+}
+
+/*
+ * Before a capture: frames not yet sent and buffers not yet filled go
+ * back to the guest's rings, so that after a restore the device takes
+ * them again and nothing the guest queued is lost.  Frames received and
+ * not yet delivered are dropped, as a wire may drop them.
+ */
+static void pause_for_capture(struct virtio_net *n)
+{
+	uint16_t heads[NET_BATCH];
+	unsigned int k = 0;
+
+	if (!is_active(n))
+		return;
+	rx_publish(n);
+	tx_publish(n);
+	for (unsigned int i = 0; i < NET_BATCH; i++) {
+		if (n->rx[i].state == SLOT_EMPTY)
+			continue;
+		if (n->rx[i].state == SLOT_FULL)
+			atomic_fetch_add(&n->rx_dropped, 1);
+		heads[k++] = n->rx[i].elem.head;
+		n->rx[i].state = SLOT_EMPTY;
+	}
+	give_back(n, RXQ, heads, k);
+	k = 0;
+	for (unsigned int i = n->tx_next; i < n->tx_count; i++)
+		heads[k++] = n->tx[i].elem.head;
+	give_back(n, TXQ, heads, k);
+	atomic_store(&n->active, false);
+	n->npend = n->pend_next = 0;
+	n->tx_count = n->tx_next = 0;
+	n->rx_starved = n->tx_blocked = n->tx_more = false;
+	n->rx_publish = n->tx_publish = false;
+	sock_interest(n);
+}
+
 static bool handle_ctl(struct virtio_net *n)
 {
 	enum ctl_cmd cmd;
@@ -725,6 +792,9 @@ static bool handle_ctl(struct virtio_net *n)
 		break;
 	case CTL_DISCONNECT:
 		backend_close(n, "disconnected", true);
+		break;
+	case CTL_PAUSE:
+		pause_for_capture(n);
 		break;
 	}
 	pthread_mutex_lock(&n->lock);
@@ -1027,6 +1097,16 @@ static void attachment_destroy(void *opaque)
 	free(a);
 }
 
+static void attachment_quiesce(void *opaque, bool on)
+{
+	struct virtio_net *n = ((struct net_attachment *)opaque)->net;
+
+	if (on)
+		ctl_request(n, CTL_PAUSE, -1);
+	else if ((n->dev.status & VIRTIO_CONFIG_S_DRIVER_OK) && !n->dev.broken)
+		net_activate(&n->dev);
+}
+
 int virtio_net_attach(struct vm *vm, const struct vm_nic_config *nic,
 		      unsigned int index, char *err, size_t errlen)
 {
@@ -1056,6 +1136,8 @@ int virtio_net_attach(struct vm *vm, const struct vm_nic_config *nic,
 			       virtio_pci_kick_fd(a->vp, TXQ));
 	if (!ret)
 		ret = vm_add_device(vm, attachment_reset, attachment_destroy, NULL, a);
+	if (!ret)
+		vm_device_quiesce(vm, attachment_quiesce);
 	if (ret) {
 		snprintf(err, errlen, "%s: cannot start its I/O thread: %s",
 			 a->net->name, strerror(-ret));

@@ -24,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "checkpoint/checkpoint.h"
 #include "vmm/virtio/virtio.h"
 
 #define VP_BAR_MSIX	1
@@ -499,6 +500,207 @@ static void cfg_read(struct pci_device *pci, unsigned int off, unsigned int len)
 		pci_cfg_window(vp, false);
 }
 
+/* ---- saved state ----------------------------------------------------------- */
+
+/*
+ * Records of a virtio function's section, after pci.c's configuration
+ * space: the transport (MSI-X, selectors, ISR), the device core
+ * (features, status, each queue), and from 200 on the device's own.
+ */
+enum {
+	V_NVEC = 100, V_VECTORS, V_CONFIG_VECTOR, V_QUEUE_VECTORS, V_SELECTORS, V_ISR,
+	V_HOST_FEATURES = 110, V_GUEST_FEATURES, V_STATUS, V_GENERATION, V_BROKEN,
+	V_NQUEUES, V_QUEUE0 = 120,	/* one record a queue */
+};
+
+#define VEC_BYTES	17	/* addr_lo addr_hi data ctrl, pending */
+#define QUEUE_BYTES	40
+
+static void vp_save(struct pci_device *pci, struct ss_section *s)
+{
+	struct virtio_pci *vp = pci->opaque;
+	struct virtio_dev *dev = vp->dev;
+	uint8_t *vecs = calloc(vp->nvec, VEC_BYTES), sel[10];
+	uint16_t qv[VIRTQ_MAX_QUEUES];
+
+	pthread_mutex_lock(&vp->lock);
+	ss_put_u32(s, V_NVEC, vp->nvec);
+	for (unsigned int v = 0; vecs && v < vp->nvec; v++) {
+		uint8_t *e = vecs + v * VEC_BYTES;
+
+		put32(e, vp->vec[v].addr_lo);
+		put32(e + 4, vp->vec[v].addr_hi);
+		put32(e + 8, vp->vec[v].data);
+		put32(e + 12, vp->vec[v].ctrl);
+		e[16] = vp->vec[v].pending;
+	}
+	if (vecs)
+		ss_put(s, V_VECTORS, vecs, vp->nvec * VEC_BYTES);
+	ss_put_u16(s, V_CONFIG_VECTOR, vp->config_vector);
+	for (unsigned int q = 0; q < vp->nqueues && q < VIRTQ_MAX_QUEUES; q++)
+		qv[q] = vp->queue_vector[q];
+	ss_put(s, V_QUEUE_VECTORS, qv, vp->nqueues * sizeof(uint16_t));
+	put32(sel, vp->dfselect);
+	put32(sel + 4, vp->gfselect);
+	put16(sel + 8, vp->queue_sel);
+	ss_put(s, V_SELECTORS, sel, sizeof(sel));
+	ss_put_u8(s, V_ISR, vp->isr);
+	pthread_mutex_unlock(&vp->lock);
+	free(vecs);
+
+	pthread_mutex_lock(&dev->lock);
+	ss_put_u64(s, V_HOST_FEATURES, dev->host_features);
+	ss_put_u64(s, V_GUEST_FEATURES, dev->guest_features);
+	ss_put_u8(s, V_STATUS, dev->status);
+	ss_put_u8(s, V_GENERATION, dev->config_generation);
+	ss_put_u8(s, V_BROKEN, dev->broken);
+	ss_put_u32(s, V_NQUEUES, dev->nqueues);
+	for (unsigned int q = 0; q < dev->nqueues; q++) {
+		const struct virtq *vq = &dev->vq[q];
+		uint8_t b[QUEUE_BYTES] = { 0 };
+
+		put16(b, vq->size);
+		b[2] = vq->enabled;
+		b[3] = vq->ever_signalled;
+		put32(b + 4, (uint32_t)vq->desc_gpa);
+		put32(b + 8, (uint32_t)(vq->desc_gpa >> 32));
+		put32(b + 12, (uint32_t)vq->avail_gpa);
+		put32(b + 16, (uint32_t)(vq->avail_gpa >> 32));
+		put32(b + 20, (uint32_t)vq->used_gpa);
+		put32(b + 24, (uint32_t)(vq->used_gpa >> 32));
+		put16(b + 28, vq->last_avail);
+		put16(b + 30, vq->used_idx);
+		put16(b + 32, vq->signalled);
+		ss_put(s, V_QUEUE0 + q, b, sizeof(b));
+	}
+	pthread_mutex_unlock(&dev->lock);
+	if (dev->ops->save)
+		dev->ops->save(dev, s);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static int restore_queue(struct virtio_pci *vp, struct ss_rsection *s, unsigned int q,
+			 char *err, size_t errlen)
+{
+	struct virtio_dev *dev = vp->dev;
+	struct virtq *vq = &dev->vq[q];
+	uint8_t b[QUEUE_BYTES];
+	uint16_t size;
+
+	if (ss_get(s, V_QUEUE0 + q, b, sizeof(b)))
+		return vmm_fail(err, errlen, "virtio %s: queue %u is missing from the state",
+				vp->pci.name, q);
+	size = get16(b);
+	if (!size || size > dev->queue_max || (size & (size - 1)) || b[2] > 1)
+		return vmm_fail(err, errlen, "virtio %s: queue %u has size %u, out of range",
+				vp->pci.name, q, size);
+	vq->size = size;
+	vq->desc_gpa = get32(b + 4) | (uint64_t)get32(b + 8) << 32;
+	vq->avail_gpa = get32(b + 12) | (uint64_t)get32(b + 16) << 32;
+	vq->used_gpa = get32(b + 20) | (uint64_t)get32(b + 24) << 32;
+	if (!b[2])
+		return 0;
+	/* The rings are checked against guest RAM as the driver's would be. */
+	if (virtio_queue_enable(dev, q))
+		return vmm_fail(err, errlen,
+				"virtio %s: queue %u's rings lie outside guest RAM or are misaligned",
+				vp->pci.name, q);
+	vq->last_avail = get16(b + 28);
+	vq->used_idx = get16(b + 30);
+	vq->signalled = get16(b + 32);
+	vq->ever_signalled = b[3];
+	return 0;
+}
+
+static int vp_restore(struct pci_device *pci, struct ss_rsection *s, char *err,
+		      size_t errlen)
+{
+	struct virtio_pci *vp = pci->opaque;
+	struct virtio_dev *dev = vp->dev;
+	uint64_t host, guest;
+	uint32_t nvec, nqueues;
+	uint8_t sel[10], status, gen, broken, isr;
+	uint16_t cv;
+	const void *p;
+	size_t len;
+	int ret;
+
+	if (ss_get_u32(s, V_NVEC, &nvec) || ss_get_u32(s, V_NQUEUES, &nqueues) ||
+	    ss_get_u64(s, V_HOST_FEATURES, &host) || ss_get_u64(s, V_GUEST_FEATURES, &guest) ||
+	    ss_get_u8(s, V_STATUS, &status) || ss_get_u8(s, V_GENERATION, &gen) ||
+	    ss_get_u8(s, V_BROKEN, &broken) || ss_get_u16(s, V_CONFIG_VECTOR, &cv) ||
+	    ss_get(s, V_SELECTORS, sel, sizeof(sel)) || ss_get_u8(s, V_ISR, &isr))
+		return vmm_fail(err, errlen, "virtio %s: the transport's state is incomplete",
+				pci->name);
+	if (nvec != vp->nvec || nqueues != dev->nqueues)
+		return vmm_fail(err, errlen, "virtio %s: the state has %u vectors and %u queues, the device %u and %u",
+				pci->name, nvec, nqueues, vp->nvec, dev->nqueues);
+	if (host != dev->host_features || (guest & ~host) || broken > 1)
+		return vmm_fail(err, errlen,
+				"virtio %s: the saved features (0x%llx) are not what this device offers (0x%llx)",
+				pci->name, (unsigned long long)host,
+				(unsigned long long)dev->host_features);
+	if (ss_get_var(s, V_VECTORS, &p, &len) || len != nvec * VEC_BYTES)
+		return vmm_fail(err, errlen, "virtio %s: the MSI-X table is malformed", pci->name);
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned int v = 0; v < vp->nvec; v++) {
+		const uint8_t *e = (const uint8_t *)p + v * VEC_BYTES;
+		struct msix_vec *m = &vp->vec[v];
+
+		m->addr_lo = get32(e);
+		m->addr_hi = get32(e + 4);
+		m->data = get32(e + 8);
+		m->ctrl = get32(e + 12) & MSIX_ENTRY_MASKED;
+		m->pending = e[16] & 1;
+		/* The route the guest programmed, on the irqfd we already have. */
+		vm_msi_route(vp->vm, m->gsi, (uint64_t)m->addr_hi << 32 | m->addr_lo, m->data,
+			     m->addr_lo != 0);
+	}
+	vp->config_vector = cv < vp->nvec ? cv : VIRTIO_MSI_NO_VECTOR;
+	if (ss_get_var(s, V_QUEUE_VECTORS, &p, &len) || len != nqueues * sizeof(uint16_t)) {
+		pthread_mutex_unlock(&vp->lock);
+		return vmm_fail(err, errlen, "virtio %s: the queue vectors are malformed", pci->name);
+	}
+	for (unsigned int q = 0; q < vp->nqueues; q++) {
+		uint16_t v = get16((const uint8_t *)p + 2 * q);
+
+		vp->queue_vector[q] = v < vp->nvec ? v : VIRTIO_MSI_NO_VECTOR;
+	}
+	vp->dfselect = get32(sel);
+	vp->gfselect = get32(sel + 4);
+	vp->queue_sel = get16(sel + 8);
+	vp->isr = isr;
+	pthread_mutex_unlock(&vp->lock);
+
+	pthread_mutex_lock(&dev->lock);
+	dev->guest_features = guest;
+	dev->status = status;
+	dev->config_generation = gen;
+	dev->broken = broken;
+	pthread_mutex_unlock(&dev->lock);
+	for (unsigned int q = 0; q < dev->nqueues; q++) {
+		ret = restore_queue(vp, s, q, err, errlen);
+		if (ret)
+			return ret;
+	}
+	if (dev->ops->restore) {
+		ret = dev->ops->restore(dev, s, err, errlen);
+		if (ret)
+			return ret;
+	}
+	pthread_mutex_lock(&vp->lock);
+	msix_flush_pending(vp);
+	pthread_mutex_unlock(&vp->lock);
+	/* A device the driver had started goes on where it was. */
+	if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !broken && dev->ops->activate)
+		dev->ops->activate(dev);
+	return 0;
+}
+
 static int build_config_space(struct virtio_pci *vp)
 {
 	struct pci_device *pci = &vp->pci;
@@ -603,6 +805,8 @@ struct virtio_pci *virtio_pci_create(struct vm *vm, struct virtio_dev *dev,
 	vp->pci.cfg_written = cfg_written;
 	vp->pci.cfg_read = cfg_read;
 	vp->pci.bar_moved = bar_moved;
+	vp->pci.save = vp_save;
+	vp->pci.restore = vp_restore;
 	ret = build_config_space(vp);
 	if (!ret)
 		ret = pci_add(vm->pci, &vp->pci);

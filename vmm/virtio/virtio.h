@@ -15,6 +15,8 @@
 #include "vmm/internal.h"
 
 #define VIRTQ_MAX_SIZE 1024
+/* Queues of one device. */
+#define VIRTQ_MAX_QUEUES 64
 /* Longest indirect table we follow. */
 #define VIRTQ_MAX_INDIRECT 1024
 
@@ -122,6 +124,13 @@ struct virtio_dev_ops {
 	 * still being processed: after it, guest memory is not touched.
 	 */
 	void (*reset)(struct virtio_dev *dev);
+	/*
+	 * Saved state beyond the transport and the queues (records from 200
+	 * on in the function's section), and back; both optional.
+	 */
+	void (*save)(struct virtio_dev *dev, struct ss_section *s);
+	int (*restore)(struct virtio_dev *dev, struct ss_rsection *s, char *err,
+		       size_t errlen);
 };
 
 struct virtio_dev {

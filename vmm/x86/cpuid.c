@@ -260,8 +260,12 @@ int cpuid_setup(struct vm *vm, int vcpu_fd, unsigned int vcpu_id, char *err,
 		mask_feature(c, vm->cfg->cpu_mask[i], 0);
 
 	ret = ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
-	if (ret)
+	if (ret) {
 		snprintf(err, errlen, "KVM_SET_CPUID2: %s", strerror(-ret));
-	free(c);
-	return ret;
+		free(c);
+		return ret;
+	}
+	/* Kept: a saved state records what the guest was given. */
+	vm->vcpus[vcpu_id].cpuid = c;
+	return 0;
 }
