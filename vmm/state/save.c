@@ -224,6 +224,23 @@ static int restore_vm_state(struct vm *vm, struct ss_reader *r, char *err, size_
 
 /* ---- capture ------------------------------------------------------------------ */
 
+/*
+ * Tests widen the window of a capture (FSVISOR_TEST_SAVE_STEP_US) to kill
+ * a worker in the middle of one: a pause between its steps.
+ */
+static void test_step(void)
+{
+	static long us = -1;
+
+	if (us < 0) {
+		const char *v = getenv("FSVISOR_TEST_SAVE_STEP_US");
+
+		us = v ? atol(v) : 0;
+	}
+	if (us > 0)
+		usleep((useconds_t)us);
+}
+
 static void quiesce_devices(struct vm *vm, bool on)
 {
 	for (struct vm_device *d = vm->devices; d; d = d->next)
@@ -248,8 +265,11 @@ int vm_save_state(struct vm *vm, const char *dir, char *err, size_t errlen)
 	ret = state_host_fingerprint(vm, &host, err, errlen);
 	if (!ret)
 		ret = save_vm_state(vm, w, err, errlen);
-	for (unsigned int i = 0; !ret && i < vm->ncpus; i++)
+	for (unsigned int i = 0; !ret && i < vm->ncpus; i++) {
+		test_step();
 		ret = state_save_vcpu(&vm->vcpus[i], w, err, errlen);
+	}
+	test_step();
 	if (!ret)
 		ret = serial_save(vm->com1, w);
 	if (!ret)
@@ -260,8 +280,10 @@ int vm_save_state(struct vm *vm, const char *dir, char *err, size_t errlen)
 		ret = pci_save(vm->pci, w);
 	if (ret && !err[0])
 		snprintf(err, errlen, "%s", ss_writer_error(w));
+	test_step();
 	if (!ret)
 		ret = state_save_memory(vm, w, err, errlen);
+	test_step();
 	if (!ret) {
 		config = vm_config_to_json(vm->cfg);
 		ret = ss_commit(w, config, &host, err, errlen);

@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "checkpoint/checkpoint.h"
 #include "vmm/virtio/virtio.h"
 
 #define NET_QUEUE_MAX	256
@@ -703,63 +704,34 @@ static void quiesce(struct virtio_net *n)
 }
 
 /*
- * Chains @heads (@k of them) were taken from queue @qi and not used: put
- * them back in the ring if they are the last ones taken (the guest never
- * sees they were), else return them empty.
- */
-static void give_back(struct virtio_net *n, int qi, const uint16_t *heads, unsigned int k)
-{
-	struct virtq *q = &n->dev.vq[qi];
-	bool last = virtq_held(q) == k;
-
-	for (unsigned int i = 0; last && i < k; i++) {
-		uint16_t at = (uint16_t)(q->last_avail - k + i);
-		uint16_t head = __atomic_load_n(&q->avail->ring[at % q->size], __ATOMIC_RELAXED);
-		bool found = false;
-
-		for (unsigned int j = 0; j < k; j++)
-			found |= heads[j] == head;
-		last = found;
-	}
-	if (last) {
-		virtq_rewind(q, (uint16_t)k);
-		return;
-	}
-	for (unsigned int i = 0; i < k; i++)
-		virtq_push(q, heads[i], 0);
-	virtq_publish(q);
-	log_warn("%s: %u %s buffers returned empty for a capture", n->name, k,
-		 qi == RXQ ? "receive" : "transmit");
-}
-
-/*
- * Before a capture: frames not yet sent and buffers not yet filled go
- * back to the guest's rings, so that after a restore the device takes
- * them again and nothing the guest queued is lost.  Frames received and
- * not yet delivered are dropped, as a wire may drop them.
+ * Before a capture.  Frames not yet sent go back to the guest's transmit
+ * ring (they are the last ones taken: transmit completes in order), so
+ * that after a restore they are taken and sent again.  Receive buffers
+ * the device holds stay held; their heads are saved with the device
+ * (net_save) and taken up again on restore.  Frames received and not yet
+ * delivered are dropped, as a wire may drop them.
  */
 static void pause_for_capture(struct virtio_net *n)
 {
-	uint16_t heads[NET_BATCH];
-	unsigned int k = 0;
+	struct virtq *tq = &n->dev.vq[TXQ];
+	uint16_t unsent = (uint16_t)(n->tx_count - n->tx_next);
 
 	if (!is_active(n))
 		return;
 	rx_publish(n);
 	tx_publish(n);
 	for (unsigned int i = 0; i < NET_BATCH; i++) {
-		if (n->rx[i].state == SLOT_EMPTY)
-			continue;
-		if (n->rx[i].state == SLOT_FULL)
+		if (n->rx[i].state == SLOT_FULL) {
 			atomic_fetch_add(&n->rx_dropped, 1);
-		heads[k++] = n->rx[i].elem.head;
-		n->rx[i].state = SLOT_EMPTY;
+			n->rx[i].state = SLOT_READY;
+		}
 	}
-	give_back(n, RXQ, heads, k);
-	k = 0;
-	for (unsigned int i = n->tx_next; i < n->tx_count; i++)
-		heads[k++] = n->tx[i].elem.head;
-	give_back(n, TXQ, heads, k);
+	if (virtq_held(tq) == unsent) {
+		virtq_rewind(tq, unsent);
+	} else {
+		tx_drop_taken(n);	/* cannot happen: transmit is in order */
+		tx_publish(n);
+	}
 	atomic_store(&n->active, false);
 	n->npend = n->pend_next = 0;
 	n->tx_count = n->tx_next = 0;
@@ -926,6 +898,51 @@ static void net_reset(struct virtio_dev *dev)
 		quiesce(n);
 }
 
+/* ---- saved state ---------------------------------------------------------- */
+
+enum { N_RX_HELD = 200 };
+
+/* The receive chains the device holds (after pause_for_capture). */
+static void net_save(struct virtio_dev *dev, struct ss_section *s)
+{
+	struct virtio_net *n = dev->impl;
+	uint16_t heads[NET_BATCH];
+	unsigned int k = 0;
+
+	for (unsigned int i = 0; i < NET_BATCH; i++)
+		if (n->rx[i].state != SLOT_EMPTY)
+			heads[k++] = n->rx[i].elem.head;
+	ss_put(s, N_RX_HELD, heads, k * sizeof(uint16_t));
+}
+
+static int net_restore(struct virtio_dev *dev, struct ss_rsection *s, char *err,
+		       size_t errlen)
+{
+	struct virtio_net *n = dev->impl;
+	struct virtq *q = &dev->vq[RXQ];
+	const uint16_t *heads;
+	const void *p;
+	size_t len, k;
+
+	if (ss_get_var(s, N_RX_HELD, &p, &len) || len % 2 || len / 2 > NET_BATCH)
+		return vmm_fail(err, errlen, "%s: the receive buffers it held are malformed",
+				n->name);
+	heads = p;
+	k = len / 2;
+	if (k && (!q->enabled || virtq_held(q) != k))
+		return vmm_fail(err, errlen, "%s: it held %zu receive buffers, the ring says %u",
+				n->name, k, q->enabled ? virtq_held(q) : 0);
+	for (size_t i = 0; i < k; i++) {
+		struct rx_slot *slot = &n->rx[i];
+
+		if (virtq_chain(q, heads[i], &slot->elem) || slot->elem.in_len < HDR_LEN)
+			return vmm_fail(err, errlen, "%s: held receive buffer %u is not a valid chain",
+					n->name, heads[i]);
+		slot->state = SLOT_READY;
+	}
+	return 0;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -934,6 +951,8 @@ static const struct virtio_dev_ops net_ops = {
 	.config_read = net_config_read,
 	.activate = net_activate,
 	.reset = net_reset,
+	.save = net_save,
+	.restore = net_restore,
 };
 
 struct virtio_dev *virtio_net_dev(struct virtio_net *n)

@@ -69,6 +69,11 @@ void virtq_disable(struct virtq *q);
  */
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
 /*
+ * The request starting at descriptor @head, taken earlier (a restored
+ * device's requests in flight): checked as virtq_pop() checks.
+ */
+int virtq_chain(struct virtq *q, uint16_t head, struct virtq_elem *e);
+/*
  * Give back the last @n requests taken and not yet returned, as if they
  * had never been popped (the device found it cannot use them yet).
  */

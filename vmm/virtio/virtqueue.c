@@ -166,6 +166,16 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
 	return 1;
 }
 
+int virtq_chain(struct virtq *q, uint16_t head, struct virtq_elem *e)
+{
+	if (!q->enabled || head >= q->size)
+		return -EINVAL;
+	e->head = head;
+	e->out_num = e->in_num = 0;
+	e->out_len = e->in_len = 0;
+	return walk_chain(q, head, e);
+}
+
 void virtq_rewind(struct virtq *q, uint16_t n)
 {
 	/* Only the avail side moves: the driver never saw these taken. */
