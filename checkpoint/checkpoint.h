@@ -40,9 +40,6 @@
 #define SS_RECORD_MAX		(16u << 20)
 #define SS_MEMORY_MAX		(1ULL << 40)
 
-/* CRC-32C (Castagnoli), as iSCSI and ext4 use it; @crc starts at 0. */
-uint32_t crc32c(uint32_t crc, const void *data, size_t len);
-
 /* ---- the host's fingerprint ------------------------------------------------ */
 
 struct ss_cpuid {

@@ -5,6 +5,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/format.h"
+#include "util/util.h"
 
 /* manifest.c */
 json_t *host_to_json(const struct ss_host *h);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* fsvisor vm: run one VM in this process, like `lkvm run`. */
 #include <errno.h>
+#include <limits.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -429,12 +430,24 @@ static int vm_ctl(int argc, char **argv)
 		req = json_pack("{s:s, s:i}", "cmd", argv[2], "nic", index);
 	} else if (strcmp(argv[2], "save") == 0) {
 		bool stop = argc == 5 && strcmp(argv[4], "--stop") == 0;
+		char dir[2 * PATH_MAX], cwd[PATH_MAX];
 
 		if (argc < 4 || argc > 5 || (argc == 5 && !stop)) {
 			close(fd);
 			return usage_error("save needs DIR, and maybe --stop%s", "");
 		}
-		req = json_pack("{s:s, s:s, s:s}", "cmd", "save", "dir", argv[3], "then",
+		/* The worker's directory is not ours: a relative DIR is made whole here. */
+		if (argv[3][0] != '/' && !getcwd(cwd, sizeof(cwd))) {
+			close(fd);
+			return usage_error("save: cannot tell the current directory: %s",
+					   strerror(errno));
+		}
+		if ((size_t)snprintf(dir, sizeof(dir), "%s%s%s", argv[3][0] != '/' ? cwd : "",
+				     argv[3][0] != '/' ? "/" : "", argv[3]) >= sizeof(dir)) {
+			close(fd);
+			return usage_error("save: DIR is longer than PATH_MAX%s", "");
+		}
+		req = json_pack("{s:s, s:s, s:s}", "cmd", "save", "dir", dir, "then",
 				stop ? "stop" : "resume");
 	} else {
 		req = json_pack("{s:s}", "cmd", argv[2]);

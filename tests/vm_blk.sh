@@ -59,7 +59,7 @@ expect_passes ro.txt blkro
 
 # Bad disk settings are refused before the VM starts.
 out=$("$F" vm run --no-console --kernel "$TESTGUEST" --disk missing.vhdx 2>&1)
-[ $? -eq 1 ] && echo "$out" | grep -q "disks\[0\]: cannot open missing.vhdx" ||
+[ $? -eq 1 ] && echo "$out" | grep -q "disks\[0\]: cannot open [^ ]*/missing.vhdx: No such file" ||
 	fail "missing disk: $out"
 printf 'not a vhdx' > junk.vhdx
 truncate -s 2M junk.vhdx

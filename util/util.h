@@ -121,6 +121,11 @@ char *base64_encode(const void *data, size_t len);
  */
 int base64_decode(const char *text, uint8_t **out, size_t *len);
 
+/* ---- CRC-32C (crc32c.c) ---------------------------------------------------- */
+
+/* CRC-32C (Castagnoli), as iSCSI, ext4 and VHDX use it; @crc starts at 0. */
+uint32_t crc32c(uint32_t crc, const void *data, size_t len);
+
 /* ---- ring files (ringfile.c) -------------------------------------------- */
 
 /*

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/util.h"	/* crc32c() */
+
 #define KiB (1024ULL)
 #define MiB (1024ULL * KiB)
 #define GiB (1024ULL * MiB)
@@ -188,8 +190,6 @@ void guid_format(const struct guid *g, char *buf);
 /* Parse the text form, with or without braces; -EINVAL on junk. */
 int guid_parse(const char *s, struct guid *g);
 
-/* crc32c.c: CRC-32C (Castagnoli) of @len bytes. */
-uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 /* The checksum of a structure whose checksum field is at @csum_off. */
 uint32_t vhdx_checksum(const uint8_t *buf, size_t len, size_t csum_off);
 

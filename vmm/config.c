@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,22 @@ static const char *const format_names[] = {
 	[VDISK_FORMAT_RAW] = "raw",
 };
 
+/*
+ * A file's path made absolute against the directory the worker starts
+ * in: the configuration outlives that directory (a saved state carries
+ * it, and is restored from anywhere).
+ */
+static char *absolute_path(const char *path)
+{
+	char cwd[PATH_MAX], *out;
+
+	if (path[0] == '/' || !path[0] || !getcwd(cwd, sizeof(cwd)))
+		return strdup(path);
+	if (asprintf(&out, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return out;
+}
+
 static int parse_disk(json_t *v, unsigned int n, struct vm_disk_config *d,
 		      char *err, size_t errlen)
 {
@@ -164,7 +181,7 @@ static int parse_disk(json_t *v, unsigned int n, struct vm_disk_config *d,
 		if (strcmp(key, "path") == 0) {
 			if (!json_is_string(val))
 				return vmm_fail(err, errlen, "disks[%u].path must be a string", n);
-			d->path = strdup(json_string_value(val));
+			d->path = absolute_path(json_string_value(val));
 		} else if (strcmp(key, "format") == 0) {
 			const char *f = json_string_value(val);
 			bool known = false;
@@ -313,6 +330,14 @@ static int dup_string(json_t *v, const char *key, char **out, char *err,
 	return *out ? 0 : -ENOMEM;
 }
 
+static int dup_path(json_t *v, const char *key, char **out, char *err, size_t errlen)
+{
+	if (!json_is_string(v))
+		return vmm_fail(err, errlen, "%s must be a string", key);
+	*out = absolute_path(json_string_value(v));
+	return *out ? 0 : -ENOMEM;
+}
+
 static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 			size_t errlen)
 {
@@ -343,9 +368,9 @@ static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 		} else if (strcmp(key, "memory") == 0) {
 			ret = parse_memory(v, &cfg->memory, err, errlen);
 		} else if (strcmp(key, "kernel") == 0) {
-			ret = dup_string(v, key, &cfg->kernel, err, errlen);
+			ret = dup_path(v, key, &cfg->kernel, err, errlen);
 		} else if (strcmp(key, "initrd") == 0) {
-			ret = json_is_null(v) ? 0 : dup_string(v, key, &cfg->initrd, err, errlen);
+			ret = json_is_null(v) ? 0 : dup_path(v, key, &cfg->initrd, err, errlen);
 		} else if (strcmp(key, "cmdline") == 0) {
 			ret = dup_string(v, key, &cfg->cmdline, err, errlen);
 		} else if (strcmp(key, "cpu") == 0) {

@@ -308,8 +308,6 @@ void pci_reset_devices(struct pci_bus *pci);
  */
 int pci_save(struct pci_bus *pci, struct ss_writer *w);
 int pci_restore(struct pci_bus *pci, struct ss_reader *r, char *err, size_t errlen);
-/* Is @tag ("pci:03") the section of a function on this bus? */
-bool pci_has_section(struct pci_bus *pci, const char *tag);
 
 /* ---- CPUID (cpuid.c) ------------------------------------------------ */
 

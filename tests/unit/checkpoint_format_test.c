@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "checkpoint/checkpoint.h"
+#include "util/util.h"
 
 #define MEM (4u << 20)
 

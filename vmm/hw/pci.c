@@ -354,14 +354,6 @@ int pci_save(struct pci_bus *pci, struct ss_writer *w)
 	return ret;
 }
 
-bool pci_has_section(struct pci_bus *pci, const char *tag)
-{
-	unsigned int devfn;
-
-	return sscanf(tag, "pci:%x", &devfn) == 1 && devfn % 8 == 0 && devfn / 8 < 32 &&
-	       pci->slot[devfn / 8];
-}
-
 /* The identity a function must have in both: ids, class, header type. */
 static bool same_function(const uint8_t *a, const uint8_t *b)
 {

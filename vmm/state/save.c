@@ -297,10 +297,35 @@ out:
 
 /* ---- restore ------------------------------------------------------------------ */
 
+/*
+ * The sections a VM of @cfg saves: the VM, each vCPU, the base devices,
+ * the memory's chunk table (checkpoint/'s own, checked by ss_open()),
+ * the PCI bus and one section per function (the host bridge at slot 0,
+ * then the disks, then the NICs, in the slots vm_build() gives them).
+ */
+static bool expected_section(const struct vm_config *cfg, const char *tag)
+{
+	static const char *const fixed[] = { "vm", "memory", "dev:serial", "dev:cmos",
+					     "dev:i8042", "dev:pci" };
+	unsigned int functions = 1 + cfg->ndisks + cfg->nnics;
+	unsigned int id;
+	char end;
+
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+		if (strcmp(tag, fixed[i]) == 0)
+			return true;
+	if (sscanf(tag, "vcpu%u%c", &id, &end) == 1)
+		return id < cfg->cpus;
+	if (sscanf(tag, "pci:%2x%c", &id, &end) == 1 && strlen(tag) == 6)
+		return (id & 7) == 0 && id / 8 < functions;
+	return false;
+}
+
 /* What the saved configuration must agree with: the state itself. */
 static int check_config(const struct vm_config *cfg, struct ss_reader *r, char *err,
 			size_t errlen)
 {
+	unsigned int functions = 1 + cfg->ndisks + cfg->nnics;
 	char tag[16];
 
 	if (ss_memory_size(r) != cfg->memory)
@@ -308,10 +333,24 @@ static int check_config(const struct vm_config *cfg, struct ss_reader *r, char *
 				"the saved memory is %llu bytes; the configuration has %llu",
 				(unsigned long long)ss_memory_size(r),
 				(unsigned long long)cfg->memory);
-	snprintf(tag, sizeof(tag), "vcpu%u", cfg->cpus);
-	if (ss_section(r, tag, NULL))
-		return vmm_fail(err, errlen, "the state has more vCPUs than the configuration's %u",
-				cfg->cpus);
+	for (size_t i = 0; i < ss_section_count(r); i++)
+		if (!expected_section(cfg, ss_section_tag(r, i)))
+			return vmm_fail(err, errlen,
+					"section %s is for something the saved configuration does not have",
+					ss_section_tag(r, i));
+	for (unsigned int i = 0; i < cfg->cpus; i++) {
+		snprintf(tag, sizeof(tag), "vcpu%u", i);
+		if (!ss_section(r, tag, NULL))
+			return vmm_fail(err, errlen, "section %s is missing (the configuration has %u vCPUs)",
+					tag, cfg->cpus);
+	}
+	for (unsigned int i = 0; i < functions; i++) {
+		snprintf(tag, sizeof(tag), "pci:%02x", i << 3);
+		if (!ss_section(r, tag, NULL))
+			return vmm_fail(err, errlen,
+					"section %s is missing (the configuration has %u disk(s) and %u NIC(s))",
+					tag, cfg->ndisks, cfg->nnics);
+	}
 	return 0;
 }
 
@@ -343,33 +382,11 @@ int vm_state_check(const struct vm_config *cfg, struct ss_reader *r, char *err,
 	return ret;
 }
 
-/* Every section must have been taken by something in this configuration. */
-static int check_all_taken(struct vm *vm, struct ss_reader *r, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < ss_section_count(r); i++) {
-		const char *tag = ss_section_tag(r, i);
-		unsigned int id;
-
-		if (strcmp(tag, "vm") == 0 || strcmp(tag, "memory") == 0 ||
-		    strcmp(tag, "dev:serial") == 0 || strcmp(tag, "dev:cmos") == 0 ||
-		    strcmp(tag, "dev:i8042") == 0 || strcmp(tag, "dev:pci") == 0)
-			continue;
-		if (sscanf(tag, "vcpu%u", &id) == 1 && id < vm->ncpus)
-			continue;
-		if (strncmp(tag, "pci:", 4) == 0 && pci_has_section(vm->pci, tag))
-			continue;
-		return vmm_fail(err, errlen,
-				"section %s is for a device this configuration does not have", tag);
-	}
-	return 0;
-}
-
 int vm_restore_state(struct vm *vm, struct ss_reader *r, char *err, size_t errlen)
 {
-	int ret = check_all_taken(vm, r, err, errlen);
+	/* vm_state_check() has checked the state against the configuration. */
+	int ret = state_memory_start(vm, r, err, errlen);
 
-	if (!ret)
-		ret = state_memory_start(vm, r, err, errlen);
 	if (!ret)
 		ret = restore_vm_state(vm, r, err, errlen);
 	for (unsigned int i = 0; !ret && i < vm->ncpus; i++)

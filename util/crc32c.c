@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), with the SSE 4.2
- * instruction where the CPU has it (several GB/s, so checking a saved
- * state costs little next to reading it) and a table otherwise.
+ * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as VHDX and the
+ * saved-state format use it: with the SSE 4.2 instruction where the CPU
+ * has it (several GB/s, so checking costs little next to reading) and
+ * slicing by 8 otherwise.
  */
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 
-#include "checkpoint/checkpoint.h"
+#include "util/util.h"
 
 static uint32_t table[8][256];
 
