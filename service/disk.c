@@ -56,14 +56,6 @@ static struct disk_obj *disk_alloc(struct service *s, const char *name)
 	return d;
 }
 
-/* In use: attached to a VM that runs, or its data file is open. */
-bool disk_in_use(struct service *s, struct disk_obj *d)
-{
-	struct vm_obj *vm = disk_user(s, d->name, NULL);
-
-	return d->data_users || d->busy || (vm && (vm_is_active(vm) || vm->busy));
-}
-
 /* Why the disk cannot change now, as a sentence; NULL if it can. */
 static const char *busy_reason(struct service *s, struct disk_obj *d, char *buf,
 			       size_t len)
@@ -73,6 +65,10 @@ static const char *busy_reason(struct service *s, struct disk_obj *d, char *buf,
 	if (vm && vm_is_active(vm))
 		snprintf(buf, len, "VM %s, which uses it, is %s", vm->name,
 			 vm_state_name(vm->state));
+	else if (vm && vm->state == VMS_SAVED)
+		snprintf(buf, len,
+			 "VM %s, which uses it, is saved, and its saved state was made with the disk as it is",
+			 vm->name);
 	else if (d->data_users)
 		snprintf(buf, len, "its data file is open");
 	else if (d->busy)
@@ -769,7 +765,9 @@ static int data_open(struct service *s, void *obj, int acc, const struct svc_cal
 	if (!d->file)
 		return disk_fail(s, d, -EINVAL, "data: the disk has no file yet");
 	vm = disk_user(s, d->name, NULL);
-	if ((vm && (vm_is_active(vm) || vm->busy)) || d->busy)
+	/* A saved VM's disk may be read (a backup), not changed. */
+	if ((vm && (vm_is_active(vm) || vm->busy ||
+		    (vm->state == VMS_SAVED && acc != O_RDONLY))) || d->busy)
 		return disk_fail(s, d, -EBUSY, "data: %s",
 				 busy_reason(s, d, why, sizeof(why)) ? why : "in use");
 	if (d->adopted) {

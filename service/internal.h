@@ -42,6 +42,8 @@ enum vm_state {
 	VMS_PAUSED,
 	VMS_STOPPING,
 	VMS_CRASHED,
+	VMS_SAVING,		/* the worker writes the saved state, then ends */
+	VMS_SAVED,		/* no worker; "saved/" holds the state to start from */
 };
 
 struct nic_obj;
@@ -295,7 +297,7 @@ static inline long long svc_json_int(json_t *obj, const char *key)
 {
 	return (long long)json_integer_value(json_object_get(obj, key));
 }
-/* Remove an object's directory and the files in it. */
+/* Remove an object's directory and everything in it (links not followed). */
 void svc_remove_dir(const char *path);
 /* Call @load for each validly named entry of <state>/@sub. */
 int svc_load_dir(struct service *s, const char *sub,
@@ -343,6 +345,13 @@ int vm_attach(struct service *s, struct vm_obj *vm, unsigned int slot,
 	      const char *target);
 int vm_detach(struct service *s, struct vm_obj *vm, unsigned int slot);
 bool vm_is_active(const struct vm_obj *vm);
+/*
+ * Why the VM's definition (@what: "cpus", "disks/0") cannot change now,
+ * in @buf, or NULL when it can: a worker runs it, or a saved state was
+ * made with it.  @rule says when it can ("disks change only while it is off").
+ */
+const char *vm_change_refused(const struct vm_obj *vm, const char *rule, char *buf,
+			      size_t len);
 void vm_free(struct vm_obj *vm);
 /* The worker's configuration for this VM, or NULL with a reason. */
 json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
@@ -455,9 +464,26 @@ int vm_control(struct service *s, struct vm_obj *vm, const char *cmd,
 void vm_set_state(struct service *s, struct vm_obj *vm, enum vm_state st);
 /* The worker's status reply, or NULL if it is not running (lock dropped). */
 json_t *vm_worker_status(struct service *s, struct vm_obj *vm);
+/* Wait (the lock held, dropped meanwhile) until no worker runs it; false on timeout. */
+bool vm_wait_ended(struct service *s, struct vm_obj *vm, int ms);
 /* Type console input; -EBUSY when the VM is not running. */
 int vm_console_input(struct service *s, struct vm_obj *vm, const void *buf,
 		     size_t len);
+
+/* ---- saved states (saved.c) ---------------------------------------------- */
+
+/* Save: capture into "saved", the worker ends; under the lock. */
+int vm_save_run(struct service *s, struct vm_obj *vm);
+/* Delete Saved State: the VM is off. */
+int vm_discard(struct service *s, struct vm_obj *vm);
+/* Does "saved" read back (ss_open)?  0, -ENOENT, or -EINVAL with why. */
+int vm_saved_check(const struct vm_obj *vm, char *why, size_t len);
+void vm_saved_remove(const struct vm_obj *vm);
+/*
+ * A worker that was saving ended (@ended, how): true if it left a saved
+ * state; if not, the unfinished one is removed and @ended says so.
+ */
+bool vm_saved_settle(struct vm_obj *vm, char *ended, size_t len);
 
 /* ---- disks (disk.c) --------------------------------------------------- */
 
@@ -466,7 +492,6 @@ int disk_delete(struct service *s, struct disk_obj *d);	/* rmdir */
 int disk_load_all(struct service *s);
 int disk_save(struct disk_obj *d);
 void disk_free(struct disk_obj *d);
-bool disk_in_use(struct service *s, struct disk_obj *d);
 const char *disk_format_name(enum vdisk_format f);
 
 #endif /* FSVISOR_SERVICE_INTERNAL_H */

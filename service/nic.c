@@ -171,13 +171,13 @@ static void nic_changed(struct service *s, struct nic_obj *nic, const char *file
 int nic_define(struct service *s, struct vm_obj *vm, const char *name)
 {
 	struct nic_obj *nic;
+	char why[256];
 	int ret;
 
 	if (nic_find(vm, name))
 		return -EEXIST;
-	if (vm_is_active(vm) || vm->busy)
-		return vm_fail(s, vm, -EBUSY, "nics/%s: the VM is %s; NICs are added while it is off",
-			       name, vm_state_name(vm->state));
+	if (vm_change_refused(vm, "NICs are added while it is off", why, sizeof(why)))
+		return vm_fail(s, vm, -EBUSY, "nics/%s: %s", name, why);
 	if (vm->nnics == NICS_MAX)
 		return vm_fail(s, vm, -ENOSPC, "nics/%s: a VM has at most %d NICs", name, NICS_MAX);
 	nic = nic_alloc(vm, name);
@@ -199,11 +199,11 @@ int nic_define(struct service *s, struct vm_obj *vm, const char *name)
 int nic_delete(struct service *s, struct nic_obj *nic)
 {
 	struct vm_obj *vm = nic->vm;
+	char why[256];
 	int ret;
 
-	if (vm_is_active(vm) || vm->busy)
-		return nic_fail(s, nic, -EBUSY, ": the VM is %s; NICs are removed while it is off",
-				vm_state_name(vm->state));
+	if (vm_change_refused(vm, "NICs are removed while it is off", why, sizeof(why)))
+		return nic_fail(s, nic, -EBUSY, ": %s", why);
 	if (nic->users || nic->changing)
 		return nic_fail(s, nic, -EBUSY, ": the NIC is in use (a change or a read in progress)");
 	nic_remove(vm, nic);
@@ -720,13 +720,13 @@ static int store_mac(struct service *s, void *obj, const char *value,
 {
 	struct nic_obj *nic = obj, *owner;
 	uint8_t mac[6], old[6];
+	char why[256];
 	int ret;
 
 	(void)intr;
 	(void)ctx;
-	if (vm_is_active(nic->vm) || nic->vm->busy)
-		return nic_fail(s, nic, -EBUSY, "mac: the VM is %s; the MAC changes while it is off",
-				vm_state_name(nic->vm->state));
+	if (vm_change_refused(nic->vm, "the MAC changes while it is off", why, sizeof(why)))
+		return nic_fail(s, nic, -EBUSY, "mac: %s", why);
 	if (mac_parse(value, mac))
 		return nic_fail(s, nic, -EINVAL, "mac: '%s' is not a MAC address like 52:54:00:12:34:56",
 				value);

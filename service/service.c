@@ -155,17 +155,37 @@ const char *svc_proc_stat(pid_t pid, char *buf, size_t len)
 	return p && p[1] == ' ' ? p + 2 : NULL;
 }
 
-void svc_remove_dir(const char *path)
+/* Everything in directory @fd (taken), subdirectories too; links are not followed. */
+static void remove_contents(int fd, int depth)
 {
-	DIR *d = opendir(path);
+	DIR *d = fdopendir(fd);
 	struct dirent *e;
 
-	if (d) {
-		while ((e = readdir(d)))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				unlinkat(dirfd(d), e->d_name, 0);
-		closedir(d);
+	if (!d) {
+		close(fd);
+		return;
 	}
+	while ((e = readdir(d))) {
+		int sub;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno != EISDIR || depth > 8)
+			continue;
+		sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub >= 0)
+			remove_contents(sub, depth + 1);
+		unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+void svc_remove_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd >= 0)
+		remove_contents(fd, 0);
 	if (rmdir(path) < 0 && errno != ENOENT)
 		log_warn("cannot remove %s: %s", path, strerror(errno));
 }

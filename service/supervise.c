@@ -40,6 +40,8 @@
 #define SHUTDOWN_TIMEOUT_MS	60000
 #define COMMAND_TIMEOUT_MS	5000
 #define EXIT_FILE_WAIT_MS	3000
+/* A worker found saving at service start: a save is bounded by this. */
+#define SAVE_WAIT_MS		(10 * 60 * 1000)
 
 /* ---- talking to a worker ------------------------------------------------ */
 
@@ -207,8 +209,9 @@ void vm_set_state(struct service *s, struct vm_obj *vm, enum vm_state st)
 	if (st == VMS_OFF || st == VMS_CRASHED)
 		vm->run_started = 0;
 	svc_touch(&vm->mtime);
-	/* Off and crashed outlive the service: keep them with the definition. */
-	if (st == VMS_OFF || st == VMS_CRASHED || st == VMS_RUNNING)
+	/* What outlives the service is kept with the definition (vm.c). */
+	if (st == VMS_OFF || st == VMS_CRASHED || st == VMS_RUNNING || st == VMS_SAVING ||
+	    st == VMS_SAVED)
 		vm_save(s, vm);
 	/* The whole directory: its files' times changed with it (tree.h). */
 	svc_notify(s, SVC_CHANGED, "vms/%s", vm->name);
@@ -255,6 +258,13 @@ static bool wait_state(struct service *s, struct vm_obj *vm, bool (*pred)(struct
 static bool is_ended(struct vm_obj *vm)
 {
 	return !vm_is_active(vm);
+}
+
+bool vm_wait_ended(struct service *s, struct vm_obj *vm, int ms)
+{
+	bool intr = false;
+
+	return wait_state(s, vm, is_ended, ms, NULL, NULL, &intr);
 }
 
 /* ---- how a run ended ---------------------------------------------------- */
@@ -322,7 +332,7 @@ static void apply_exit(struct service *s, struct vm_obj *vm, bool have_exit,
 		       const char *kind, int code)
 {
 	char reason[sizeof(vm->ended) - 64];
-	bool crashed = true;
+	bool crashed = true, saving = vm->state == VMS_SAVING, saved = false;
 
 	svc_tail_text(vm->dirfd, "worker.err", reason, sizeof(reason));
 	if (!have_exit) {
@@ -342,12 +352,20 @@ static void apply_exit(struct service *s, struct vm_obj *vm, bool have_exit,
 		snprintf(vm->ended, sizeof(vm->ended), "%s",
 			 vm->end_requested ? "killed" : "the worker was stopped by a signal");
 		crashed = !vm->end_requested;
+	} else if (code == VM_EXIT_SAVED) {
+		snprintf(vm->ended, sizeof(vm->ended), "the worker ended");
+		saving = true;
 	} else if (code == VM_EXIT_FAILED) {
 		snprintf(vm->ended, sizeof(vm->ended), "the VM failed: %s",
 			 reason[0] ? reason : "no reason given");
 	} else {
 		snprintf(vm->ended, sizeof(vm->ended), "the worker exited with status %d%s%s",
 			 code, reason[0] ? ": " : "", reason);
+	}
+	/* Ended while saving, or saved: which it is, the state itself says. */
+	if (saving) {
+		saved = vm_saved_settle(vm, vm->ended, sizeof(vm->ended));
+		crashed = !saved;
 	}
 	if (crashed) {
 		snprintf(vm->error, sizeof(vm->error), "crashed: %s", vm->ended);
@@ -362,7 +380,7 @@ static void apply_exit(struct service *s, struct vm_obj *vm, bool have_exit,
 	/* The switches drop the ports when the worker's ends close. */
 	for (size_t i = 0; i < vm->nnics; i++)
 		vm->nics[i]->port_on[0] = '\0';
-	vm_set_state(s, vm, crashed ? VMS_CRASHED : VMS_OFF);
+	vm_set_state(s, vm, saved ? VMS_SAVED : crashed ? VMS_CRASHED : VMS_OFF);
 	/* The verdict is saved with the definition now; the record is done. */
 	unlinkat(vm->dirfd, "worker.exit", 0);
 	unlinkat(vm->dirfd, "worker.pid", 0);
@@ -616,15 +634,20 @@ out:
 	return err;
 }
 
-static int spawn_monitor(struct service *s, struct vm_obj *vm)
+/* A worker that boots worker.json, or (@restore) resumes "saved". */
+static int spawn_monitor(struct service *s, struct vm_obj *vm, bool restore)
 {
-	char *argv[] = {
+	char *boot[] = {
 		"vm", "run", "--name", vm->name,
 		"--config", "worker.json", "--control", "ctl.sock",
 		"--console-ring", "console", "--no-console", NULL,
 	};
+	char *resume[] = {
+		"vm", "run", "--restore", "saved", "--control", "ctl.sock",
+		"--console-ring", "console", "--no-console", NULL,
+	};
 
-	return worker_spawn(s, vm->dirfd, argv);
+	return worker_spawn(s, vm->dirfd, restore ? resume : boot);
 }
 
 /* Connect, subscribe, and see the worker answer: it runs the guest. */
@@ -669,21 +692,23 @@ static int wait_for_worker(struct vm_obj *vm, int timeout_ms, int *out_fd,
 static int vm_start(struct service *s, struct vm_obj *vm)
 {
 	char why[ERROR_MAX - 64], kind[16];
+	bool restore = vm->state == VMS_SAVED, exited;
 	json_t *cfg, *status = NULL;
 	int err, fd = -1, code;
-	bool exited;
 	char *path;
 	pid_t pid;
 
-	if (vm->state != VMS_OFF && vm->state != VMS_CRASHED)
+	if (vm->state != VMS_OFF && vm->state != VMS_CRASHED && !restore)
 		return vm_fail(s, vm, -EBUSY, "start: the VM is %s already",
 			       vm_state_name(vm->state));
+	/* From a saved state too: its disks and switches must be there. */
 	cfg = vm_worker_config(s, vm, &err, why, sizeof(why));
 	if (!cfg)
 		return vm_fail(s, vm, err, "start: %s", why);
 	if (asprintf(&path, "%s/worker.json", vm->dir) < 0)
 		abort();
-	err = json_file_save(path, cfg);
+	/* A restored worker takes its configuration from the state. */
+	err = restore ? 0 : json_file_save(path, cfg);
 	free(path);
 	json_decref(cfg);
 	if (err)
@@ -691,9 +716,9 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 	vm->end_requested = NULL;
 	vm->ended[0] = '\0';
 	vm_set_state(s, vm, VMS_STARTING);
-	err = spawn_monitor(s, vm);
+	err = spawn_monitor(s, vm, restore);
 	if (err) {
-		vm_set_state(s, vm, VMS_OFF);
+		vm_set_state(s, vm, restore ? VMS_SAVED : VMS_OFF);
 		return vm_fail(s, vm, -EIO, "start: cannot start the worker: %s", strerror(-err));
 	}
 
@@ -709,7 +734,11 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 		json_decref(status);
 		err = watch(s, vm, fd);
 		if (!err) {
-			log_info("vm %s: started, worker pid %d", vm->name, (int)vm->pid);
+			/* The guest runs on from it: the state would take it back in time. */
+			if (restore)
+				vm_saved_remove(vm);
+			log_info("vm %s: %s, worker pid %d", vm->name,
+				 restore ? "started from its saved state" : "started", (int)vm->pid);
 			vm->run_started = time(NULL);
 			vm_set_state(s, vm, VMS_RUNNING);
 			vm_connect_nics(s, vm, false);
@@ -730,11 +759,22 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 	if (exited && strcmp(kind, "exit") == 0 && code == VM_EXIT_FAILED) {
 		/* The guest ran, and failed at once: that is a crash. */
 		apply_exit(s, vm, true, kind, code);
-		return vm_fail(s, vm, -EIO, "start: the VM failed at once: %s",
-			       why[0] ? why : "no reason given");
+		if (restore)
+			vm_saved_remove(vm);
+		return vm_fail(s, vm, -EIO, "start: the VM failed at once: %s%s",
+			       why[0] ? why : "no reason given",
+			       restore ? " (its saved state was used, and is gone)" : "");
 	}
 	unlinkat(vm->dirfd, "worker.exit", 0);
 	unlinkat(vm->dirfd, "worker.pid", 0);
+	if (restore) {
+		/* Refused before any guest code ran: the state stays, to retry or discard. */
+		vm_set_state(s, vm, VMS_SAVED);
+		return vm_fail(s, vm, err == -ETIMEDOUT ? -ETIMEDOUT : -EINVAL,
+			       "start: the saved state cannot be restored: %s; it stays (echo discard > ctl deletes it)",
+			       why[0] ? why : err == -ETIMEDOUT ? "the worker did not come up" :
+			       "the worker failed");
+	}
 	vm_set_state(s, vm, VMS_OFF);
 	if (err == -ETIMEDOUT)
 		return vm_fail(s, vm, -ETIMEDOUT, "start: the worker did not come up within %d s%s%s",
@@ -773,8 +813,13 @@ static int vm_end(struct service *s, struct vm_obj *vm, bool kill_it)
 		vm_set_state(s, vm, VMS_OFF);
 		return 0;
 	}
-	if (vm->state == VMS_STARTING)
-		return vm_fail(s, vm, -EBUSY, "%s: the VM is starting; try again when it runs", cmd);
+	if (vm->state == VMS_STARTING || vm->state == VMS_SAVING)
+		return vm_fail(s, vm, -EBUSY, "%s: the VM is %s; try again when it is done", cmd,
+			       vm_state_name(vm->state));
+	if (vm->state == VMS_SAVED)
+		return vm_fail(s, vm, -EBUSY,
+			       "%s: the VM is saved, not running; start it, or discard its saved state (echo discard > ctl)",
+			       cmd);
 	vm->end_requested = cmd;
 	vm_set_state(s, vm, VMS_STOPPING);
 	if (!kill_it) {
@@ -803,7 +848,7 @@ static int vm_shutdown(struct service *s, struct vm_obj *vm, svc_interrupted_fn 
 	int ret;
 
 	/* Like stop: already off, or acknowledging a crash, is done at once. */
-	if (vm->state == VMS_OFF || vm->state == VMS_CRASHED)
+	if (vm->state == VMS_OFF || vm->state == VMS_CRASHED || vm->state == VMS_SAVED)
 		return vm_end(s, vm, false);
 	if (vm->state != VMS_RUNNING)
 		return vm_fail(s, vm, -EBUSY, "shutdown: the VM is %s%s",
@@ -860,22 +905,88 @@ int vm_control(struct service *s, struct vm_obj *vm, const char *cmd,
 		return 0;
 	}
 	if (strcmp(cmd, "save") == 0)
-		return vm_fail(s, vm, -EINVAL,
-			       "ctl: 'save' is not available yet (saved states come with checkpoints)");
+		return vm_save_run(s, vm);
+	if (strcmp(cmd, "discard") == 0)
+		return vm_discard(s, vm);
 	return vm_fail(s, vm, -EINVAL,
-		       "ctl: unknown command '%s'; one of: start stop shutdown kill pause resume reset",
+		       "ctl: unknown command '%s'; one of: start stop shutdown kill pause resume reset save discard",
 		       cmd);
 }
 
 /* ---- adoption ----------------------------------------------------------- */
 
+/*
+ * A VM that was saving when the service went: its worker may still be
+ * writing (it ends when it is done), may have ended, or went with the host.
+ */
+static void adopt_saving(struct service *s, struct vm_obj *vm, pid_t pid, bool exited,
+			 const char *kind, int code)
+{
+	char k[16];
+	int c;
+
+	if (!exited && pid > 0 && kill(pid, 0) == 0) {
+		log_info("vm %s: its worker (pid %d) is saving; waiting for it", vm->name, (int)pid);
+		exited = worker_wait_exit(vm->dirfd, parent_of(pid), SAVE_WAIT_MS, k, sizeof(k), &c);
+		if (!exited) {
+			kill(pid, SIGKILL);
+			exited = wait_exit_file(vm, EXIT_FILE_WAIT_MS, k, sizeof(k), &c);
+		}
+		kind = k;
+		code = c;
+	}
+	if (exited) {
+		apply_exit(s, vm, true, kind, code);
+		return;
+	}
+	snprintf(vm->ended, sizeof(vm->ended), "the worker went away (the host restarted?)");
+	if (vm_saved_settle(vm, vm->ended, sizeof(vm->ended))) {
+		vm_set_state(s, vm, VMS_SAVED);
+	} else {
+		snprintf(vm->error, sizeof(vm->error), "crashed: %s", vm->ended);
+		vm_set_state(s, vm, VMS_CRASHED);
+	}
+}
+
+/*
+ * A saved VM: a worker started from the state before the service went
+ * (running now: the state is used; or refused, and the state stays), or
+ * just the state, which must still be there.
+ */
+static bool adopt_saved(struct service *s, struct vm_obj *vm, bool exited, const char *kind,
+			int code)
+{
+	if (exited && strcmp(kind, "exit") == 0 && code == VM_EXIT_SETUP) {
+		unlinkat(vm->dirfd, "worker.exit", 0);
+		unlinkat(vm->dirfd, "worker.pid", 0);
+		return true;
+	}
+	if (exited) {
+		vm_saved_remove(vm);
+		return false;	/* it ran from the state: how it ended counts */
+	}
+	if (faccessat(vm->dirfd, "saved/manifest.json", F_OK, 0) < 0) {
+		snprintf(vm->ended, sizeof(vm->ended), "its saved state is gone");
+		vm_set_state(s, vm, VMS_OFF);
+	}
+	return true;
+}
+
 void vm_adopt(struct service *s, struct vm_obj *vm)
 {
-	char kind[16];
+	char kind[16] = "";
 	json_t *status = NULL;
-	int fd = -1, code, ret = -ENOENT;
+	int fd = -1, code = 0, ret = -ENOENT;
 	pid_t pid = read_pid(vm);
 	bool exited = read_exit(vm, kind, sizeof(kind), &code);
+	bool alive = !exited && pid > 0 && kill(pid, 0) == 0;
+
+	if (vm->state == VMS_SAVING) {
+		adopt_saving(s, vm, pid, exited, kind, code);
+		return;
+	}
+	if (vm->state == VMS_SAVED && !alive && adopt_saved(s, vm, exited, kind, code))
+		return;
 
 	/*
 	 * A worker that is there, or still coming up, is waited for briefly.
@@ -883,10 +994,13 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 	 * nothing has recorded the end of: a VM never started has none, so a
 	 * host with a thousand VMs defined starts at once.
 	 */
-	if (!exited && (pid > 0 && kill(pid, 0) == 0))
+	if (alive)
 		ret = wait_for_worker(vm, 5000, &fd, &status);
 	else if (!exited && faccessat(vm->dirfd, "worker.err", F_OK, 0) == 0)
 		ret = wait_for_worker(vm, 50, &fd, &status);
+	/* It was there, and went while we waited: how it ended. */
+	if (ret && alive)
+		exited = wait_exit_file(vm, EXIT_FILE_WAIT_MS, kind, sizeof(kind), &code);
 	if (!ret) {
 		const char *st = json_string_value(json_object_get(status, "state"));
 		bool paused = st && strcmp(st, "paused") == 0;
@@ -898,7 +1012,11 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 		if (watch(s, vm, fd)) {
 			close(fd);
 		} else {
+			/* Started from its saved state just before the service went. */
+			if (vm->state == VMS_SAVED)
+				vm_saved_remove(vm);
 			vm->state = paused ? VMS_PAUSED : VMS_RUNNING;
+			vm_save(s, vm);
 			log_info("vm %s: adopted the running worker (pid %d)", vm->name,
 				 (int)vm->pid);
 			vm_connect_nics(s, vm, true);

@@ -27,6 +27,8 @@ static const char *const state_names[] = {
 	[VMS_PAUSED] = "paused",
 	[VMS_STOPPING] = "stopping",
 	[VMS_CRASHED] = "crashed",
+	[VMS_SAVING] = "saving",
+	[VMS_SAVED] = "saved",
 };
 
 const char *vm_state_name(enum vm_state st)
@@ -34,9 +36,23 @@ const char *vm_state_name(enum vm_state st)
 	return state_names[st];
 }
 
+/* A worker runs (or is about to, or is ending): not off, crashed or saved. */
 bool vm_is_active(const struct vm_obj *vm)
 {
-	return vm->state != VMS_OFF && vm->state != VMS_CRASHED;
+	return vm->state != VMS_OFF && vm->state != VMS_CRASHED && vm->state != VMS_SAVED;
+}
+
+const char *vm_change_refused(const struct vm_obj *vm, const char *rule, char *buf,
+			      size_t len)
+{
+	if (vm->state == VMS_SAVED)
+		snprintf(buf, len,
+			 "the VM is saved, and its saved state was made with this; start it, or discard the saved state (echo discard > ctl)");
+	else if (vm_is_active(vm) || vm->busy)
+		snprintf(buf, len, "the VM is %s; %s", vm_state_name(vm->state), rule);
+	else
+		return NULL;
+	return buf;
 }
 
 void vm_free(struct vm_obj *vm)
@@ -105,6 +121,27 @@ static json_t *definition_json(const struct vm_obj *vm)
 	return doc;
 }
 
+/*
+ * The states that outlive the service, in vm.json: how the last run ended
+ * (off, crashed), a saved state (saved, or saving: the worker may still
+ * be writing it), or a worker to adopt (running).
+ */
+static const enum vm_state persisted[] = { VMS_OFF, VMS_CRASHED, VMS_SAVED, VMS_SAVING,
+					   VMS_RUNNING };
+
+static const char *persisted_state(const struct vm_obj *vm)
+{
+	switch (vm->state) {
+	case VMS_OFF:
+	case VMS_CRASHED:
+	case VMS_SAVED:
+	case VMS_SAVING:
+		return state_names[vm->state];
+	default:
+		return "running";
+	}
+}
+
 int vm_save(struct service *s, struct vm_obj *vm)
 {
 	json_t *doc = definition_json(vm);
@@ -119,8 +156,7 @@ int vm_save(struct service *s, struct vm_obj *vm)
 	}
 	json_object_set_new(doc, "error", json_string(vm->error));
 	/* How the last run ended survives a restart of the service. */
-	json_object_set_new(doc, "state", json_string(vm->state == VMS_CRASHED ? "crashed" :
-						      vm_is_active(vm) ? "running" : "off"));
+	json_object_set_new(doc, "state", json_string(persisted_state(vm)));
 	json_object_set_new(doc, "ended", json_string(vm->ended));
 	if (asprintf(&path, "%s/vm.json", vm->dir) < 0) {
 		json_decref(doc);
@@ -286,10 +322,9 @@ static int vm_load(struct service *s, const char *name)
 		snprintf(vm->ended, sizeof(vm->ended), "%s", json_string_value(v));
 	/* "running" is checked by adoption: is the worker still there? */
 	v = json_object_get(doc, "state");
-	if (json_is_string(v) && strcmp(json_string_value(v), "crashed") == 0)
-		vm->state = VMS_CRASHED;
-	else if (json_is_string(v) && strcmp(json_string_value(v), "running") == 0)
-		vm->state = VMS_RUNNING;
+	for (size_t i = 0; json_is_string(v) && i < ARRAY_SIZE(persisted); i++)
+		if (strcmp(json_string_value(v), state_names[persisted[i]]) == 0)
+			vm->state = persisted[i];
 	json_decref(doc);
 	ret = open_dir(vm);
 	if (!ret)
@@ -325,12 +360,11 @@ int vm_attach(struct service *s, struct vm_obj *vm, unsigned int slot,
 {
 	const char *name = link_target_disk(s, target);
 	struct vm_obj *user;
-	char value[80];
+	char value[80], why[256];
 	int uslot, ret;
 
-	if (vm_is_active(vm) || vm->busy)
-		return vm_fail(s, vm, -EBUSY, "disks/%u: the VM is %s; disks change only while it is off",
-			       slot, vm_state_name(vm->state));
+	if (vm_change_refused(vm, "disks change only while it is off", why, sizeof(why)))
+		return vm_fail(s, vm, -EBUSY, "disks/%u: %s", slot, why);
 	if (!name || !name_valid(name))
 		return vm_fail(s, vm, -EINVAL,
 			       "disks/%u: the link must point at a disk: ../../../disks/NAME or %s/disks/NAME, not '%s'",
@@ -364,13 +398,12 @@ int vm_attach(struct service *s, struct vm_obj *vm, unsigned int slot,
 
 int vm_detach(struct service *s, struct vm_obj *vm, unsigned int slot)
 {
-	char file[16];
+	char file[16], why[256];
 	char *old = vm->slot[slot];
 	int ret;
 
-	if (vm_is_active(vm) || vm->busy)
-		return vm_fail(s, vm, -EBUSY, "disks/%u: the VM is %s; disks change only while it is off",
-			       slot, vm_state_name(vm->state));
+	if (vm_change_refused(vm, "disks change only while it is off", why, sizeof(why)))
+		return vm_fail(s, vm, -EBUSY, "disks/%u: %s", slot, why);
 	vm->slot[slot] = NULL;
 	ret = vm_save(s, vm);
 	if (ret) {
@@ -464,9 +497,10 @@ json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
 
 static int refuse_if_active(struct service *s, struct vm_obj *vm, const char *file)
 {
-	if (vm_is_active(vm) || vm->busy)
-		return vm_fail(s, vm, -EBUSY, "%s: the VM is %s; this changes only while it is off",
-			       file, vm_state_name(vm->state));
+	char why[256];
+
+	if (vm_change_refused(vm, "this changes only while it is off", why, sizeof(why)))
+		return vm_fail(s, vm, -EBUSY, "%s: %s", file, why);
 	return 0;
 }
 

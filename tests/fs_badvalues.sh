@@ -29,7 +29,7 @@ bad()
 		b_err=$(cat "$b_obj/error")
 		case "$b_err" in
 		*"$(basename "$b_file")"* | start:* | stop:* | pause:* | resume:* | reset:* | \
-		shutdown:* | check:* | console:*) ;;
+		shutdown:* | check:* | console:* | save:* | discard:*) ;;
 		*) fail "$b_obj/error does not name the file or command: '$b_err'" ;;
 		esac
 		grep -qF "$(echo "$b_err" | cut -c1-60)" "$STATE/service.log" ||
@@ -59,9 +59,10 @@ bad vms/v/boot/initrd EINVAL x / /dev/null
 bad vms/v/boot/initrd ENOENT /nonexistent/initrd
 bad vms/v/boot/cmdline EINVAL "$(head -c 4096 /dev/zero | tr '\0' a)" "$(printf 'a\tb')" \
 	"$huge"
-bad vms/v/ctl EINVAL bogus "$nl" save START "start now" "$huge"
+bad vms/v/ctl EINVAL bogus "$nl" START "start now" "$huge"
 bad vms/v/ctl EINVAL start			# no kernel yet
-bad vms/v/ctl EBUSY pause resume reset		# need a guest that runs
+bad vms/v/ctl EBUSY pause resume reset save	# need a guest that runs
+bad vms/v/ctl EINVAL discard			# there is no saved state
 # Commands that end in "off" are done already on an off VM.
 for c in stop shutdown kill; do
 	expect_write vms/v/ctl $c ok
