@@ -86,6 +86,8 @@ static int load_manifest(struct ss_reader *r, int dirfd, char *err, size_t errle
 	struct stat st;
 	int fd = openat(dirfd, MANIFEST_FILE, O_RDONLY | O_CLOEXEC);
 	json_int_t want;
+	char *text;
+	ssize_t n;
 
 	if (fd < 0) {
 		snprintf(err, errlen, "no %s: not a saved state (or one whose saving never finished)",
@@ -96,8 +98,17 @@ static int load_manifest(struct ss_reader *r, int dirfd, char *err, size_t errle
 		close(fd);
 		return fail(err, errlen, "%s is larger than %u bytes", MANIFEST_FILE, MANIFEST_MAX);
 	}
-	doc = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+	/* In one read: json_loadfd() reads a byte a syscall. */
+	text = malloc((size_t)st.st_size + 1);
+	n = text ? pread(fd, text, (size_t)st.st_size, 0) : -1;
 	close(fd);
+	if (n != st.st_size) {
+		free(text);
+		return fail(err, errlen, "%s cannot be read: %s", MANIFEST_FILE,
+			    n < 0 ? strerror(errno) : "short read");
+	}
+	doc = json_loadb(text, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+	free(text);
 	if (!doc)
 		return fail(err, errlen, "%s is not JSON (line %d: %s)", MANIFEST_FILE, je.line,
 			    je.text);

@@ -272,6 +272,10 @@ static int flush_run(struct mem_pass *p)
 
 	if (p->run_len)
 		ret = write_at(p->w->mem_fd, p->mem + p->run_start, p->run_len, p->run_start);
+	/* Start writing it back now: the disk works while the next run is read. */
+	if (p->run_len && !ret)
+		sync_file_range(p->w->mem_fd, (off_t)p->run_start, (off_t)p->run_len,
+				SYNC_FILE_RANGE_WRITE);
 	p->run_len = 0;
 	return ret;
 }

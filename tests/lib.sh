@@ -3,6 +3,10 @@
 set -u
 
 TEST_NAME=$(basename "$0" .sh)
+# A signal (meson's timeout sends TERM) ends the test through exit, so its
+# EXIT trap cleans up then too.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 fail()
 {
@@ -35,6 +39,17 @@ need()
 		command -v "$t" >/dev/null 2>&1 ||
 			fail "$t is not installed (run scripts/bootstrap)"
 	done
+}
+
+# kill_tree PID...: kill -9 each process and its children (a worker
+# started through timeout(1) is the child of the pid that $! gave).
+kill_tree()
+{
+	for kt_pid in "$@"; do
+		kt_kids=$(cat /proc/"$kt_pid"/task/*/children 2>/dev/null)
+		kill -9 "$kt_pid" $kt_kids 2>/dev/null
+	done
+	return 0
 }
 
 # A scratch directory removed when the test exits.

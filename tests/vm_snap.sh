@@ -17,7 +17,7 @@ export F NP TESTGUEST MAC_A MAC_B SCRATCH
 kill_vms()
 {
 	for p in "$SCRATCH"/*.pid; do
-		[ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null
+		[ -f "$p" ] && kill_tree "$(cat "$p")"
 	done
 }
 trap 'kill_vms; rm -rf "$SCRATCH"' EXIT

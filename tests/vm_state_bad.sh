@@ -10,7 +10,7 @@ need timeout
 [ -w /dev/kvm ] || fail "/dev/kvm is not usable here"
 scratch
 F=$FSVISOR
-trap '[ -f vm.pid ] && kill -9 "$(cat vm.pid)" 2>/dev/null; rm -rf "$SCRATCH"' EXIT
+trap '[ -f vm.pid ] && kill_tree "$(cat vm.pid)"; rm -rf "$SCRATCH"' EXIT
 
 truncate -s 16M disk.img
 timeout 300 "$F" vm run --kernel "$TESTGUEST" --mem 64M --cpus 2 --name bad \

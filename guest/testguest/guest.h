@@ -160,6 +160,11 @@ int blk_async_poll(void);
 /* snap.c: "snap" mode, a long run of self-checks across saves and restores. */
 void snap_run(void);
 
+/* fill.c: "fill=N", N percent of RAM written (zero-page offsets below). */
+#define ZP_E820_ENTRIES	0x1E8
+#define ZP_E820_TABLE	0x2D0
+void fill_run(const uint8_t *boot_params);
+
 /* main.c: the value after "key=" on the command line, or NULL. */
 const char *cmdline_arg(const char *key);
 /* Whether the command line has @word on its own ("idle"). */

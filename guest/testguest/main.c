@@ -102,6 +102,7 @@ void guest_main(const uint8_t *boot_params)
 	printf("testguest: tsc %lu per us\n", tsc_rate());
 	idt_init();
 	acpi_init();
+	fill_run(boot_params);
 	if (cmdline_has("dumpdsdt"))
 		acpi_dump_dsdt();
 	list = find_arg(cmdline, "tests");
