@@ -59,24 +59,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static int read_at(int fd, void *buf, size_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* The manifest: its checksum, then its body. */
 static int load_manifest(struct ss_reader *r, int dirfd, char *err, size_t errlen)
 {
@@ -87,7 +69,7 @@ static int load_manifest(struct ss_reader *r, int dirfd, char *err, size_t errle
 	int fd = openat(dirfd, MANIFEST_FILE, O_RDONLY | O_CLOEXEC);
 	json_int_t want;
 	char *text;
-	ssize_t n;
+	int n;
 
 	if (fd < 0) {
 		snprintf(err, errlen, "no %s: not a saved state (or one whose saving never finished)",
@@ -100,14 +82,13 @@ static int load_manifest(struct ss_reader *r, int dirfd, char *err, size_t errle
 	}
 	/* In one read: json_loadfd() reads a byte a syscall. */
 	text = malloc((size_t)st.st_size + 1);
-	n = text ? pread(fd, text, (size_t)st.st_size, 0) : -1;
+	n = text ? pread_full(fd, text, (size_t)st.st_size, 0) : -ENOMEM;
 	close(fd);
-	if (n != st.st_size) {
+	if (n) {
 		free(text);
-		return fail(err, errlen, "%s cannot be read: %s", MANIFEST_FILE,
-			    n < 0 ? strerror(errno) : "short read");
+		return fail(err, errlen, "%s cannot be read: %s", MANIFEST_FILE, strerror(-n));
 	}
-	doc = json_loadb(text, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+	doc = json_loadb(text, (size_t)st.st_size, JSON_REJECT_DUPLICATES, &je);
 	free(text);
 	if (!doc)
 		return fail(err, errlen, "%s is not JSON (line %d: %s)", MANIFEST_FILE, je.line,
@@ -191,7 +172,7 @@ static int load_section(struct ss_reader *r, int fd, uint64_t file_size, json_t 
 		return fail(err, errlen, "section %s: %llu bytes at %llu lie outside the sections file (%llu bytes)",
 			    tag, (unsigned long long)length, (unsigned long long)offset,
 			    (unsigned long long)file_size);
-	if (read_at(fd, head, sizeof(head), offset))
+	if (pread_full(fd, head, sizeof(head), offset))
 		return fail(err, errlen, "section %s: cannot read its header", tag);
 	memcpy(htag, head + 8, SS_TAG_MAX);
 	if (memcmp(head, SECT_MAGIC, 8) || get_le32(head + 60) != crc32c(0, head, 60))
@@ -204,7 +185,7 @@ static int load_section(struct ss_reader *r, int fd, uint64_t file_size, json_t 
 	s->payload = malloc(length ? length : 1);
 	if (!s->payload)
 		return -ENOMEM;
-	if (read_at(fd, s->payload, length, offset + SECT_HEADER))
+	if (pread_full(fd, s->payload, length, offset + SECT_HEADER))
 		return fail(err, errlen, "section %s: cannot read it", tag);
 	if (crc32c(0, s->payload, length) != crc)
 		return fail(err, errlen, "section %s is damaged: its checksum does not match", tag);

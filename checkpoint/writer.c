@@ -175,24 +175,6 @@ void ss_put_u64(struct ss_section *s, uint32_t id, uint64_t v)
 	ss_put(s, id, b, 8);
 }
 
-static int write_at(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 int ss_section_end(struct ss_section *s)
 {
 	struct ss_writer *w = s->w;
@@ -222,9 +204,9 @@ int ss_section_end(struct ss_section *s)
 	put_le64(head + 48, s->len);
 	put_le32(head + 56, crc32c(0, s->buf, s->len));
 	put_le32(head + 60, crc32c(0, head, 60));
-	ret = write_at(w->sect_fd, head, sizeof(head), w->sect_off);
+	ret = pwrite_full(w->sect_fd, head, sizeof(head), w->sect_off);
 	if (!ret && s->len)
-		ret = write_at(w->sect_fd, s->buf, s->len, w->sect_off + SECT_HEADER);
+		ret = pwrite_full(w->sect_fd, s->buf, s->len, w->sect_off + SECT_HEADER);
 	if (ret) {
 		fail(w, ret, "writing section %s: %s", s->tag, strerror(-ret));
 		goto out;
@@ -271,7 +253,7 @@ static int flush_run(struct mem_pass *p)
 	int ret = 0;
 
 	if (p->run_len)
-		ret = write_at(p->w->mem_fd, p->mem + p->run_start, p->run_len, p->run_start);
+		ret = pwrite_full(p->w->mem_fd, p->mem + p->run_start, p->run_len, p->run_start);
 	/* Start writing it back now: the disk works while the next run is read. */
 	if (p->run_len && !ret)
 		sync_file_range(p->w->mem_fd, (off_t)p->run_start, (off_t)p->run_len,

@@ -410,8 +410,11 @@ static const struct tree_child *child_of(struct tree_node *n, enum tree_child_ty
 	return NULL;
 }
 
-int service_mkdir(struct service *s, const char *path)
+/* mkdir (@type TREE_SET) or symlink (TREE_LINKS, to @target): the parent's hook. */
+static int add_child(struct service *s, const char *path, enum tree_child_type type,
+		     const char *target)
 {
+	bool dir = type == TREE_SET;
 	const struct tree_child *c;
 	char parent[512];
 	const char *name;
@@ -424,25 +427,31 @@ int service_mkdir(struct service *s, const char *path)
 	ret = tree_resolve(s, parent, &n);
 	if (ret)
 		goto out;
-	c = child_of(&n, TREE_SET);
-	if (!c || !c->mkdir) {
+	c = child_of(&n, type);
+	if (!c || (dir ? !c->mkdir : !c->symlink)) {
 		ret = -EPERM;
-		log_warn("mkdir %s: %s/ takes no new directories", path, parent);
+		log_warn("%s %s: %s/ takes no %s", dir ? "mkdir" : "symlink", path, parent,
+			 dir ? "new directories" : "links");
 		goto out;
 	}
-	if (name_problem(name)) {
+	if (dir && name_problem(name)) {
 		log_warn("mkdir %s: %s", path, name_problem(name));
 		ret = -EINVAL;
 		goto out;
 	}
 	tree_hold(&n);
-	ret = c->mkdir(s, tree_obj(&n), name);
+	ret = dir ? c->mkdir(s, tree_obj(&n), name) : c->symlink(s, tree_obj(&n), name, target);
 	tree_release(&n);
 	if (!ret)
 		svc_notify(s, SVC_ADDED, "%s", path);
 out:
 	svc_unlock(s);
 	return ret;
+}
+
+int service_mkdir(struct service *s, const char *path)
+{
+	return add_child(s, path, TREE_SET, NULL);
 }
 
 int service_rmdir(struct service *s, const char *path)
@@ -480,32 +489,7 @@ out:
 
 int service_symlink(struct service *s, const char *target, const char *path)
 {
-	const struct tree_child *c;
-	char parent[512];
-	const char *name;
-	struct tree_node n;
-	int ret;
-
-	if (split_last(path, parent, sizeof(parent), &name))
-		return -ENAMETOOLONG;
-	svc_lock(s);
-	ret = tree_resolve(s, parent, &n);
-	if (ret)
-		goto out;
-	c = child_of(&n, TREE_LINKS);
-	if (!c || !c->symlink) {
-		ret = -EPERM;
-		log_warn("symlink %s: %s/ takes no links", path, parent);
-		goto out;
-	}
-	tree_hold(&n);
-	ret = c->symlink(s, tree_obj(&n), name, target);
-	tree_release(&n);
-	if (!ret)
-		svc_notify(s, SVC_ADDED, "%s", path);
-out:
-	svc_unlock(s);
-	return ret;
+	return add_child(s, path, TREE_LINKS, target);
 }
 
 int service_unlink(struct service *s, const char *path, const struct svc_caller *who)

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
-/* Helpers for scatter/gather lists. */
+/* Helpers for scatter/gather lists, and whole reads and writes at an offset. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "util/util.h"
 
@@ -96,4 +99,30 @@ size_t iov_from_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
 		    const void *buf, size_t len)
 {
 	return iov_walk(iov, cnt, skip, len, piece_from_buf, (void *)buf);
+}
+
+static int io_full(int fd, uint8_t *p, size_t len, uint64_t off, bool write)
+{
+	while (len) {
+		ssize_t n = write ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	return io_full(fd, buf, len, off, false);
+}
+
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	return io_full(fd, (uint8_t *)buf, len, off, true);
 }

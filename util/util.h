@@ -111,6 +111,13 @@ size_t iov_to_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
 size_t iov_from_buf(const struct iovec *iov, unsigned int cnt, size_t skip,
 		    const void *buf, size_t len);
 
+/*
+ * All @len bytes at @off, or a negative errno (-EIO for a file that ends
+ * first); EINTR is retried.
+ */
+int pread_full(int fd, void *buf, size_t len, uint64_t off);
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* ---- base64 (base64.c) ------------------------------------------------ */
 
 /* Encode @len bytes; returns a new NUL-terminated string or NULL. */

@@ -68,18 +68,18 @@ static bool load_chunk(struct mem_loader *l, uint64_t c)
 		.src = (uint64_t)(uintptr_t)l->buf,
 		.len = SS_CHUNK,
 	};
-	ssize_t n;
+	int n;
 
 	if (is_loaded(l, c))
 		return true;
 	if (ss_memory_chunk_zero(l->r, c)) {
 		memset(l->buf, 0, SS_CHUNK);
 	} else {
-		n = pread(ss_memory_fd(l->r), l->buf, SS_CHUNK, (off_t)(c * SS_CHUNK));
-		if (n != SS_CHUNK) {
+		n = pread_full(ss_memory_fd(l->r), l->buf, SS_CHUNK, c * SS_CHUNK);
+		if (n) {
 			snprintf(l->error, sizeof(l->error),
 				 "saved memory chunk %llu cannot be read: %s",
-				 (unsigned long long)c, n < 0 ? strerror(errno) : "short read");
+				 (unsigned long long)c, strerror(-n));
 			return false;
 		}
 		if (!ss_memory_chunk_ok(l->r, c, l->buf)) {
