@@ -270,12 +270,18 @@ unpack()
 }
 stage unpack unpack || fail "cannot unpack the root into $root"
 
-# A fresh root: none of what the bootstrap installs is there yet, but for
-# what minbase itself holds (Priority required or important, such as
-# util-linux-extra).
-have=$(in_root "dpkg-query -W -f='\${Status} \${Priority} \${Package}\n' \
-	\$(scripts/bootstrap --list) 2>/dev/null" |
-	awk '/ installed / && $4 != "required" && $4 != "important"')
+# A fresh root: none of what the bootstrap installs is there on its own.
+# Minbase holds some of those packages because others of it depend on
+# them (util-linux-extra, of priority standard): a package another
+# installed one depends on does not count.
+needed=$(in_root "dpkg-query -W -f='\${db:Status-Abbrev} \${Depends}, \${Pre-Depends}\n'" |
+	awk '/^ii/ { $1 = ""; print }' | tr ',|' '\n\n' | sed 's/^ *//; s/[ (].*//; s/:any$//; /^$/d' |
+	sort -u)
+have=$(in_root "dpkg-query -W -f='\${db:Status-Abbrev} \${Package}\n' \
+	\$(scripts/bootstrap --list) 2>/dev/null" | awk '/^ii/ { print $2 }' |
+	while read -r pkg; do
+		printf '%s\n' "$needed" | grep -qx "$pkg" || printf '%s ' "$pkg"
+	done)
 [ -z "$have" ] || fail "the root is not fresh, it has: $have"
 echo "root: $(in_root "dpkg-query -W | wc -l") packages before the bootstrap"
 
