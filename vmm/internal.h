@@ -74,6 +74,11 @@ struct vm_nic_config {
 	uint8_t mac[6];
 };
 
+/* The vsock device: a guest CID, or 0 for none. */
+struct vm_vsock_config {
+	uint64_t cid;
+};
+
 struct vm_config {
 	char name[NAME_MAX_LEN + 1];
 	unsigned int cpus;
@@ -89,6 +94,7 @@ struct vm_config {
 	unsigned int ndisks;
 	struct vm_nic_config nics[VM_MAX_NICS];
 	unsigned int nnics;
+	struct vm_vsock_config vsock;
 };
 
 /* "52:54:00:12:34:56" into @mac; -EINVAL unless six hex octets. */
@@ -412,6 +418,9 @@ struct vm {
 	/* The NICs, in slot order (also among the devices). */
 	struct virtio_net *nics[VM_MAX_NICS];
 	unsigned int nnics;
+	/* The vsock device (also among the devices), or NULL; its host sockets' directory. */
+	struct virtio_vsock *vsock;
+	const char *vsock_dir;
 
 	uint64_t started_ns;
 	unsigned int resets;
@@ -420,8 +429,9 @@ struct vm {
 	_Atomic bool first_run_seen;
 };
 
-int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
-	      size_t errlen);
+/* @vsock_dir: where the vsock device's host sockets go (when it has one). */
+int vm_create(const struct vm_config *cfg, const char *vsock_dir, struct vm **out,
+	      char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 /* Start (or restart) the vCPU threads. */
 int vm_start(struct vm *vm, char *err, size_t errlen);

@@ -175,14 +175,17 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 		if (ret)
 			return ret;
 	}
+	/* The vsock device comes last. */
+	if (vm->cfg->vsock.cid)
+		return virtio_vsock_attach(vm, &vm->cfg->vsock, vm->vsock_dir, err, errlen);
 	return 0;
 fail:
 	snprintf(err, errlen, "cannot create the base devices");
 	return -ENOMEM;
 }
 
-int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
-	      size_t errlen)
+int vm_create(const struct vm_config *cfg, const char *vsock_dir, struct vm **out,
+	      char *err, size_t errlen)
 {
 	struct boot_state bs;
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -191,6 +194,7 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
 	if (!vm)
 		return -ENOMEM;
 	vm->cfg = cfg;
+	vm->vsock_dir = vsock_dir ? vsock_dir : ".";
 	vm->ncpus = cfg->cpus;
 	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
 	bus_init(&vm->pio, "pio");

@@ -71,6 +71,11 @@ struct vm_worker_opts {
 	 */
 	const int *nic_fds;
 	unsigned int n_nic_fds;
+	/*
+	 * Where the vsock device's host sockets are ("vsock", "vsock_PORT"):
+	 * NULL for the current directory.
+	 */
+	const char *vsock_dir;
 };
 
 /* Exit statuses of a worker, as `fsvisor vm run` returns them. */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "vmm/internal.h"
+#include "vmm/virtio/virtio.h"
 
 #define MAX_CLIENTS 32
 #define CTRL_A 0x01
@@ -265,7 +266,7 @@ static json_t *device_stats(struct vm *vm)
 static json_t *status_json(struct worker *w)
 {
 	struct vm *vm = w->vm;
-	json_t *cpus = json_array();
+	json_t *cpus = json_array(), *st;
 
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
 		struct vcpu_stats *s = &vm->vcpus[i].stats;
@@ -279,7 +280,7 @@ static json_t *status_json(struct worker *w)
 			"intr", (json_int_t)atomic_load(&s->intr),
 			"other", (json_int_t)atomic_load(&s->other)));
 	}
-	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:o, s:o, s:o}",
+	st = json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:o, s:o, s:o}",
 		"ok", 1,
 		"state", vm->paused ? "paused" : "running",
 		"name", vm->cfg->name,
@@ -293,6 +294,9 @@ static json_t *status_json(struct worker *w)
 		"vcpus", cpus,
 		"disks", device_stats(vm),
 		"nics", vm_nic_stats(vm));
+	if (st && vm->vsock)
+		json_object_set_new(st, "vsock", vsock_stats_json(vm->vsock));
+	return st;
 }
 
 static json_t *error_reply(const char *fmt, const char *arg)
@@ -357,6 +361,11 @@ static json_t *handle_command(struct worker *w, int i, json_t *req, int *fd)
 		vm_resume(vm);
 	} else if (strcmp(cmd, "reset") == 0) {
 		vm_post_event(vm, VMEV_RESET, "reset requested");
+	} else if (strcmp(cmd, "vsock-reset") == 0) {
+		/* What a restore does: every connection reset, the guest told. */
+		if (!vm->vsock)
+			return error_reply("this VM has no vsock device%s", "");
+		vsock_transport_reset(vm->vsock);
 	} else if (strcmp(cmd, "shutdown") == 0) {
 		/* Ask the guest: it powers off (or not) in its own time. */
 		pm_power_button(vm->pm);
@@ -676,7 +685,7 @@ int vm_worker_run(const struct vm_config *cfg, const struct vm_worker_opts *opts
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		w.clients[i].fd = -1;
-	ret = vm_create(cfg, &w.vm, err, sizeof(err));
+	ret = vm_create(cfg, opts->vsock_dir, &w.vm, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "fsvisor vm: %s\n", err);
 		return VM_EXIT_SETUP;
