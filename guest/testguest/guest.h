@@ -89,6 +89,7 @@ uint64_t tsc_rate(void);
 #define VEC_VIRTIO 0x50		/* virtio-blk's queue */
 #define VEC_NET 0x51		/* virtio-net's queues */
 #define VEC_NET_CONFIG 0x52	/* virtio-net's configuration changes */
+#define VEC_VSOCK 0x53		/* virtio-vsock's queues */
 
 void idt_init(void);
 typedef void (*irq_fn)(void);
@@ -165,6 +166,8 @@ bool test_kbdreset(char *why);
 bool test_rtc(char *why);
 bool test_blk(char *why);
 bool test_blkro(char *why);
+bool test_vsockrst(char *why);
+bool test_vsocksend(char *why);
 void crash_triple_fault(void);
 void crash_bad_instruction(void);
 

@@ -650,12 +650,10 @@ static void host_gone(struct virtio_vsock *v, struct vconn *c)
 		return;
 	}
 	if (c->host_eof || c->peer_no_recv) {
+		/* Even a guest done sending hears it: that ends its socket. */
 		c->host_eof = true;
-		/* A guest that sends nothing more learns nothing from it. */
-		if (!c->peer_no_send) {
-			c->owe |= OWE_SHUTDOWN;
-			c->shutdown_flags |= SHUT_BOTH;
-		}
+		c->owe |= OWE_SHUTDOWN;
+		c->shutdown_flags |= SHUT_BOTH;
 	}
 }
 
