@@ -273,5 +273,10 @@ int vsock_state_restore(struct virtio_vsock *v, const json_t *in, char *err,
 json_t *vsock_stats_json(struct virtio_vsock *v);
 /* Tests and benchmarks: the receive buffer each connection advertises. */
 void vsock_set_buf_alloc(struct virtio_vsock *v, uint32_t bytes);
+/*
+ * Fuzzing, on a device whose thread was never started: one pass of the
+ * I/O thread's loop (events ready now, the transmit and receive rings).
+ */
+void vsock_run_once(struct virtio_vsock *v);
 
 #endif /* FSVISOR_VMM_VIRTIO_H */

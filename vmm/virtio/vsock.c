@@ -923,6 +923,19 @@ static void *vsock_thread(void *arg)
 	}
 }
 
+void vsock_run_once(struct virtio_vsock *v)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(v->epfd, evs, ARRAY_SIZE(evs), 0);
+
+	v->now = mono_ms();
+	for (int i = 0; i < n; i++)
+		handle_event(v, &evs[i]);
+	tx_run(v);
+	rx_run(v);
+	timer_update(v);
+}
+
 /* Ask the thread to act and wait until it has; returns its result. */
 static int ctl_request(struct virtio_vsock *v, enum vsock_ctl cmd, void *arg)
 {
