@@ -140,6 +140,13 @@ void acpi_dump_dsdt(void);
 /* idle.c */
 void idle_run(void);
 
+/* agent.c: the integration agent ("agent" on the command line, idle mode). */
+bool agent_start(void);
+bool agent_pending(void);
+void agent_poll(void);
+/* A console line for the agent ("hb stop", "date", ...): true if it took it. */
+bool agent_command(const char *line);
+
 /* net.c: the IPv4 end (ARP, ICMP echo) on the first virtio-net NIC. */
 bool test_net(char *why);
 bool test_netflood(char *why);

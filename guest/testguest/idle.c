@@ -40,7 +40,7 @@ static unsigned int heartbeat_seconds(void)
 static bool work_pending(unsigned int beats_seen, bool net)
 {
 	return button || beats != beats_seen || serial_rx_pending() ||
-	       (net && net_pending()) || vsock_pending();
+	       (net && net_pending()) || vsock_pending() || agent_pending();
 }
 
 /* With "vsock_echo=PORT" (or "vsock"): the device, answering connections. */
@@ -76,6 +76,9 @@ void idle_run(void)
 	serial_rx_start();
 	net = net_idle_start();
 	vsock_idle_start();
+	/* The agent's retries and deadlines need a clock that ticks, as the network's. */
+	if (agent_start())
+		net = true;
 	if (net) {
 		irq_set_handler(VEC_TIMER, heartbeat_irq);
 		lapic_timer_periodic(VEC_TIMER, 100000);
@@ -112,7 +115,9 @@ void idle_run(void)
 			net_idle_poll();
 		}
 		vsock_poll();
+		agent_poll();
 		while ((line = serial_getline()))
-			printf("echo: %s\n", line);
+			if (!agent_command(line))
+				printf("echo: %s\n", line);
 	}
 }
