@@ -400,7 +400,7 @@ static int guest_connect(int lfd, uint32_t gport, uint32_t hport, uint32_t buf_a
 	cr_assert_eq(le16toh(p.h.op), VIRTIO_VSOCK_OP_RESPONSE, "op %u", le16toh(p.h.op));
 	cr_assert_eq(le32toh(p.h.src_port), hport);
 	cr_assert_eq(le32toh(p.h.dst_port), gport);
-	cr_assert_eq(le32toh(p.h.buf_alloc), 256 * 1024);
+	cr_assert_eq(le32toh(p.h.buf_alloc), 1024 * 1024);
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	cr_assert_geq(fd, 0);
 	return fd;
@@ -475,7 +475,7 @@ Test(vsock, guest_connects_to_a_host_listener)
 	cr_assert_eq(p.len, 6);
 	cr_assert(memcmp(p.data, "world!", 6) == 0);
 	/* Our credit: the whole buffer, 5 bytes consumed. */
-	cr_assert_eq(le32toh(p.h.buf_alloc), 256 * 1024);
+	cr_assert_eq(le32toh(p.h.buf_alloc), 1024 * 1024);
 	cr_assert_eq(le32toh(p.h.fwd_cnt), 5);
 	cr_assert_eq(stat("guest_connects"), 1);
 	cr_assert_eq(stat("connections"), 1);
@@ -754,7 +754,7 @@ Test(vsock, the_guest_is_held_to_our_credit)
 	close(lfd);
 }
 
-#define HELD_TOTAL (1024 * 1024)
+#define HELD_TOTAL (4 * 1024 * 1024)
 
 struct reader {
 	int fd;
@@ -779,7 +779,7 @@ static void *read_all(void *arg)
 Test(vsock, held_bytes_reach_the_host_and_credit_returns)
 {
 	static uint8_t data[HELD_TOTAL], got[HELD_TOTAL];
-	struct gsend g = { .gport = 6001, .hport = 701, .buf_alloc = 256 * 1024 };
+	struct gsend g = { .gport = 6001, .hport = 701, .buf_alloc = 1024 * 1024 };
 	struct reader r = { .buf = got };
 	uint64_t rng = 7;
 	pthread_t t;
@@ -795,8 +795,8 @@ Test(vsock, held_bytes_reach_the_host_and_credit_returns)
 	/* The host does not read: the socket fills, then our buffer, then the credit ends. */
 	while (g.sent < HELD_TOTAL && send_within_credit(&g, data + g.sent, 8192))
 		;
-	cr_assert_lt(g.sent, HELD_TOTAL, "1 MiB went without the host reading");
-	cr_assert_leq(g.sent - g.fwd, 256 * 1024);
+	cr_assert_lt(g.sent, HELD_TOTAL, "4 MiB went without the host reading");
+	cr_assert_leq(g.sent - g.fwd, 1024 * 1024);
 	/* The host reads: what waited arrives, credit returns, the rest follows. */
 	cr_assert_eq(pthread_create(&t, NULL, read_all, &r), 0);
 	while (g.sent < HELD_TOTAL)

@@ -204,32 +204,85 @@ static void host_eof(struct vconn *c)
 		c->shutdown_flags |= VIRTIO_VSOCK_SHUTDOWN_RCV;
 }
 
-/* Data from the host socket into @e: the bytes, 0 none now, -1 the connection is gone. */
+/* What a chain can carry of the credit left, at most a packet. */
+static uint32_t chain_room(const struct virtq_elem *e, uint32_t credit)
+{
+	uint32_t room = (uint32_t)e->in_len - VSOCK_HDR_LEN;
+
+	if (room > credit)
+		room = credit;
+	return room > VSOCK_PKT_MAX ? VSOCK_PKT_MAX : room;
+}
+
+/*
+ * More chains for the read into @e, while the guest's credit goes past
+ * them: their count (the first is @e), their rooms in @room, and their
+ * payload areas appended to v->slice (*niov entries in all).
+ */
+static unsigned int more_chains(struct virtio_vsock *v, struct virtq_elem *e, uint32_t credit,
+				uint32_t *room, unsigned int *niov)
+{
+	unsigned int n = 1;
+
+	room[0] = chain_room(e, credit);
+	credit -= room[0];
+	*niov = iov_slice(e->iov + e->out_num, e->in_num, VSOCK_HDR_LEN, room[0], v->slice);
+	while (n < VSOCK_READ_CHAINS && credit >= VSOCK_PKT_MAX / 16) {
+		struct virtq_elem *x = &v->more[n - 1];
+
+		if (virtq_pop(&v->dev.vq[VSOCK_RXQ], x) != 1)
+			break;	/* none (or malformed: found when it is popped again) */
+		if (x->in_len <= VSOCK_HDR_LEN) {
+			virtq_rewind(&v->dev.vq[VSOCK_RXQ], 1);
+			break;
+		}
+		room[n] = chain_room(x, credit);
+		credit -= room[n];
+		*niov += iov_slice(x->iov + x->out_num, x->in_num, VSOCK_HDR_LEN, room[n],
+				   v->slice + *niov);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Data from the host socket into @e, and further chains when the credit
+ * goes past it (one read for several packets): the bytes, 0 none now,
+ * -1 the connection is gone.
+ */
 static ssize_t conn_read(struct virtio_vsock *v, struct vconn *c, struct virtq_elem *e)
 {
-	struct virtio_vsock_hdr h;
-	uint32_t max = (uint32_t)e->in_len - VSOCK_HDR_LEN, credit = peer_credit(c);
-	unsigned int niov;
+	uint32_t room[VSOCK_READ_CHAINS], credit = peer_credit(c);
+	unsigned int niov, nch;
 	ssize_t n;
 
-	if (max > credit)
-		max = credit;
-	if (max > VSOCK_PKT_MAX)
-		max = VSOCK_PKT_MAX;
-	if (!max)
+	if (!chain_room(e, credit))
 		return 0;
-	niov = iov_slice(e->iov + e->out_num, e->in_num, VSOCK_HDR_LEN, max, v->slice);
+	nch = more_chains(v, e, credit, room, &niov);
 	do {
 		n = readv(c->fd, v->slice, (int)niov);
 	} while (n < 0 && errno == EINTR);
 	if (n > 0) {
-		conn_hdr(v, c, &h, VIRTIO_VSOCK_OP_RW);
-		h.len = htole32((uint32_t)n);
-		rx_push(v, e, &h, (uint32_t)n);
-		c->tx_cnt += (uint32_t)n;
+		size_t left = (size_t)n;
+		unsigned int used = 0;
+
+		for (unsigned int i = 0; i < nch && left; i++, used++) {
+			struct virtq_elem *x = i ? &v->more[i - 1] : e;
+			uint32_t part = left < room[i] ? (uint32_t)left : room[i];
+			struct virtio_vsock_hdr h;
+
+			conn_hdr(v, c, &h, VIRTIO_VSOCK_OP_RW);
+			h.len = htole32(part);
+			rx_push(v, x, &h, part);
+			c->tx_cnt += part;
+			left -= part;
+		}
+		/* The chains the read did not reach go back, the last popped. */
+		virtq_rewind(&v->dev.vq[VSOCK_RXQ], (uint16_t)(nch - used));
 		atomic_fetch_add(&v->count.to_guest_bytes, (uint64_t)n);
 		return n;
 	}
+	virtq_rewind(&v->dev.vq[VSOCK_RXQ], (uint16_t)(nch - 1));
 	if (n == 0) {
 		host_eof(c);
 		return 0;

@@ -28,7 +28,7 @@
 /* Payload of one packet, either way (Linux's largest is 64 KiB too). */
 #define VSOCK_PKT_MAX		(64 * 1024)
 /* What each connection holds for a host socket that is not reading. */
-#define VSOCK_BUF_ALLOC		(256 * 1024)
+#define VSOCK_BUF_ALLOC		(1024 * 1024)
 /* Connections at once; more requests are refused with RST. */
 #define VSOCK_MAX_CONNS		256
 #define VSOCK_HASH		512
@@ -37,6 +37,8 @@
 /* "CONNECT 4294967295\n" with room to spare. */
 #define VSOCK_LINE_MAX		32
 #define VSOCK_SEGS		128
+/* Receive chains one read from a host socket may fill. */
+#define VSOCK_READ_CHAINS	8
 /* Host ports of host-initiated connections start here (as Firecracker's). */
 #define VSOCK_HOST_PORT_FIRST	(1u << 30)
 /* How long a CONNECT line, a guest's answer, or a close may take. */
@@ -174,7 +176,10 @@ struct virtio_vsock {
 
 	struct virtq_elem elem;
 	struct iovec iov[VSOCK_SEGS];
-	struct iovec slice[VSOCK_SEGS];
+	struct iovec slice[VSOCK_SEGS * VSOCK_READ_CHAINS];
+	/* Further receive chains for one read. */
+	struct virtq_elem more[VSOCK_READ_CHAINS - 1];
+	struct iovec more_iov[VSOCK_READ_CHAINS - 1][VSOCK_SEGS];
 
 	struct vsock_counters count;
 };
