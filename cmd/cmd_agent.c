@@ -130,7 +130,8 @@ static int install(const char *agent, const char *root)
 			return 1;
 		}
 	}
-	snprintf(unit, sizeof(unit), "%s/fsvisor-agent.service", dirname(strdup(agent)));
+	snprintf(dir, sizeof(dir), "%s", agent);
+	snprintf(unit, sizeof(unit), "%s/fsvisor-agent.service", dirname(dir));
 	if (access(unit, R_OK) < 0 && find_file("fsvisor-agent.service", unit, sizeof(unit)))
 		return fail("the unit file next to", agent, -ENOENT);
 

@@ -182,7 +182,8 @@ static int conn_send(struct service *s, struct agent_conn *c, const uint8_t *fra
 		size_t need = c->out_len + len, cap = c->out_cap ? c->out_cap : 65536;
 		uint8_t *p;
 
-		memmove(c->out, c->out + c->out_off, c->out_len);
+		if (c->out_len)
+			memmove(c->out, c->out + c->out_off, c->out_len);
 		c->out_off = 0;
 		while (cap < need)
 			cap *= 2;

@@ -142,7 +142,8 @@ static bool queue(const uint8_t *frame, size_t len)
 		size_t cap = out_cap ? out_cap : 65536;
 		uint8_t *p;
 
-		memmove(out, out + out_off, out_len);
+		if (out_len)
+			memmove(out, out + out_off, out_len);
 		out_off = 0;
 		while (cap < out_len + len)
 			cap *= 2;
