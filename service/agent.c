@@ -67,6 +67,7 @@ struct ic_waiter {
 struct pending {
 	uint32_t id;
 	uint16_t type;
+	bool step;			/* a time sample whose correction is a step */
 	uint64_t sent_ms;		/* monotonic */
 	int64_t sent_ns;		/* realtime, for a time sample */
 	struct ic_waiter *w;		/* NULL: the service's own request */
@@ -266,7 +267,11 @@ static void send_heartbeat(struct service *s, struct vm_obj *vm, struct agent_co
 	send_writer(s, c, &w);
 }
 
-static void send_time(struct service *s, struct agent_conn *c, uint32_t mode)
+/*
+ * A time sample: the guest answers with its clock, and the correction
+ * (a step when @step or when it is more than 1 s off) follows from that.
+ */
+static void send_time(struct service *s, struct agent_conn *c, bool step)
 {
 	uint8_t frame[64];
 	struct ic_writer w;
@@ -274,9 +279,10 @@ static void send_time(struct service *s, struct agent_conn *c, uint32_t mode)
 
 	if (!id)
 		return;
+	c->pend[c->npend - 1].step = step;
 	ic_begin(&w, frame, sizeof(frame), IC_TIME, 0, id, 0);
 	ic_put_u64(&w, IC_T_TIME, (uint64_t)c->pend[c->npend - 1].sent_ns);
-	ic_put_u32(&w, IC_T_MODE, mode);
+	ic_put_u32(&w, IC_T_MODE, IC_TIME_SAMPLE);
 	send_writer(s, c, &w);
 }
 
@@ -313,7 +319,7 @@ static void resync(struct service *s, struct vm_obj *vm, struct agent_conn *c)
 			send_kvp(s, c, IC_KVP_SET, host->items[i]->key, host->items[i]->value);
 	}
 	if (ic->enabled[ICS_TIME_SYNC])
-		send_time(s, c, IC_TIME_STEP);
+		send_time(s, c, true);
 	if (ic->enabled[ICS_HEARTBEAT] && vm->state == VMS_RUNNING)
 		send_heartbeat(s, vm, c);
 	ic->hb_next = now + HEARTBEAT_MS;
@@ -342,7 +348,7 @@ void agent_service_changed(struct service *s, struct vm_obj *vm, enum ic_service
 			send_kvp(s, ic->conn, IC_KVP_SET, host->items[i]->key,
 				 host->items[i]->value);
 	} else if (svc == ICS_TIME_SYNC) {
-		send_time(s, ic->conn, IC_TIME_STEP);
+		send_time(s, ic->conn, true);
 	} else if (svc == ICS_HEARTBEAT) {
 		ic->hb_last = 0;	/* contact is made again, not assumed */
 		if (vm->state == VMS_RUNNING)
@@ -396,17 +402,36 @@ const char *agent_heartbeat(struct vm_obj *vm, time_t *since)
 
 /* ---- what the agent sends --------------------------------------------------------- */
 
-static void on_time_reply(struct ic_vm *ic, const struct pending *p, const struct ic_msg *m)
-{
-	int64_t now = real_ns();
-	int64_t host_mid = p->sent_ns + (now - p->sent_ns) / 2;
+#define SAMPLE_RTT_MAX_NS	1000000000LL	/* a slower answer measures nothing */
+#define STEP_OVER_NS		1000000000LL	/* further off than this: a step */
+#define SLEW_OVER_NS		1000000LL	/* nearer than this: left alone */
 
-	if (m->h.status || !ic_has(m, IC_T_GUEST_TIME))
+static void on_time_reply(struct service *s, struct vm_obj *vm, struct agent_conn *c,
+			  const struct pending *p, const struct ic_msg *m)
+{
+	struct ic_vm *ic = vm->ic;
+	int64_t now = real_ns(), rtt = now - p->sent_ns, offset, mag;
+	uint8_t frame[64];
+	struct ic_writer w;
+	bool step;
+
+	if (m->h.status || !ic_has(m, IC_T_GUEST_TIME) || rtt > SAMPLE_RTT_MAX_NS)
 		return;
 	/* Guest minus host, at the middle of the round trip. */
-	ic->ts_offset_ns = (int64_t)m->num[IC_T_GUEST_TIME] - host_mid;
+	offset = (int64_t)m->num[IC_T_GUEST_TIME] - (p->sent_ns + rtt / 2);
+	ic->ts_offset_ns = offset;
 	ic->ts_when = time(NULL);
 	ic->ts_valid = true;
+	mag = offset < 0 ? -offset : offset;
+	step = p->step || mag > STEP_OVER_NS;
+	if (mag < SLEW_OVER_NS || !ic->enabled[ICS_TIME_SYNC])
+		return;
+	/* The correction is relative: however late it comes, it is right. */
+	ic_begin(&w, frame, sizeof(frame), IC_TIME, 0, 0, 0);
+	ic_put_u64(&w, IC_T_TIME, (uint64_t)now);
+	ic_put_u32(&w, IC_T_MODE, step ? IC_TIME_STEP : IC_TIME_SLEW);
+	ic_put_u64(&w, IC_T_DELTA, (uint64_t)-offset);
+	send_writer(s, c, &w);
 }
 
 static void on_reply(struct service *s, struct vm_obj *vm, struct agent_conn *c,
@@ -437,12 +462,11 @@ static void on_reply(struct service *s, struct vm_obj *vm, struct agent_conn *c,
 	}
 	if (parsed)
 		return;
-	(void)s;
 	/* A heartbeat refused because the agent is frozen still shows it alive. */
 	if (p.type == IC_HEARTBEAT && (m->h.status == 0 || m->h.status == EBUSY))
 		heartbeat_echo(vm->ic);
 	else if (p.type == IC_TIME)
-		on_time_reply(vm->ic, &p, m);
+		on_time_reply(s, vm, c, &p, m);
 }
 
 static void on_hello(struct service *s, struct vm_obj *vm, struct agent_conn *c,
@@ -748,7 +772,7 @@ void agent_vm_state(struct service *s, struct vm_obj *vm, enum vm_state old)
 		}
 		/* The guest's clock stood still: step it. */
 		if (connected(vm) && ic->enabled[ICS_TIME_SYNC])
-			send_time(s, ic->conn, IC_TIME_STEP);
+			send_time(s, ic->conn, true);
 	}
 	if (st == VMS_OFF || st == VMS_CRASHED) {
 		bool was = ic->running || ic->listen_fd >= 0 || ic->conn;
@@ -809,7 +833,7 @@ static void tick_vm(struct service *s, struct vm_obj *vm, uint64_t now)
 	}
 	if (ic->enabled[ICS_TIME_SYNC] && now >= ic->ts_next) {
 		ic->ts_next = now + TIME_SAMPLE_MS;
-		send_time(s, c, IC_TIME_SAMPLE);
+		send_time(s, c, false);
 	}
 }
 

@@ -17,6 +17,7 @@
 #  9. a hostile peer on the agent socket: huge lengths, unknown types, a
 #     request before the hello, a flood, half a frame then silence; the
 #     service and the worker go on
+# 10. the same from the guest, through the vsock device and the worker
 . "$SOURCE_ROOT/tests/lib.sh"
 need timeout grep sed date fincore
 [ -w /dev/kvm ] || fail "/dev/kvm is not usable here"
@@ -45,6 +46,17 @@ wait_value()
 		wv_i=$((wv_i + 1))
 	done
 	return 1
+}
+
+# reconnected BEFORE: the agent said "connected" more than BEFORE times (5 s).
+reconnected()
+{
+	rc_i=0
+	while [ "$(grep -c "agent: connected" vms/a/console)" -le "$1" ] && [ $rc_i -lt 50 ]; do
+		sleep 0.1
+		rc_i=$((rc_i + 1))
+	done
+	[ "$(grep -c "agent: connected" vms/a/console)" -gt "$1" ]
 }
 
 define()
@@ -193,12 +205,7 @@ echo off > "$I/enabled/guest_services"
 before=$(grep -c "agent: connected" vms/a/console)
 "$FSVISOR" vm ctl "$STATE/vms/a/ctl.sock" vsock-reset | grep -q '"ok": true' || fail "vsock-reset"
 wait_for "vsock: transport reset" vms/a/console 5 || fail "the guest did not hear of the reset"
-i=0
-while [ "$(grep -c "agent: connected" vms/a/console)" -le "$before" ] && [ $i -lt 50 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-[ "$(grep -c "agent: connected" vms/a/console)" -gt "$before" ] || fail "the agent did not reconnect"
+reconnected "$before" || fail "the agent did not reconnect"
 wait_value "$I/heartbeat" "^ok since" 5 || fail "heartbeat after the reset: $(cat "$I/heartbeat")"
 # The agent sets its items again after its hello.
 wait_value "$I/kvp/guest/Color" "^blue$" 5 || fail "the guest's items after the reset"
@@ -241,6 +248,30 @@ echo "$out" | grep -q "heartbeat [0-9]* echoed" || fail "hello: $out"
 "$FSVISOR" vm ctl "$STATE/vms/b/ctl.sock" status > /dev/null || fail "b's worker does not answer"
 expect_value vms/b/state running
 echo kill > vms/b/ctl
+
+# ---- 10. a hostile guest, through the device and the worker ------------------------------
+for e in "evil unknown" "evil flood 2000" "evil huge"; do
+	echo "$e" > vms/a/console
+	wait_for "agent: $e sent" vms/a/console 30 || fail "the guest did not send '$e'"
+	timeout 2 cat vms/a/state "$I/agent" > /dev/null || fail "the service did not answer after '$e'"
+done
+# The huge length ended the connection; the agent made a new one.
+wait_for "the agent sent something that is not a frame" "$STATE/service.log" 5 ||
+	fail "the service did not close the connection of a huge frame"
+wait_value "$I/agent" "^connected" 5 || fail "the agent did not reconnect: $(cat "$I/agent")"
+echo "evil half" > vms/a/console
+wait_for "agent: evil half sent" vms/a/console 10 || fail "the guest did not send half a frame"
+sleep 1
+timeout 2 cat vms/a/state "$I/heartbeat" > /dev/null || fail "the service waits on half a frame"
+"$FSVISOR" vm ctl "$STATE/vms/a/ctl.sock" status > "$SCRATCH/status.json" || fail "the worker does not answer"
+grep -q '"malformed": 0' "$SCRATCH/status.json" || fail "the device saw malformed packets"
+expect_value vms/a/state running
+# A reset of the transport (as a restore) ends the stalled connection.
+before=$(grep -c "agent: connected" vms/a/console)
+"$FSVISOR" vm ctl "$STATE/vms/a/ctl.sock" vsock-reset > /dev/null || fail "vsock-reset"
+reconnected "$before" || fail "the agent did not reconnect after the stall"
+wait_value "$I/agent" "^connected" 5 || fail "agent: $(cat "$I/agent")"
+wait_value "$I/heartbeat" "^ok since" 8 || fail "heartbeat after the hostile guest: $(cat "$I/heartbeat")"
 
 # ---- 8. shutdown, reboot -------------------------------------------------------------------
 echo "reboot for the test" > vms/a/ctl || fail "reboot: $(cat vms/a/error)"

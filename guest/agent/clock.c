@@ -53,27 +53,33 @@ int clock_slew(int64_t delta_ns)
 	return adjtime(&tv, NULL) < 0 ? -errno : 0;
 }
 
+/*
+ * A sample is answered with the clock as it read when the request came;
+ * a step or a slew moves the clock by the correction the host worked out
+ * from one (relative, so a late request is no less right).
+ */
 void time_request(const struct ic_msg *m)
 {
 	uint8_t frame[64];
 	struct ic_writer w;
-	int64_t now = clock_now_ns(), delta = (int64_t)m->num[IC_T_TIME] - now;
-	bool step = m->num[IC_T_MODE] == IC_TIME_STEP || llabs(delta) > STEP_OVER_NS;
-	uint32_t adjust = llabs(delta) < 1000000 ? IC_ADJUST_NONE :
-			  step ? IC_ADJUST_STEP : IC_ADJUST_SLEW;
-	int ret = 0;
+	int64_t delta = (int64_t)m->num[IC_T_DELTA];
+	bool step = m->num[IC_T_MODE] == IC_TIME_STEP;
+	int ret;
 
-	/* What the clock read when the request came, before it is changed. */
-	ic_begin_reply(&w, frame, sizeof(frame), &m->h, 0);
-	ic_put_u64(&w, IC_T_GUEST_TIME, (uint64_t)now);
-	ic_put_u32(&w, IC_T_ADJUST, adjust);
-	agent_send(&w);
-	if (adjust == IC_ADJUST_STEP)
-		ret = clock_step(delta);
-	else if (adjust == IC_ADJUST_SLEW)
-		ret = clock_slew(delta);
+	if (m->num[IC_T_MODE] == IC_TIME_SAMPLE) {
+		ic_begin_reply(&w, frame, sizeof(frame), &m->h, 0);
+		ic_put_u64(&w, IC_T_GUEST_TIME, (uint64_t)clock_now_ns());
+		agent_send(&w);
+		return;
+	}
+	if (!(m->have & (1u << IC_T_DELTA)) || m->num[IC_T_MODE] > IC_TIME_SLEW) {
+		agent_reply(&m->h, EINVAL, "a step or a slew needs a correction");
+		return;
+	}
+	ret = step ? clock_step(delta) : clock_slew(delta);
 	if (ret)
 		agent_log("cannot %s the clock: %s", step ? "step" : "slew", strerror(-ret));
-	else if (adjust == IC_ADJUST_STEP && llabs(delta) > STEP_OVER_NS)
+	else if (step && llabs(delta) > STEP_OVER_NS)
 		agent_log("clock stepped by %+.3f s to the host's", (double)delta / 1e9);
+	agent_reply(&m->h, ret ? (uint32_t)-ret : 0, ret ? strerror(-ret) : NULL);
 }

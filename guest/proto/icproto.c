@@ -47,6 +47,7 @@ static const struct tag_info tags[IC_TAG_MAX + 1] = {
 	[IC_T_ADJUST] = { K_U32, 0, 0 },
 	[IC_T_REMAIN] = { K_U32, 0, 0 },
 	[IC_T_FILE_MODE] = { K_U32, 0, 0 },
+	[IC_T_DELTA] = { K_U64, 0, 0 },
 };
 
 #define B(t) (1u << (t))
@@ -57,7 +58,7 @@ static const uint32_t needs[IC_TYPE_MAX + 1][2] = {
 		       B(IC_T_VERSION) | B(IC_T_CAPS) },
 	[IC_HEARTBEAT] = { B(IC_T_SEQ), B(IC_T_SEQ) },
 	[IC_SHUTDOWN] = { B(IC_T_MODE), 0 },
-	[IC_TIME] = { B(IC_T_TIME) | B(IC_T_MODE), B(IC_T_GUEST_TIME) },
+	[IC_TIME] = { B(IC_T_TIME) | B(IC_T_MODE), 0 },
 	[IC_KVP_SET] = { B(IC_T_POOL) | B(IC_T_KEY) | B(IC_T_VALUE), 0 },
 	[IC_KVP_DELETE] = { B(IC_T_POOL) | B(IC_T_KEY), 0 },
 	[IC_KVP_CLEAR] = { B(IC_T_POOL), 0 },

@@ -82,7 +82,8 @@ enum ic_tag {
 	IC_T_ADJUST = 24,	/* u32: IC_ADJUST_* */
 	IC_T_REMAIN = 25,	/* u32: ms */
 	IC_T_FILE_MODE = 26,	/* u32: permission bits */
-	IC_TAG_MAX = 26,
+	IC_T_DELTA = 27,	/* u64: a signed (two's complement) ns correction */
+	IC_TAG_MAX = 27,
 };
 
 /* Services (IC_T_CAPS): what the agent can do, what the host enables. */
@@ -97,8 +98,15 @@ enum ic_tag {
 #define IC_SHUTDOWN_POWEROFF	0
 #define IC_SHUTDOWN_REBOOT	1
 
-#define IC_TIME_SAMPLE		0	/* slew towards it */
-#define IC_TIME_STEP		1	/* set the clock */
+/*
+ * IC_TIME: a sample measures (the guest answers with its clock and changes
+ * nothing); a step or a slew moves the guest's clock by IC_T_DELTA, which
+ * the host worked out from a sample.  A correction is relative, so a
+ * request that came late moves the clock no less right.
+ */
+#define IC_TIME_SAMPLE		0
+#define IC_TIME_STEP		1
+#define IC_TIME_SLEW		2
 
 #define IC_ADJUST_NONE		0
 #define IC_ADJUST_SLEW		1

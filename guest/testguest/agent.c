@@ -13,7 +13,10 @@
  *
  * Console lines it takes: "hb stop", "hb start" (stop or resume
  * answering heartbeats), "date" (prints "date: SECONDS"), "kvp set KEY
- * VALUE", "kvp del KEY".
+ * VALUE", "kvp del KEY", and to test the host's side with a hostile
+ * guest, "evil huge" (a header with a 2 GiB length), "evil unknown" (a
+ * request of an unknown type), "evil flood N" (N requests at once),
+ * "evil half" (half a frame, then nothing more on that connection).
  */
 #include "../proto/icproto.h"
 #include "guest.h"
@@ -123,11 +126,13 @@ static int64_t arg_signed(const char *key)
 
 /* ---- sending ---------------------------------------------------------------------- */
 
+static bool evil_stalled;
+
 static void flush(void)
 {
 	uint32_t n;
 
-	if (!ag.connected || !out_len)
+	if (!ag.connected || !out_len || evil_stalled)
 		return;
 	n = vsock_send(ag.conn, out, out_len);
 	memcpy(out, out + n, out_len - n);
@@ -265,18 +270,23 @@ static void resync(void)
 static void on_time(const struct ic_msg *m)
 {
 	struct ic_writer w;
-	int64_t now = clock_ns(), delta = (int64_t)m->num[IC_T_TIME] - now;
-	bool step = m->num[IC_T_MODE] == IC_TIME_STEP || delta > 1000000000LL ||
-		    delta < -1000000000LL;
+	int64_t delta = (int64_t)m->num[IC_T_DELTA];
 
-	ic_begin_reply(&w, frame, sizeof(frame), &m->h, 0);
-	ic_put_u64(&w, IC_T_GUEST_TIME, (uint64_t)now);
-	ic_put_u32(&w, IC_T_ADJUST, step ? IC_ADJUST_STEP : IC_ADJUST_SLEW);
-	send_frame(&w);
-	/* A sample close enough is slewed: here, half of it at a time. */
-	ag.adjust_ns += step ? delta : delta / 2;
-	if (step && (delta > 1000000000LL || delta < -1000000000LL))
+	if (m->num[IC_T_MODE] == IC_TIME_SAMPLE) {
+		ic_begin_reply(&w, frame, sizeof(frame), &m->h, 0);
+		ic_put_u64(&w, IC_T_GUEST_TIME, (uint64_t)clock_ns());
+		send_frame(&w);
+		return;
+	}
+	if (!ic_has(m, IC_T_DELTA) || m->num[IC_T_MODE] > IC_TIME_SLEW) {
+		reply(&m->h, 22);	/* EINVAL */
+		return;
+	}
+	/* No slewing here: a slew is a step too. */
+	ag.adjust_ns += delta;
+	if (m->num[IC_T_MODE] == IC_TIME_STEP && (delta > 1000000000LL || delta < -1000000000LL))
 		printf("time: stepped by %ld ms\n", delta / 1000000);
+	reply(&m->h, 0);
 }
 
 static void on_kvp(const struct ic_msg *m)
@@ -450,6 +460,7 @@ static void on_data(struct gvconn *c, const uint8_t *buf, uint32_t len)
 static void on_closed(struct gvconn *c)
 {
 	(void)c;
+	evil_stalled = false;
 	if (ag.connected)
 		printf("agent: disconnected\n");
 	ag.conn = NULL;
@@ -533,6 +544,63 @@ void agent_poll(void)
 	}
 }
 
+/* ---- a hostile guest, on request ------------------------------------------------ */
+
+static void raw(const void *p, uint32_t len)
+{
+	if (len <= OUT_SIZE - out_len) {
+		memcpy(out + out_len, p, len);
+		out_len += len;
+	}
+	flush();
+}
+
+static void evil(const char *what)
+{
+	struct ic_writer w;
+
+	if (!ag.hello) {
+		printf("agent: evil: not connected\n");
+		return;
+	}
+	if (!strncmp(what, "huge", 4)) {
+		uint8_t h[IC_HDR_LEN] = { 0xFF, 0xFF, 0xFF, 0x7F, IC_KVP_SET };
+
+		raw(h, sizeof(h));
+	} else if (!strncmp(what, "unknown", 7)) {
+		ic_begin(&w, frame, sizeof(frame), 99, 0, ++ag.next_id, 0);
+		send_frame(&w);
+	} else if (!strncmp(what, "flood ", 6)) {
+		uint32_t n = 0;
+
+		for (const char *p = what + 6; *p >= '0' && *p <= '9'; p++)
+			n = n * 10 + (uint32_t)(*p - '0');
+		for (uint32_t i = 0; i < n; i++) {
+			ic_begin(&w, frame, sizeof(frame), IC_KVP_SET, 0, ++ag.next_id, 0);
+			ic_put_u32(&w, IC_T_POOL, IC_POOL_HOST);	/* refused: not ours */
+			ic_put_str(&w, IC_T_KEY, "k");
+			ic_put_str(&w, IC_T_VALUE, "v");
+			send_frame(&w);
+			if (out_len > OUT_SIZE / 2) {
+				/* Let the device take some: the ring is the limit here. */
+				for (int k = 0; k < 50 && out_len; k++) {
+					vsock_poll();
+					flush();
+				}
+			}
+		}
+	} else if (!strncmp(what, "half", 4)) {
+		uint8_t h[10] = { 40, 0, 0, 0, IC_KVP_SET };
+
+		raw(h, sizeof(h));
+		evil_stalled = true;
+	} else {
+		printf("agent: evil: huge, unknown, flood N or half\n");
+		return;
+	}
+	printf("agent: evil %s sent\n", what);
+}
+
 static bool word(const char **p, const char *w)
 {
 	size_t n = strlen(w);
@@ -559,6 +627,10 @@ bool agent_command(const char *line)
 		else
 			return false;
 		printf("agent: heartbeat %s\n", ag.hb_stopped ? "stopped" : "answered");
+		return true;
+	}
+	if (word(&p, "evil")) {
+		evil(p);
 		return true;
 	}
 	if (word(&p, "date")) {

@@ -35,7 +35,7 @@ static void rewrite(const struct ic_msg *m)
 		if (limits[t])
 			ic_put_bytes(&w, (uint16_t)t, m->str[t].p, m->str[t].len);
 		else if (t == IC_T_SEQ || t == IC_T_TIME || t == IC_T_GUEST_TIME ||
-			 t == IC_T_SIZE || t == IC_T_OFFSET)
+			 t == IC_T_SIZE || t == IC_T_OFFSET || t == IC_T_DELTA)
 			ic_put_u64(&w, (uint16_t)t, m->num[t]);
 		else
 			ic_put_u32(&w, (uint16_t)t, (uint32_t)m->num[t]);

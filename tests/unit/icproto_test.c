@@ -62,6 +62,7 @@ Test(icproto, u64_and_replies)
 	cr_assert_eq(m.h.id, 9);
 	cr_assert_eq(m.num[IC_T_GUEST_TIME], 0x123456789ABCDEF0ULL);
 	/* A refusal needs no fields; a success does. */
+	req.type = IC_HEARTBEAT;
 	ic_begin_reply(&w, buf, sizeof(buf), &req, 16);
 	n = ic_end(&w);
 	cr_assert_eq(decode(buf, (size_t)n, &m, &why), IC_OK);
@@ -69,6 +70,14 @@ Test(icproto, u64_and_replies)
 	ic_begin_reply(&w, buf, sizeof(buf), &req, 0);
 	n = ic_end(&w);
 	cr_assert_eq(decode(buf, (size_t)n, &m, &why), IC_MISSING);
+	/* A signed correction travels as its two's complement. */
+	ic_begin(&w, buf, sizeof(buf), IC_TIME, 0, 3, 0);
+	ic_put_u64(&w, IC_T_TIME, 1);
+	ic_put_u32(&w, IC_T_MODE, IC_TIME_STEP);
+	ic_put_u64(&w, IC_T_DELTA, (uint64_t)-3600000000000LL);
+	n = ic_end(&w);
+	cr_assert_eq(decode(buf, (size_t)n, &m, &why), IC_OK, "%s", why);
+	cr_assert_eq((int64_t)m.num[IC_T_DELTA], -3600000000000LL);
 }
 
 Test(icproto, headers)
