@@ -18,8 +18,8 @@
 #  5. Copy-VMFile: a file with its mode, directories made, overwrite
 #  6. shutdown through the agent, with the reason
 . "$SOURCE_ROOT/tests/lib.sh"
-need timeout grep sed sort tr jq ip hostname uname ldd mkfs.ext4 losetup mount umount \
-	fsfreeze sha256sum head stat cmp truncate
+need timeout grep sed sort tr jq ip hostname uname ldd sha256sum head stat cmp truncate
+need mkfs.ext4 losetup mount umount fsfreeze
 [ "$(id -u)" = 0 ] || fail "this test needs root (loop devices, FIFREEZE)"
 scratch
 A=$BUILD_ROOT/guest/agent/fsvisor-agent
