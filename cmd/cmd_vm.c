@@ -19,17 +19,17 @@ static const char vm_usage[] =
 	"usage: fsvisor vm run [--config VM.json] [--kernel FILE] [--initrd FILE]\n"
 	"                      [--cmdline TEXT] [--mem SIZE] [--cpus N] [--name NAME]\n"
 	"                      [--disk PATH[,ro][,format=vhdx|raw][,serial=S]]...\n"
-	"                      [--nic mac=MAC[,fd=N]]...\n"
+	"                      [--nic mac=MAC[,fd=N]]... [--vsock CID] [--vsock-dir DIR]\n"
 	"                      [--cpu-mask FEATURE,...] [--on-reboot reset|stop]\n"
 	"                      [--on-triple-fault stop|reset] [--control SOCKET]\n"
 	"                      [--console-log FILE] [--console-ring FILE] [--no-console]\n"
 	"                      [--report-startup]\n"
-	"       fsvisor vm run --restore DIR [--nic mac=MAC,fd=N]... [--control SOCKET]\n"
+	"       fsvisor vm run --restore DIR [--nic mac=MAC,fd=N]... [--vsock-dir DIR] [--control SOCKET]\n"
 	"                      [--console-log FILE] [--console-ring FILE] [--no-console]\n"
 	"       fsvisor vm check [--config VM.json] [options as for run]\n"
 	"       fsvisor vm state-info DIR                what a saved state is, and whether\n"
 	"                                                this host can restore it\n"
-	"       fsvisor vm ctl SOCKET status|pause|resume|reset|shutdown|stop|kill\n"
+	"       fsvisor vm ctl SOCKET status|pause|resume|reset|shutdown|stop|kill|vsock-reset\n"
 	"       fsvisor vm ctl SOCKET console [--all]    follow the console\n"
 	"       fsvisor vm ctl SOCKET send TEXT           type TEXT (\\n for Enter)\n"
 	"       fsvisor vm ctl SOCKET nic-connect N FD    NIC N's backend: socket FD\n"
@@ -152,6 +152,8 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 		{ "disk", required_argument, NULL, 'd' },
 		{ "nic", required_argument, NULL, 'e' },
 		{ "restore", required_argument, NULL, 'r' },
+		{ "vsock", required_argument, NULL, 'V' },
+		{ "vsock-dir", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -166,7 +168,7 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSd:e:r:h", longopts,
+	while ((c = getopt_long(argc, argv, "f:k:i:c:m:p:n:M:R:T:C:L:NSd:e:r:V:D:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
 		case 'r':
@@ -266,6 +268,19 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 			nic_fds[n_nic_fds++] = fd;
 			break;
 		}
+		case 'V': {
+			char *end;
+			unsigned long long cid = strtoull(optarg, &end, 10);
+
+			if (*end || end == optarg || optarg[0] == '-')
+				return usage_error("--vsock '%s' is not a guest CID", optarg);
+			json_object_set_new(over, "vsock", json_pack("{s:I}", "cid",
+								     (json_int_t)cid));
+			break;
+		}
+		case 'D':
+			wo.vsock_dir = optarg;
+			break;
 		case 'h':
 			printf("%s", vm_usage);
 			json_decref(over);
@@ -291,7 +306,7 @@ static int vm_run_or_check(int argc, char **argv, bool run)
 		json_object_del(over, "nics");
 		if (config_path || json_object_size(over) || !run) {
 			json_decref(over);
-			return usage_error("--restore takes its configuration from the state: only --nic, --control and the console options go with it%s",
+			return usage_error("--restore takes its configuration from the state: only --nic, --vsock-dir, --control and the console options go with it%s",
 					   "");
 		}
 		json_decref(over);

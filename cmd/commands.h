@@ -17,6 +17,7 @@ struct command {
 int cmd_disk(int argc, char **argv);
 int cmd_vm(int argc, char **argv);
 int cmd_switch(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_events(int argc, char **argv);

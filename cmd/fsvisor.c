@@ -34,6 +34,7 @@ static const struct command commands[] = {
 	{ "events", "follow the events of a mount, or of one VM", cmd_events },
 	{ "vm", "run one VM in this process (console on stdio)", cmd_vm },
 	{ "switch", "run one virtual switch in this process, or talk to one", cmd_switch },
+	{ "agent", "install the integration services' agent into a Linux guest's root", cmd_agent },
 };
 
 static const struct command *command_find(const char *name)

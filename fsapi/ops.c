@@ -290,13 +290,6 @@ static void refuse_at(fuse_req_t req, fuse_ino_t parent, const char *name,
 	free(path);
 }
 
-static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      mode_t mode, struct fuse_file_info *fi)
-{
-	(void)mode;
-	(void)fi;
-	refuse_at(req, parent, name, "creating a file");
-}
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev)
@@ -325,18 +318,22 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 /* ---- files ------------------------------------------------------------ */
 
-static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/*
+ * Open @path (inode @ino) and answer: with the open file, or with the
+ * entry @e too when the open created it.  Frees @path.
+ */
+static void open_path(fuse_req_t req, char *path, fuse_ino_t ino, struct fuse_file_info *fi,
+		      const struct fuse_entry_param *e)
 {
 	struct fsapi *fs = fs_of(req);
 	struct handle *h;
-	char *path = node_path(req, ino);
-	int ret;
+	int ret, sent;
 
-	if (!path)
-		return;
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		free(path);
+		if (e)
+			inode_forget(&fs->inodes, e->ino, 1);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -350,6 +347,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	free(path);
 	if (ret) {
 		free(h);
+		if (e)
+			inode_forget(&fs->inodes, e->ino, 1);
 		fuse_reply_err(req, -ret);
 		return;
 	}
@@ -376,8 +375,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fi->keep_cache = 0;
 	}
 	fi->noflush = 1;	/* close() needs no round trip */
-	if (fuse_reply_open(req, fi) == -ENOENT) {
+	sent = e ? fuse_reply_create(req, e, fi) : fuse_reply_open(req, fi);
+	if (sent == -ENOENT) {
 		/* The opener went away before it got the file. */
+		if (e)
+			inode_forget(&fs->inodes, e->ino, 1);
 		pthread_mutex_lock(&fs->lock);
 		h->prev->next = h->next;
 		h->next->prev = h->prev;
@@ -385,6 +387,47 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		service_close_file(h->file);
 		free(h);
 	}
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	char *path = node_path(req, ino);
+
+	if (path)
+		open_path(req, path, ino, fi, NULL);
+}
+
+/*
+ * A new file: only a collection of files makes one (kvp/host/KEY);
+ * everywhere else the service refuses it, as before.
+ */
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct fsapi *fs = fs_of(req);
+	char *path = child_path(req, parent, name);
+	struct fuse_entry_param e;
+	struct svc_caller who;
+	struct svc_stat st;
+	gid_t groups[64];
+	int ret;
+
+	(void)mode;
+	if (!path)
+		return;
+	caller_of(req, &who, groups, 64);
+	ret = service_create(fs->svc, path, &who);
+	notifier_barrier(fs);
+	if (!ret)
+		ret = service_stat(fs->svc, path, &st);
+	if (!ret)
+		ret = make_entry(fs, path, &st, &e);
+	if (ret) {
+		free(path);
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	open_path(req, path, e.ino, fi, &e);
 }
 
 static struct handle *handle_of(struct fuse_file_info *fi)

@@ -47,6 +47,8 @@ enum vm_state {
 };
 
 struct nic_obj;
+struct ic_vm;
+struct agent_hub;
 
 struct vm_obj {
 	char name[NAME_MAX_LEN + 1];
@@ -65,11 +67,15 @@ struct vm_obj {
 	char *slot[SLOTS];		/* disk names, NULL when empty */
 	struct nic_obj *nics[NICS_MAX];	/* sorted by name: the worker's NIC order */
 	size_t nnics;
+	/* Integration services: settings, data exchange, the agent (integration.h). */
+	struct ic_vm *ic;
 	char error[ERROR_MAX];
 
 	/* The run. */
 	enum vm_state state;
 	bool busy;			/* start/stop/... in progress */
+	unsigned int resets_seen;	/* guest resets the worker reported */
+	unsigned int resets_mark;	/* ... when a reboot began */
 	/* "stop", "kill", "shutdown": an exit now is "off", not "crashed". */
 	const char *end_requested;
 	pid_t pid;
@@ -212,6 +218,9 @@ struct service {
 	uint64_t event_seq;		/* of the next event */
 	uint64_t events_bytes;		/* the size of "events" */
 	struct timespec events_time;	/* ... and when it last grew */
+
+	/* The connections to the VMs' guest agents (agent.c). */
+	struct agent_hub *hub;
 
 	/* The supervisor: watches running workers. */
 	pthread_t supervisor;

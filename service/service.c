@@ -16,6 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "service/integration.h"
 #include "service/internal.h"
 
 /* ---- helpers shared by the service's files ------------------------------ */
@@ -458,6 +459,12 @@ int service_open(const struct service_opts *opts, struct service **out,
 		snprintf(err, errlen, "cannot start the supervisor: %s", strerror(-ret));
 		goto fail;
 	}
+	ret = agent_hub_start(s);
+	if (ret) {
+		snprintf(err, errlen, "cannot start the integration services' thread: %s",
+			 strerror(-ret));
+		goto fail;
+	}
 	svc_lock(s);
 	switches_start(s);
 	for (size_t i = 0; i < s->nvms; i++)
@@ -477,6 +484,7 @@ void service_close(struct service *s)
 	if (!s)
 		return;
 	supervisor_stop(s);
+	agent_hub_stop(s);
 	svc_lock(s);
 	s->notify = NULL;
 	for (size_t i = 0; i < s->nvms; i++) {

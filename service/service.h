@@ -116,6 +116,13 @@ int service_rmdir(struct service *s, const char *path);
 int service_symlink(struct service *s, const char *target, const char *path);
 int service_unlink(struct service *s, const char *path,
 		   const struct svc_caller *who);
+/*
+ * A new file at @path (open with O_CREAT of a name that is not there):
+ * where a directory holds a collection of files (kvp/host/KEY) it makes
+ * the entry, empty; anywhere else it is refused (-EPERM) as
+ * service_refuse() does.
+ */
+int service_create(struct service *s, const char *path, const struct svc_caller *who);
 /* Truncation: to 0 is accepted (and ignored) so that `>` works. */
 int service_truncate(struct service *s, const char *path, uint64_t size);
 /*

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/integration.h"
 #include "service/internal.h"
 #include "vmm/vmm.h"
 
@@ -203,9 +204,12 @@ int vm_console_input(struct service *s, struct vm_obj *vm, const void *buf,
 
 void vm_set_state(struct service *s, struct vm_obj *vm, enum vm_state st)
 {
-	if (vm->state == st)
+	enum vm_state old = vm->state;
+
+	if (old == st)
 		return;
 	vm->state = st;
+	agent_vm_state(s, vm, old);
 	if (st == VMS_OFF || st == VMS_CRASHED)
 		vm->run_started = 0;
 	svc_touch(&vm->mtime);
@@ -476,9 +480,14 @@ static void worker_message(struct service *s, struct vm_obj *vm)
 		st = json_string_value(json_object_get(m, "state"));
 		why = json_string_value(json_object_get(m, "reason"));
 		if (ev && strcmp(ev, "state") == 0 && st) {
-			if (strcmp(st, "running") == 0)
+			if (strcmp(st, "running") == 0) {
 				svc_event(s, "vm", vm->name, "reset%s%s%s", why ? " (" : "",
 					  why ? why : "", why ? ")" : "");
+				/* A reboot waits for this. */
+				vm->resets_seen++;
+				agent_guest_reset(s, vm);
+				pthread_cond_broadcast(&vm->changed);
+			}
 			else if (why)
 				snprintf(vm->ended, sizeof(vm->ended), "%s", why);
 		}
@@ -716,6 +725,8 @@ static int vm_start(struct service *s, struct vm_obj *vm)
 	vm->end_requested = NULL;
 	vm->ended[0] = '\0';
 	vm_set_state(s, vm, VMS_STARTING);
+	/* Listening before the guest runs: a quick agent finds the service. */
+	agent_vm_prepare(s, vm);
 	err = spawn_monitor(s, vm, restore);
 	if (err) {
 		vm_set_state(s, vm, restore ? VMS_SAVED : VMS_OFF);
@@ -841,8 +852,36 @@ static int vm_end(struct service *s, struct vm_obj *vm, bool kill_it)
 	return vm_fail(s, vm, -EIO, "%s: the worker (pid %d) does not go away", cmd, (int)pid);
 }
 
+/*
+ * Ask the guest's agent for a clean shutdown (or reboot): 0 when it took
+ * it.  Only with the shutdown service on, an agent that offers it and a
+ * heartbeat that is ok: a guest that does not answer its heartbeat would
+ * not shut down either.
+ */
+static int agent_first(struct service *s, struct vm_obj *vm, bool reboot, const char *reason)
+{
+	const char *what = reboot ? "reboot" : "shutdown";
+	char why[256];
+	int ret;
+
+	if (!vm->ic->enabled[ICS_SHUTDOWN] || !(vm->ic->agent_caps & IC_CAP_SHUTDOWN) ||
+	    !agent_heartbeat_ok(vm))
+		return -ENOTCONN;
+	vm->refs++;
+	ret = agent_shutdown(s, vm, reboot, reason, why, sizeof(why));
+	vm_put(vm);
+	/* The request went, then the connection: a guest on its way down. */
+	if (ret == -ECONNRESET)
+		ret = 0;
+	if (ret)
+		log_warn("vm %s: the agent did not take the %s (%s)", vm->name, what, why);
+	else
+		log_info("vm %s: %s through the agent: %s", vm->name, what, reason);
+	return ret;
+}
+
 static int vm_shutdown(struct service *s, struct vm_obj *vm, svc_interrupted_fn intr,
-		       void *ctx)
+		       void *ctx, const char *reason)
 {
 	bool interrupted = false;
 	int ret;
@@ -854,9 +893,17 @@ static int vm_shutdown(struct service *s, struct vm_obj *vm, svc_interrupted_fn 
 		return vm_fail(s, vm, -EBUSY, "shutdown: the VM is %s%s",
 			       vm_state_name(vm->state),
 			       vm->state == VMS_PAUSED ? "; resume it first" : "");
-	ret = command(s, vm, "shutdown");
-	if (ret)
-		return ret;
+	/* The agent first; the ACPI power button when there is none that answers. */
+	if (agent_first(s, vm, false, reason) == 0) {
+		/* It may be off already: the lock was dropped meanwhile. */
+		if (vm->state != VMS_RUNNING)
+			return vm_is_active(vm) ? vm_fail(s, vm, -EBUSY, "shutdown: the VM is %s",
+							  vm_state_name(vm->state)) : 0;
+	} else {
+		ret = command(s, vm, "shutdown");
+		if (ret)
+			return ret;
+	}
 	vm->end_requested = "shutdown";
 	vm_set_state(s, vm, VMS_STOPPING);
 	if (wait_state(s, vm, is_ended, SHUTDOWN_TIMEOUT_MS, intr, ctx, &interrupted))
@@ -873,9 +920,58 @@ static int vm_shutdown(struct service *s, struct vm_obj *vm, svc_interrupted_fn 
 		       SHUTDOWN_TIMEOUT_MS / 1000);
 }
 
+static bool was_reset(struct vm_obj *vm)
+{
+	return vm->resets_seen != vm->resets_mark || !vm_is_active(vm);
+}
+
+/*
+ * A clean reboot: the agent's, and the worker's reset ends the wait; with
+ * no agent, a shutdown by the power button and a start.
+ */
+static int vm_reboot(struct service *s, struct vm_obj *vm, svc_interrupted_fn intr,
+		     void *ctx, const char *reason)
+{
+	bool interrupted = false;
+	int ret;
+
+	if (vm->state != VMS_RUNNING)
+		return vm_fail(s, vm, -EBUSY, "reboot: the VM is %s", vm_state_name(vm->state));
+	vm->resets_mark = vm->resets_seen;
+	if (agent_first(s, vm, true, reason) == 0) {
+		if (wait_state(s, vm, was_reset, SHUTDOWN_TIMEOUT_MS, intr, ctx, &interrupted) &&
+		    vm->resets_seen != vm->resets_mark)
+			return 0;
+		if (interrupted)
+			return -EINTR;
+		if (vm_is_active(vm))
+			return vm_fail(s, vm, -ETIMEDOUT, "reboot: the guest did not restart within %d s",
+				       SHUTDOWN_TIMEOUT_MS / 1000);
+		/* It powered off instead (on_reboot stop): start it again. */
+		return vm_start(s, vm);
+	}
+	ret = vm_shutdown(s, vm, intr, ctx, reason);
+	if (ret)
+		return ret;
+	return vm_start(s, vm);
+}
+
+#define DEFAULT_REASON	"requested on the host"
+
+/* "shutdown [REASON]", "reboot [REASON]": the reason, or NULL for another command. */
+static const char *reason_of(const char *cmd, const char *word)
+{
+	size_t n = strlen(word);
+
+	if (strncmp(cmd, word, n) != 0 || (cmd[n] && cmd[n] != ' '))
+		return NULL;
+	return cmd[n] ? cmd + n + 1 : DEFAULT_REASON;
+}
+
 int vm_control(struct service *s, struct vm_obj *vm, const char *cmd,
 	       svc_interrupted_fn intr, void *ctx)
 {
+	const char *reason;
 	int ret;
 
 	if (strcmp(cmd, "start") == 0)
@@ -884,8 +980,14 @@ int vm_control(struct service *s, struct vm_obj *vm, const char *cmd,
 		return vm_end(s, vm, false);
 	if (strcmp(cmd, "kill") == 0)
 		return vm_end(s, vm, true);
-	if (strcmp(cmd, "shutdown") == 0)
-		return vm_shutdown(s, vm, intr, ctx);
+	if ((reason = reason_of(cmd, "shutdown")) || (reason = reason_of(cmd, "reboot"))) {
+		if (strlen(reason) > IC_REASON_MAX)
+			return vm_fail(s, vm, -EINVAL, "%s: a reason is at most %d bytes",
+				       cmd[0] == 's' ? "shutdown" : "reboot", IC_REASON_MAX);
+		if (cmd[0] == 's')
+			return vm_shutdown(s, vm, intr, ctx, reason);
+		return vm_reboot(s, vm, intr, ctx, reason);
+	}
 	if (strcmp(cmd, "pause") == 0 || strcmp(cmd, "resume") == 0 ||
 	    strcmp(cmd, "reset") == 0) {
 		bool pause = cmd[0] == 'p', resume = cmd[1] == 'e' && cmd[2] == 's' && cmd[3] == 'u';
@@ -909,7 +1011,7 @@ int vm_control(struct service *s, struct vm_obj *vm, const char *cmd,
 	if (strcmp(cmd, "discard") == 0)
 		return vm_discard(s, vm);
 	return vm_fail(s, vm, -EINVAL,
-		       "ctl: unknown command '%s'; one of: start stop shutdown kill pause resume reset save discard",
+		       "ctl: unknown command '%s'; one of: start stop shutdown [REASON] reboot [REASON] kill pause resume reset save discard",
 		       cmd);
 }
 
@@ -1017,6 +1119,7 @@ void vm_adopt(struct service *s, struct vm_obj *vm)
 				vm_saved_remove(vm);
 			vm->state = paused ? VMS_PAUSED : VMS_RUNNING;
 			vm_save(s, vm);
+			agent_vm_state(s, vm, VMS_OFF);
 			log_info("vm %s: adopted the running worker (pid %d)", vm->name,
 				 (int)vm->pid);
 			vm_connect_nics(s, vm, true);

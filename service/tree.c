@@ -55,7 +55,16 @@ static int step(struct service *s, struct tree_node *n, const char *name)
 		const struct tree_child *c = &k->children[i];
 		void *obj;
 
-		if (c->type == TREE_SET) {
+		if (c->type == TREE_FILES) {
+			obj = c->lookup(s, dir->obj, name, n->file_local);
+			if (obj) {
+				n->attr = c->file;
+				n->files = c;
+				n->file_name = name;
+				n->file_obj = obj;
+				return 0;
+			}
+		} else if (c->type == TREE_SET) {
 			obj = c->lookup(s, dir->obj, name, n->lv[n->depth].local);
 			if (obj) {
 				push(n, c->kind, obj, name);
@@ -79,6 +88,9 @@ int tree_resolve(struct service *s, const char *path, struct tree_node *n)
 	n->attr = NULL;
 	n->links = NULL;
 	n->link_name = NULL;
+	n->files = NULL;
+	n->file_name = NULL;
+	n->file_obj = NULL;
 	n->held = false;
 	if (strlen(path) >= sizeof(n->path))
 		return -ENOENT;
@@ -137,7 +149,7 @@ int tree_refuse(struct service *s, struct tree_node *n, int err, const char *op,
 		len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s/", n->lv[i].name);
 	if (n->attr || n->links)
 		len += (size_t)snprintf(msg + len, sizeof(msg) - len, "%s",
-					n->attr ? n->attr->name : n->link_name);
+					n->attr ? tree_file_name(n) : n->link_name);
 	else if (len)
 		msg[--len] = '\0';	/* the directory itself: no trailing slash */
 	if (len >= sizeof(msg))
@@ -303,6 +315,16 @@ static int list_entry(void *arg, const char *name, void *obj)
 		n->link_name = name;
 		tree_stat(l->s, n, &st);
 		n->links = NULL;
+		return l->fn(l->ctx, name, &st);
+	}
+	if (l->child->type == TREE_FILES) {
+		n->attr = l->child->file;
+		n->files = l->child;
+		n->file_name = name;
+		n->file_obj = obj;
+		tree_stat(l->s, n, &st);
+		n->attr = NULL;
+		n->files = NULL;
 		return l->fn(l->ctx, name, &st);
 	}
 	push(n, l->child->kind, obj, name);
@@ -504,6 +526,10 @@ int service_unlink(struct service *s, const char *path, const struct svc_caller 
 	if (n.links) {
 		ret = n.links->unlink ? n.links->unlink(s, tree_obj(&n), n.link_name, who)
 				      : -EPERM;
+	} else if (n.files && n.files->unlink) {
+		tree_hold(&n);
+		ret = n.files->unlink(s, n.lv[n.depth - 1].obj, n.file_name, who);
+		tree_release(&n);
 	} else if (n.attr) {
 		for (int i = 0; i < n.depth; i++)
 			if (n.lv[i].kind->removal_refused)
@@ -515,6 +541,37 @@ int service_unlink(struct service *s, const char *path, const struct svc_caller 
 	}
 	if (!ret)
 		svc_notify(s, SVC_REMOVED, "%s", path);
+out:
+	svc_unlock(s);
+	return ret;
+}
+
+int service_create(struct service *s, const char *path, const struct svc_caller *who)
+{
+	const struct tree_child *c;
+	char parent[512];
+	const char *name;
+	struct tree_node n;
+	int ret;
+
+	if (split_last(path, parent, sizeof(parent), &name))
+		return -ENAMETOOLONG;
+	svc_lock(s);
+	ret = tree_resolve(s, parent, &n);
+	if (ret)
+		goto out;
+	c = child_of(&n, TREE_FILES);
+	tree_hold(&n);
+	if (!c || !c->create) {
+		/* As before there were collections of files: the tree's names are the service's. */
+		ret = tree_refuse(s, &n, -EPERM, "creating a file",
+				  "the tree's names are the service's to make");
+	} else {
+		ret = c->create(s, tree_obj(&n), name, who);
+	}
+	tree_release(&n);
+	if (!ret)
+		svc_notify(s, SVC_ADDED, "%s", path);
 out:
 	svc_unlock(s);
 	return ret;

@@ -95,6 +95,7 @@ enum tree_child_type {
 	TREE_DIR,	/* one subdirectory called @name */
 	TREE_SET,	/* a directory per object of a collection (vms/NAME) */
 	TREE_LINKS,	/* a symbolic link per entry of a collection (disks/N) */
+	TREE_FILES,	/* a file per entry of a collection (kvp/host/KEY) */
 };
 
 struct tree_child {
@@ -104,12 +105,21 @@ struct tree_child {
 	const char *name;
 	void *(*object)(struct service *s, void *parent);
 	/*
-	 * TREE_SET: the entry @name's object, or NULL; @local (LEVEL_LOCAL
-	 * bytes, aligned) may hold it when it is a view made on demand.
+	 * TREE_SET, TREE_FILES: the entry @name's object, or NULL; @local
+	 * (LEVEL_LOCAL bytes, aligned) may hold it when it is a view made on
+	 * demand.
 	 */
 	void *(*lookup)(struct service *s, void *parent, const char *name, void *local);
-	/* TREE_SET, TREE_LINKS: each entry, in the order listings show. */
+	/* TREE_SET, TREE_LINKS, TREE_FILES: each entry, in the order listings show. */
 	int (*list)(struct service *s, void *parent, tree_each_fn fn, void *ctx);
+	/*
+	 * TREE_FILES: what each entry is (its show and store get the entry's
+	 * object), and creating one (open with O_CREAT of a new name); its
+	 * removal is @unlink.
+	 */
+	const struct attr *file;
+	int (*create)(struct service *s, void *parent, const char *name,
+		      const struct svc_caller *who);
 	/* TREE_SET: how many (for a directory's link count). */
 	size_t (*count)(struct service *s, void *parent);
 	/* TREE_SET: mkdir of a new entry. */
@@ -119,6 +129,7 @@ struct tree_child {
 			size_t len);
 	int (*symlink)(struct service *s, void *parent, const char *name,
 		       const char *target);
+	/* TREE_LINKS, TREE_FILES */
 	int (*unlink)(struct service *s, void *parent, const char *name,
 		      const struct svc_caller *who);
 };
@@ -162,6 +173,7 @@ extern const struct tree_kind vms_kind;		/* vm.c */
 extern const struct tree_kind disks_kind;	/* disk.c */
 extern const struct tree_kind switches_kind;	/* switch.c */
 extern const struct tree_kind nics_kind;	/* nic.c: a VM's nics/ */
+extern const struct tree_kind integration_kind;	/* integration.c: a VM's integration/ */
 
 /* ---- resolved paths ----------------------------------------------------- */
 
@@ -185,6 +197,11 @@ struct tree_node {
 	const struct attr *attr;
 	const struct tree_child *links;
 	const char *link_name;
+	/* A file of a TREE_FILES collection: where it came from, its name, its object. */
+	const struct tree_child *files;
+	const char *file_name;
+	void *file_obj;
+	_Alignas(16) unsigned char file_local[LEVEL_LOCAL];
 	char path[512];			/* the components point into it */
 	bool held;
 };
@@ -193,10 +210,18 @@ int tree_resolve(struct service *s, const char *path, struct tree_node *n);
 /* Hold every object along @n (or undo it). */
 void tree_hold(struct tree_node *n);
 void tree_release(struct tree_node *n);
-/* The object of the directory @n ends in (or holds its file). */
+/*
+ * The object of the directory @n ends in (or holds its file); for a file
+ * of a TREE_FILES collection, the file's own.
+ */
 static inline void *tree_obj(const struct tree_node *n)
 {
-	return n->lv[n->depth - 1].obj;
+	return n->files && n->attr ? n->file_obj : n->lv[n->depth - 1].obj;
+}
+/* The name @n's file has in its directory. */
+static inline const char *tree_file_name(const struct tree_node *n)
+{
+	return n->files ? n->file_name : n->attr->name;
 }
 /*
  * A refusal on @n: "FILE: OP: WHY" (@op may be NULL) recorded where its

@@ -13,6 +13,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "service/integration.h"
 #include "service/internal.h"
 #include "vmm/vmm.h"
 
@@ -65,6 +66,7 @@ void vm_free(struct vm_obj *vm)
 		free(vm->slot[i]);
 	for (size_t i = 0; i < vm->nnics; i++)
 		nic_free(vm->nics[i]);
+	ic_free(vm->ic);
 	free(vm->kernel);
 	free(vm->initrd);
 	free(vm->cmdline);
@@ -90,6 +92,7 @@ static struct vm_obj *vm_alloc(struct service *s, const char *name)
 	vm->kernel = svc_strdup("");
 	vm->initrd = svc_strdup("");
 	vm->cmdline = svc_strdup(DEFAULT_CMDLINE);
+	vm->ic = ic_alloc(vm);
 	pthread_cond_init(&vm->changed, NULL);
 	svc_touch(&vm->mtime);
 	return vm;
@@ -118,6 +121,8 @@ static json_t *definition_json(const struct vm_obj *vm)
 			"cmdline", vm->cmdline,
 			"disks", disks,
 			"nics", nics);
+	if (doc)
+		ic_to_json(vm->ic, doc);
 	return doc;
 }
 
@@ -201,6 +206,7 @@ int vm_define(struct service *s, const char *name)
 	vm = vm_alloc(s, name);
 	if (!vm)
 		return -ENOMEM;
+	vm->ic->cid = ic_cid_new(s, NULL);
 	/*
 	 * A directory without vm.json is left from an interrupted mkdir; one
 	 * with a vm.json we could not load is the administrator's to look at.
@@ -261,6 +267,7 @@ static int vm_load(struct service *s, const char *name)
 	struct vm_obj *vm = vm_alloc(s, name);
 	char err[512], *path;
 	json_t *doc, *boot, *disks, *v;
+	bool cid_changed;
 	const char *key;
 	struct stat st;
 	int ret;
@@ -314,6 +321,8 @@ static int vm_load(struct service *s, const char *name)
 	}
 	json_object_foreach(json_object_get(doc, "nics"), key, v)
 		nic_from_json(s, vm, key, v);
+	ic_from_json(s, vm, doc);
+	cid_changed = json_integer_value(json_object_get(doc, "cid")) != vm->ic->cid;
 	v = json_object_get(doc, "error");
 	if (json_is_string(v))
 		snprintf(vm->error, sizeof(vm->error), "%s", json_string_value(v));
@@ -329,9 +338,14 @@ static int vm_load(struct service *s, const char *name)
 	ret = open_dir(vm);
 	if (!ret)
 		ret = svc_list_insert((void ***)&s->vms, &s->nvms, &s->vms_cap, vm);
-	if (ret)
+	if (ret) {
 		vm_put(vm);
-	return ret;
+		return ret;
+	}
+	/* A new CID is kept from now on. */
+	if (cid_changed)
+		vm_save(s, vm);
+	return 0;
 }
 
 int vm_load_all(struct service *s)
@@ -476,13 +490,14 @@ json_t *vm_worker_config(struct service *s, struct vm_obj *vm, int *err,
 		/* Connected once the worker runs (nic-connect). */
 		json_array_append_new(nics, json_pack("{s:s}", "mac", mac));
 	}
-	doc = json_pack("{s:s, s:i, s:I, s:s, s:s, s:o}",
+	doc = json_pack("{s:s, s:i, s:I, s:s, s:s, s:o, s:{s:I}}",
 			"name", vm->name,
 			"cpus", (int)vm->cpus,
 			"memory", (json_int_t)vm->memory,
 			"kernel", vm->kernel,
 			"cmdline", vm->cmdline,
-			"disks", disks);
+			"disks", disks,
+			"vsock", "cid", (json_int_t)vm->ic->cid);
 	if (vm->nnics)
 		json_object_set_new(doc, "nics", nics);
 	else
@@ -1115,6 +1130,7 @@ static const struct tree_child vm_children[] = {
 	{ TREE_DIR, &boot_kind, "boot" },
 	{ TREE_DIR, &slots_kind, "disks" },
 	{ TREE_DIR, &nics_kind, "nics" },
+	{ TREE_DIR, &integration_kind, "integration" },
 };
 
 static void vm_hold(void *obj)

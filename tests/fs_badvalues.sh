@@ -29,7 +29,7 @@ bad()
 		b_err=$(cat "$b_obj/error")
 		case "$b_err" in
 		*"$(basename "$b_file")"* | start:* | stop:* | pause:* | resume:* | reset:* | \
-		shutdown:* | check:* | console:* | save:* | discard:*) ;;
+		shutdown:* | reboot:* | check:* | console:* | save:* | discard:*) ;;
 		*) fail "$b_obj/error does not name the file or command: '$b_err'" ;;
 		esac
 		grep -qF "$(echo "$b_err" | cut -c1-60)" "$STATE/service.log" ||
@@ -101,6 +101,41 @@ echo console=ttyS0 > vms/v/boot/cmdline
 op_is EPERM create vms/v/newfile
 op_is EPERM mkdir vms/v/newdir
 op_is EPERM unlink vms/v/cpus
+
+# Integration services (their errors are the VM's).
+I=vms/v/integration
+for f in heartbeat shutdown time_sync kvp backup guest_services; do
+	bad $I/enabled/$f EINVAL yes 1 ON "on off" "$nl" "$long"
+done
+bad $I/backup EINVAL unfreeze "freeze 0" "freeze 601" "freeze x" "freeze -1" "thaw now" "$nl" \
+	"$long"
+bad $I/backup EBUSY freeze "freeze 5" thaw		# no agent: the VM is off
+bad $I/copy EINVAL x /etc/hostname "relative /tmp/x" "/etc/hostname relative" \
+	"/etc/hostname /tmp/x bogus" "$nl" "$long"
+bad $I/copy EPERM "/etc/hostname /tmp/x"		# guest services are off
+echo on > $I/enabled/guest_services
+bad $I/copy EBUSY "/etc/hostname /tmp/x"		# the VM is off
+bad $I/copy ENOENT "/nonexistent /tmp/x"
+echo off > $I/enabled/guest_services
+for f in agent cid heartbeat time_sync; do
+	expect_write $I/$f x EACCES
+done
+echo value > $I/kvp/host/Key || fail "making a host item failed: $(cat vms/v/error)"
+bad $I/kvp/host/Key EINVAL "$(head -c 2049 /dev/zero | tr '\0' k)"
+grep -q "at most 2048 bytes" vms/v/error || fail "the value limit: $(cat vms/v/error)"
+bad $I/kvp/host/Key EINVAL "$long" "$(printf 'a\001b')"
+op_is EINVAL create "$I/kvp/host/$(printf 'a\001b')"
+op_is EINVAL create "$I/kvp/host/a${xff}b"
+op_is EPERM create $I/kvp/guest/Key
+op_is EPERM create $I/kvp/intrinsic/Key
+op_is EPERM create $I/newfile
+op_is EPERM mkdir $I/kvp/host/dir
+op_is EPERM unlink $I/heartbeat
+rm $I/kvp/host/Key || fail "rm of a host item failed"
+[ -e $I/kvp/host/Key ] && fail "the host item outlived its rm"
+bad vms/v/ctl EINVAL "shutdown $(head -c 257 /dev/zero | tr '\0' r)" \
+	"reboot $(head -c 257 /dev/zero | tr '\0' r)"
+bad vms/v/ctl EBUSY reboot "reboot now"		# needs a guest that runs
 
 # NICs (their errors are the VM's).
 mkdir vms/v/nics/eth0 vms/v/nics/eth1 || fail "mkdir of NICs failed"

@@ -16,6 +16,7 @@
 
 #include "vhdx/vhdx.h"
 #include "vmm/internal.h"
+#include "vmm/virtio/virtio.h"
 
 #define MIN_MEMORY (16 * MiB)
 
@@ -321,6 +322,28 @@ static int parse_nics(json_t *v, struct vm_config *cfg, char *err, size_t errlen
 	return 0;
 }
 
+/* "vsock": {"cid": N}: the device and the guest's address. */
+static int parse_vsock(json_t *v, struct vm_config *cfg, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *val;
+
+	if (!json_is_object(v))
+		return vmm_fail(err, errlen, "vsock must be an object like {\"cid\": 3}");
+	json_object_foreach(v, key, val) {
+		if (strcmp(key, "cid") != 0)
+			return vmm_fail(err, errlen, "unknown key vsock.%s", key);
+		if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+		    !vsock_cid_valid((uint64_t)json_integer_value(val)))
+			return vmm_fail(err, errlen,
+					"vsock.cid must be a whole number from 3 to 4294967294 (0-2 and 4294967295 are reserved)");
+		cfg->vsock.cid = (uint64_t)json_integer_value(val);
+	}
+	if (!cfg->vsock.cid)
+		return vmm_fail(err, errlen, "vsock has no cid");
+	return 0;
+}
+
 static int dup_string(json_t *v, const char *key, char **out, char *err,
 		      size_t errlen)
 {
@@ -383,6 +406,8 @@ static int parse_fields(const json_t *doc, struct vm_config *cfg, char *err,
 			ret = parse_disks(v, cfg, err, errlen);
 		} else if (strcmp(key, "nics") == 0) {
 			ret = parse_nics(v, cfg, err, errlen);
+		} else if (strcmp(key, "vsock") == 0) {
+			ret = json_is_null(v) ? 0 : parse_vsock(v, cfg, err, errlen);
 		} else {
 			return vmm_fail(err, errlen, "unknown key '%s'", key);
 		}
@@ -467,6 +492,11 @@ fail:
 	return ret;
 }
 
+unsigned int vm_config_pci_functions(const struct vm_config *cfg)
+{
+	return 1 + cfg->ndisks + cfg->nnics + (cfg->vsock.cid ? 1 : 0);
+}
+
 json_t *vm_config_to_json(const struct vm_config *cfg)
 {
 	static const char *const action[] = { "stop", "reset" };
@@ -507,5 +537,8 @@ json_t *vm_config_to_json(const struct vm_config *cfg)
 					      mac_format(cfg->nics[i].mac, mac)));
 		json_object_set_new(o, "nics", nics);
 	}
+	if (o && cfg->vsock.cid)
+		json_object_set_new(o, "vsock", json_pack("{s:I}", "cid",
+							  (json_int_t)cfg->vsock.cid));
 	return o;
 }

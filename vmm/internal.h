@@ -74,6 +74,11 @@ struct vm_nic_config {
 	uint8_t mac[6];
 };
 
+/* The vsock device: a guest CID, or 0 for none. */
+struct vm_vsock_config {
+	uint64_t cid;
+};
+
 struct vm_config {
 	char name[NAME_MAX_LEN + 1];
 	/* From a saved state: nothing is booted, so no kernel is needed. */
@@ -91,7 +96,15 @@ struct vm_config {
 	unsigned int ndisks;
 	struct vm_nic_config nics[VM_MAX_NICS];
 	unsigned int nnics;
+	struct vm_vsock_config vsock;	/* cid 0: no vsock device */
 };
+
+/*
+ * The PCI functions a VM of @cfg has, in slot order from 0: the host
+ * bridge, each disk, each NIC, the vsock device (vm_build() adds them so;
+ * a saved state has a section for each).
+ */
+unsigned int vm_config_pci_functions(const struct vm_config *cfg);
 
 /* "52:54:00:12:34:56" into @mac; -EINVAL unless six hex octets. */
 int mac_parse(const char *s, uint8_t mac[6]);
@@ -444,6 +457,9 @@ struct vm {
 	/* The NICs, in slot order (also among the devices). */
 	struct virtio_net *nics[VM_MAX_NICS];
 	unsigned int nnics;
+	/* The vsock device (also among the devices), or NULL; its host sockets' directory. */
+	struct virtio_vsock *vsock;
+	const char *vsock_dir;
 
 	/* Saved state (state/): the MSRs that make a vCPU's state; the loader. */
 	uint32_t state_msrs[STATE_MSRS_MAX];
@@ -459,8 +475,9 @@ struct vm {
 	_Atomic bool first_run_seen;
 };
 
-int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
-	      size_t errlen);
+/* @vsock_dir: where the vsock device's host sockets go (when it has one). */
+int vm_create(const struct vm_config *cfg, const char *vsock_dir, struct vm **out,
+	      char *err, size_t errlen);
 void vm_destroy(struct vm *vm);
 /* Start (or restart) the vCPU threads. */
 int vm_start(struct vm *vm, char *err, size_t errlen);
@@ -541,8 +558,8 @@ int vm_state_check(const struct vm_config *cfg, struct ss_reader *r, char *err,
  * of the state applied, RAM loaded lazily.  The VM keeps @r until RAM is
  * all in.
  */
-int vm_create_restored(const struct vm_config *cfg, struct ss_reader *r,
-		       struct vm **out, char *err, size_t errlen);
+int vm_create_restored(const struct vm_config *cfg, const char *vsock_dir,
+		       struct ss_reader *r, struct vm **out, char *err, size_t errlen);
 int vm_restore_state(struct vm *vm, struct ss_reader *r, char *err, size_t errlen);
 
 /*

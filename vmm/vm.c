@@ -163,6 +163,7 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 	vm->pci = pci_create(vm);
 	if (!vm->com1 || !vm->cmos || !vm->kbd || !vm->pm || !vm->pci)
 		goto fail;
+	/* In the order vm_config_pci_functions() describes (saved states rely on it). */
 	for (unsigned int i = 0; i < vm->cfg->ndisks; i++) {
 		int ret = virtio_blk_attach(vm, &vm->cfg->disks[i], err, errlen);
 
@@ -176,6 +177,9 @@ static int create_devices(struct vm *vm, char *err, size_t errlen)
 		if (ret)
 			return ret;
 	}
+	/* The vsock device comes last. */
+	if (vm->cfg->vsock.cid)
+		return virtio_vsock_attach(vm, &vm->cfg->vsock, vm->vsock_dir, err, errlen);
 	return 0;
 fail:
 	snprintf(err, errlen, "cannot create the base devices");
@@ -196,8 +200,8 @@ static int load_boot_files(struct vm *vm, char *err, size_t errlen)
 }
 
 /* The VM, its RAM, devices and vCPUs; booted, or to be restored from @r. */
-static int vm_build(const struct vm_config *cfg, struct ss_reader *r, struct vm **out,
-		    char *err, size_t errlen)
+static int vm_build(const struct vm_config *cfg, const char *vsock_dir, struct ss_reader *r,
+		    struct vm **out, char *err, size_t errlen)
 {
 	struct boot_state bs;
 	struct vm *vm = calloc(1, sizeof(*vm));
@@ -206,6 +210,7 @@ static int vm_build(const struct vm_config *cfg, struct ss_reader *r, struct vm 
 	if (!vm)
 		return -ENOMEM;
 	vm->cfg = cfg;
+	vm->vsock_dir = vsock_dir ? vsock_dir : ".";
 	vm->ncpus = cfg->cpus;
 	vm->kvm_fd = vm->vm_fd = vm->event_fd = -1;
 	bus_init(&vm->pio, "pio");
@@ -283,16 +288,16 @@ fail:
 	return ret;
 }
 
-int vm_create(const struct vm_config *cfg, struct vm **out, char *err,
-	      size_t errlen)
+int vm_create(const struct vm_config *cfg, const char *vsock_dir, struct vm **out,
+	      char *err, size_t errlen)
 {
-	return vm_build(cfg, NULL, out, err, errlen);
+	return vm_build(cfg, vsock_dir, NULL, out, err, errlen);
 }
 
-int vm_create_restored(const struct vm_config *cfg, struct ss_reader *r,
-		       struct vm **out, char *err, size_t errlen)
+int vm_create_restored(const struct vm_config *cfg, const char *vsock_dir,
+		       struct ss_reader *r, struct vm **out, char *err, size_t errlen)
 {
-	return vm_build(cfg, r, out, err, errlen);
+	return vm_build(cfg, vsock_dir, r, out, err, errlen);
 }
 
 int vm_start(struct vm *vm, char *err, size_t errlen)

@@ -83,6 +83,11 @@ struct vm_worker_opts {
 	 * then NULL).
 	 */
 	const char *restore_dir;
+	/*
+	 * Where the vsock device's host sockets are ("vsock", "vsock_PORT"):
+	 * NULL for the current directory.
+	 */
+	const char *vsock_dir;
 };
 
 /* Exit statuses of a worker, as `fsvisor vm run` returns them. */

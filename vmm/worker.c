@@ -24,6 +24,7 @@
 
 #include "vmm/internal.h"
 #include "vmm/state/state.h"
+#include "vmm/virtio/virtio.h"
 
 #define MAX_CLIENTS 32
 #define CTRL_A 0x01
@@ -266,7 +267,7 @@ static json_t *device_stats(struct vm *vm)
 static json_t *status_json(struct worker *w)
 {
 	struct vm *vm = w->vm;
-	json_t *cpus = json_array();
+	json_t *cpus = json_array(), *st;
 
 	for (unsigned int i = 0; i < vm->ncpus; i++) {
 		struct vcpu_stats *s = &vm->vcpus[i].stats;
@@ -280,7 +281,7 @@ static json_t *status_json(struct worker *w)
 			"intr", (json_int_t)atomic_load(&s->intr),
 			"other", (json_int_t)atomic_load(&s->other)));
 	}
-	return json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:I, s:o, s:o, s:o}",
+	st = json_pack("{s:b, s:s, s:s, s:i, s:i, s:I, s:I, s:i, s:I, s:I, s:I, s:o, s:o, s:o}",
 		"ok", 1,
 		"state", vm->paused ? "paused" : "running",
 		"name", vm->cfg->name,
@@ -296,6 +297,9 @@ static json_t *status_json(struct worker *w)
 		"vcpus", cpus,
 		"disks", device_stats(vm),
 		"nics", vm_nic_stats(vm));
+	if (st && vm->vsock)
+		json_object_set_new(st, "vsock", vsock_stats_json(vm->vsock));
+	return st;
 }
 
 static json_t *error_reply(const char *fmt, const char *arg)
@@ -401,6 +405,11 @@ static json_t *handle_command(struct worker *w, int i, json_t *req, int *fd)
 		vm_resume(vm);
 	} else if (strcmp(cmd, "reset") == 0) {
 		vm_post_event(vm, VMEV_RESET, "reset requested");
+	} else if (strcmp(cmd, "vsock-reset") == 0) {
+		/* What a restore does: every connection reset, the guest told. */
+		if (!vm->vsock)
+			return error_reply("this VM has no vsock device%s", "");
+		vsock_transport_reset(vm->vsock);
 	} else if (strcmp(cmd, "shutdown") == 0) {
 		/* Ask the guest: it powers off (or not) in its own time. */
 		pm_power_button(vm->pm);
@@ -705,8 +714,8 @@ static void loop(struct worker *w)
  * A VM from a saved state: everything checked before it is made, then
  * made without booting (the configuration is the state's).
  */
-static int restore(const char *dir, struct vm_config **cfg, struct vm **vm, char *err,
-		   size_t errlen)
+static int restore(const char *dir, const char *vsock_dir, struct vm_config **cfg,
+		   struct vm **vm, char *err, size_t errlen)
 {
 	struct ss_reader *r;
 	int ret = ss_open(dir, &r, err, errlen);
@@ -717,7 +726,7 @@ static int restore(const char *dir, struct vm_config **cfg, struct vm **vm, char
 	if (!ret)
 		ret = vm_state_check(*cfg, r, err, errlen);
 	if (!ret)
-		ret = vm_create_restored(*cfg, r, vm, err, errlen);
+		ret = vm_create_restored(*cfg, vsock_dir, r, vm, err, errlen);
 	/* A VM made keeps the reader until its RAM is all in. */
 	if (ret) {
 		ss_reader_free(r);
@@ -748,9 +757,10 @@ int vm_worker_run(const struct vm_config *cfg, const struct vm_worker_opts *opts
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		w.clients[i].fd = -1;
 	if (opts->restore_dir)
-		ret = restore(opts->restore_dir, &restored, &w.vm, err, sizeof(err));
+		ret = restore(opts->restore_dir, opts->vsock_dir, &restored, &w.vm, err,
+			      sizeof(err));
 	else
-		ret = vm_create(cfg, &w.vm, err, sizeof(err));
+		ret = vm_create(cfg, opts->vsock_dir, &w.vm, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "fsvisor vm: %s%s\n", opts->restore_dir ? "cannot restore: " : "",
 			err);

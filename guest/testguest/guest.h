@@ -89,6 +89,7 @@ uint64_t tsc_rate(void);
 #define VEC_VIRTIO 0x50		/* virtio-blk's queue */
 #define VEC_NET 0x51		/* virtio-net's queues */
 #define VEC_NET_CONFIG 0x52	/* virtio-net's configuration changes */
+#define VEC_VSOCK 0x53		/* virtio-vsock's queues */
 
 void idt_init(void);
 typedef void (*irq_fn)(void);
@@ -139,6 +140,13 @@ void acpi_dump_dsdt(void);
 /* idle.c */
 void idle_run(void);
 
+/* agent.c: the integration agent ("agent" on the command line, idle mode). */
+bool agent_start(void);
+bool agent_pending(void);
+void agent_poll(void);
+/* A console line for the agent ("hb stop", "date", ...): true if it took it. */
+bool agent_command(const char *line);
+
 /* net.c: the IPv4 end (ARP, ICMP echo) on the first virtio-net NIC. */
 bool test_net(char *why);
 bool test_netflood(char *why);
@@ -181,6 +189,8 @@ bool test_kbdreset(char *why);
 bool test_rtc(char *why);
 bool test_blk(char *why);
 bool test_blkro(char *why);
+bool test_vsockrst(char *why);
+bool test_vsocksend(char *why);
 void crash_triple_fault(void);
 void crash_bad_instruction(void);
 

@@ -168,7 +168,7 @@ static irq_fn handlers[256];
 STUB(0) STUB(1) STUB(2) STUB(3) STUB(4) STUB(5) STUB(6) STUB(7) STUB(8)
 STUB(9) STUB(10) STUB(11) STUB(12) STUB(13) STUB(14) STUB(16) STUB(17)
 STUB(18) STUB(19) STUB(36) STUB(41) STUB(64) STUB(80) STUB(81) STUB(82)
-STUB(255)
+STUB(83) STUB(255)
 
 static void idt_set(unsigned int v, void *fn)
 {
@@ -196,7 +196,8 @@ void idt_init(void)
 		{ 10, isr_10 }, { 11, isr_11 }, { 12, isr_12 }, { 13, isr_13 },
 		{ 14, isr_14 }, { 16, isr_16 }, { 17, isr_17 }, { 18, isr_18 },
 		{ 19, isr_19 }, { 36, isr_36 }, { 41, isr_41 }, { 64, isr_64 },
-		{ 80, isr_80 }, { 81, isr_81 }, { 82, isr_82 }, { 255, isr_255 },
+		{ 80, isr_80 }, { 81, isr_81 }, { 82, isr_82 }, { 83, isr_83 },
+		{ 255, isr_255 },
 	};
 	struct {
 		uint16_t limit;

@@ -12,6 +12,7 @@
  * heartbeat follows the clock.
  */
 #include "guest.h"
+#include "vsock.h"
 
 static volatile bool button;
 static volatile unsigned int beats;
@@ -39,7 +40,18 @@ static unsigned int heartbeat_seconds(void)
 static bool work_pending(unsigned int beats_seen, bool net)
 {
 	return button || beats != beats_seen || serial_rx_pending() ||
-	       (net && net_pending());
+	       (net && net_pending()) || vsock_pending() || agent_pending();
+}
+
+/* With "vsock_echo=PORT" (or "vsock"): the device, answering connections. */
+static void vsock_idle_start(void)
+{
+	char why[96] = "";
+
+	if (!cmdline_arg("vsock_echo") && !cmdline_has("vsock"))
+		return;
+	if (vsock_init(why))
+		printf("vsock: %s\n", why);
 }
 
 void idle_run(void)
@@ -63,6 +75,10 @@ void idle_run(void)
 	ioapic_route(acpi.ioapic, 9, VEC_PWRB, lapic_id());
 	serial_rx_start();
 	net = net_idle_start();
+	vsock_idle_start();
+	/* The agent's retries and deadlines need a clock that ticks, as the network's. */
+	if (agent_start())
+		net = true;
 	if (net) {
 		irq_set_handler(VEC_TIMER, heartbeat_irq);
 		lapic_timer_periodic(VEC_TIMER, 100000);
@@ -98,7 +114,10 @@ void idle_run(void)
 			}
 			net_idle_poll();
 		}
+		vsock_poll();
+		agent_poll();
 		while ((line = serial_getline()))
-			printf("echo: %s\n", line);
+			if (!agent_command(line))
+				printf("echo: %s\n", line);
 	}
 }

@@ -41,6 +41,7 @@ isr_\vector:
 	stub 80, 0		/* 0x50: virtio-blk MSI-X */
 	stub 81, 0		/* 0x51: virtio-net queues */
 	stub 82, 0		/* 0x52: virtio-net configuration */
+	stub 83, 0		/* 0x53: virtio-vsock queues */
 	stub 255, 0		/* spurious */
 
 isr_common:

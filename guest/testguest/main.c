@@ -27,6 +27,8 @@ static const struct test tests[] = {
 	{ "blkro", test_blkro },
 	{ "net", test_net },
 	{ "netflood", test_netflood },
+	{ "vsockrst", test_vsockrst },
+	{ "vsocksend", test_vsocksend },
 };
 
 static const char *cmdline;

@@ -212,6 +212,12 @@ Test(vmcfg, bad_configs)
 	expect_config_error("{\"kernel\": \"/etc/hostname\"}", "is not a kernel");
 	expect_config_error("{\"kernel\": \"/tmp\"}", "not a regular file");
 	expect_config_error("[1, 2]", "must be a JSON object");
+	expect_config_error(CFG(", \"vsock\": {\"cid\": 2}"), "vsock.cid must be");
+	expect_config_error(CFG(", \"vsock\": {\"cid\": 4294967295}"), "vsock.cid must be");
+	expect_config_error(CFG(", \"vsock\": {\"cid\": \"3\"}"), "vsock.cid must be");
+	expect_config_error(CFG(", \"vsock\": {\"port\": 3}"), "unknown key vsock.port");
+	expect_config_error(CFG(", \"vsock\": {}"), "vsock has no cid");
+	expect_config_error(CFG(", \"vsock\": 3"), "vsock must be an object");
 #undef CFG
 }
 
@@ -233,6 +239,14 @@ Test(vmcfg, good_config_defaults)
 	back = vm_config_to_json(cfg);
 	cr_assert_eq(json_integer_value(json_object_get(back, "memory")), 64 * MiB);
 	cr_assert_eq(json_array_size(json_object_get(json_object_get(back, "cpu"), "mask")), 2);
+	cr_assert_null(json_object_get(back, "vsock"), "a vsock device nobody asked for");
+	json_decref(back);
+	vm_config_free(cfg);
+	json_object_set_new(doc, "vsock", json_pack("{s:i}", "cid", 42));
+	cr_assert_eq(vm_config_parse(doc, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg->vsock.cid, 42);
+	back = vm_config_to_json(cfg);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(back, "vsock"), "cid")), 42);
 	json_decref(back);
 	json_decref(doc);
 	vm_config_free(cfg);

@@ -300,14 +300,15 @@ out:
 /*
  * The sections a VM of @cfg saves: the VM, each vCPU, the base devices,
  * the memory's chunk table (checkpoint/'s own, checked by ss_open()),
- * the PCI bus and one section per function (the host bridge at slot 0,
- * then the disks, then the NICs, in the slots vm_build() gives them).
+ * the PCI bus and one section per function (vm_config_pci_functions():
+ * the host bridge at slot 0, then the disks, the NICs and the vsock
+ * device, in the slots vm_build() gives them).
  */
 static bool expected_section(const struct vm_config *cfg, const char *tag)
 {
 	static const char *const fixed[] = { "vm", "memory", "dev:serial", "dev:cmos",
 					     "dev:i8042", "dev:pci" };
-	unsigned int functions = 1 + cfg->ndisks + cfg->nnics;
+	unsigned int functions = vm_config_pci_functions(cfg);
 	unsigned int id;
 	char end;
 
@@ -325,7 +326,7 @@ static bool expected_section(const struct vm_config *cfg, const char *tag)
 static int check_config(const struct vm_config *cfg, struct ss_reader *r, char *err,
 			size_t errlen)
 {
-	unsigned int functions = 1 + cfg->ndisks + cfg->nnics;
+	unsigned int functions = vm_config_pci_functions(cfg);
 	char tag[16];
 
 	if (ss_memory_size(r) != cfg->memory)
@@ -348,8 +349,9 @@ static int check_config(const struct vm_config *cfg, struct ss_reader *r, char *
 		snprintf(tag, sizeof(tag), "pci:%02x", i << 3);
 		if (!ss_section(r, tag, NULL))
 			return vmm_fail(err, errlen,
-					"section %s is missing (the configuration has %u disk(s) and %u NIC(s))",
-					tag, cfg->ndisks, cfg->nnics);
+					"section %s is missing (the configuration has %u PCI functions: the host bridge, %u disk(s), %u NIC(s)%s)",
+					tag, functions, cfg->ndisks, cfg->nnics,
+					cfg->vsock.cid ? ", vsock" : "");
 	}
 	return 0;
 }

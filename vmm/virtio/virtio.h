@@ -245,4 +245,52 @@ void virtio_net_destroy(struct virtio_net *n);
 int virtio_net_attach(struct vm *vm, const struct vm_nic_config *nic,
 		      unsigned int index, char *err, size_t errlen);
 
+/* ---- virtio-vsock (vsock.c, vsock_host.c) --------------------------------- */
+
+struct vm_vsock_config;
+struct virtio_vsock;
+
+/* Guest CIDs a VM may have: 3 to 2^32 - 2. */
+bool vsock_cid_valid(uint64_t cid);
+/*
+ * A virtio-vsock device for guest CID @cfg->cid whose host side is Unix
+ * sockets in directory @dir (it listens on @dir/vsock at once).  Queue 0
+ * is rx, 1 tx, 2 the event queue; the device runs its own I/O thread.
+ */
+int virtio_vsock_create(const struct vm_vsock_config *cfg, const char *dir,
+			const struct guest_mem *mem, struct virtio_vsock **out,
+			char *err, size_t errlen);
+struct virtio_dev *virtio_vsock_dev(struct virtio_vsock *v);
+/* Start the I/O thread, polling the kick eventfds of the three queues. */
+int virtio_vsock_start(struct virtio_vsock *v, const int kick_fds[3]);
+void virtio_vsock_destroy(struct virtio_vsock *v);
+/* Create, put on the VM's PCI bus and start the VM's vsock device. */
+int virtio_vsock_attach(struct vm *vm, const struct vm_vsock_config *cfg,
+			const char *dir, char *err, size_t errlen);
+/*
+ * After a restore: every connection is reset (host sockets closed) and
+ * the guest gets VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue
+ * (now, or when it next gives an event buffer).  Listening sockets, the
+ * guest's and the host's "vsock", are kept.
+ */
+void vsock_transport_reset(struct virtio_vsock *v);
+/*
+ * The device's part of a saved state, and back: the guest CID, the next
+ * host port, the event queue's position and whether a TRANSPORT_RESET
+ * is owed.  Connections are not saved: a restore resets them (call
+ * vsock_transport_reset() once the VM's queues are restored).
+ */
+int vsock_state_save(struct virtio_vsock *v, json_t **out);
+int vsock_state_restore(struct virtio_vsock *v, const json_t *in, char *err,
+			size_t errlen);
+/* Counters for "status". */
+json_t *vsock_stats_json(struct virtio_vsock *v);
+/* Tests and benchmarks: the receive buffer each connection advertises. */
+void vsock_set_buf_alloc(struct virtio_vsock *v, uint32_t bytes);
+/*
+ * Fuzzing, on a device whose thread was never started: one pass of the
+ * I/O thread's loop (events ready now, the transmit and receive rings).
+ */
+void vsock_run_once(struct virtio_vsock *v);
+
 #endif /* FSVISOR_VMM_VIRTIO_H */
