@@ -149,7 +149,14 @@ stop_service()
 		sleep 0.1
 		i=$((i + 1))
 	done
-	alive "$ss_pid" && fail "the service (pid $ss_pid) did not stop"
+	if alive "$ss_pid"; then
+		# What it waits on, for the report: each thread's kernel wait.
+		for t in /proc/"$ss_pid"/task/*; do
+			echo "thread $(basename "$t") ($(cat "$t/comm" 2>/dev/null)): $(cat "$t/wchan" 2>/dev/null)" >&2
+		done
+		grep -q " $MNT " /proc/mounts && echo "the mount is still there" >&2
+		fail "the service (pid $ss_pid) did not stop"
+	fi
 	return 0
 }
 
