@@ -22,6 +22,7 @@ static const char disk_usage[] =
 	"usage: fsvisor disk <command> ...\n"
 	"  create [--type dynamic|fixed] [--block-size N] [--sector-size 512|4096]\n"
 	"         [--log-size N] FILE SIZE\n"
+	"  create --parent PARENT [--block-size N] FILE   a differencing child\n"
 	"  info [--json] FILE\n"
 	"  check [--repair] FILE          exit 0: clean, 1: problems, 2: cannot check\n"
 	"  resize FILE SIZE               grow a VHDX or raw disk (never shrinks)\n"
@@ -102,20 +103,26 @@ static int disk_create(int argc, char **argv)
 		{ "sector-size", required_argument, NULL, 's' },
 		{ "physical-sector-size", required_argument, NULL, 'p' },
 		{ "log-size", required_argument, NULL, 'l' },
+		{ "parent", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct vhdx_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
-	char err[512];
+	bool type_given = false;
+	char err[1024];
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:b:s:p:l:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:b:s:p:l:P:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			if (parse_type(optarg, &o.type))
 				return usage_error("--type must be dynamic or fixed, not '%s'",
 						   optarg);
+			type_given = true;
+			break;
+		case 'P':
+			o.parent = optarg;
 			break;
 		case 'b':
 			if (parse_u32_size("block size", optarg, &o.block_size))
@@ -141,10 +148,18 @@ static int disk_create(int argc, char **argv)
 			return usage_error("bad option");
 		}
 	}
-	if (argc - optind != 2)
-		return usage_error("create needs FILE and SIZE");
-	if (parse_size_arg("size", argv[optind + 1], &o.size))
-		return EXIT_USAGE;
+	if (o.parent) {
+		if (type_given)
+			return usage_error("a disk with --parent is a differencing disk: no --type");
+		if (argc - optind != 1)
+			return usage_error("create --parent needs FILE only: the size is the parent's");
+		o.type = VDISK_TYPE_DIFFERENCING;
+	} else {
+		if (argc - optind != 2)
+			return usage_error("create needs FILE and SIZE");
+		if (parse_size_arg("size", argv[optind + 1], &o.size))
+			return EXIT_USAGE;
+	}
 	ret = vhdx_create(argv[optind], &o, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "fsvisor disk create: %s\n", err);

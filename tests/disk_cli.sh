@@ -46,6 +46,17 @@ expect_error 2 "cannot check" "$F" disk check missing.vhdx
 expect_error 1 "vhdxfile" "$F" disk check junk.vhdx
 "$F" disk check a.vhdx | grep -q "No problems found" || fail "check of a good file"
 
+# Differencing children take everything from the parent.
+expect_error 2 "needs FILE only" "$F" disk create --parent a.vhdx c.vhdx 1G
+expect_error 2 "no --type" "$F" disk create --parent a.vhdx --type fixed c.vhdx
+expect_error 1 "cannot open missing.vhdx" "$F" disk create --parent missing.vhdx c.vhdx
+[ -e c.vhdx ] && fail "a failed create --parent left a file"
+"$F" disk create --parent a.vhdx c.vhdx || fail "create --parent"
+"$F" disk info c.vhdx | grep -q "^type: *differencing" || fail "info of a child"
+"$F" disk info c.vhdx | grep -q '^parent: *\.\\a\.vhdx' || fail "info shows the parent: $("$F" disk info c.vhdx)"
+expect_error 1 "File exists" "$F" disk create --parent a.vhdx c.vhdx
+expect_error 1 "its size follows its parent" "$F" disk resize c.vhdx 2G
+
 expect_error 1 "already exists" "$F" disk convert a.vhdx a.vhdx
 expect_error 2 "-O must be vhdx or raw" "$F" disk convert -O qcow2 a.vhdx b
 expect_error 2 "--rw must be" "$F" disk bench --rw sideways a.vhdx

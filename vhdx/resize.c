@@ -308,25 +308,14 @@ static int prepare(struct grow *g, char *err, size_t errlen)
 static int adopt(struct grow *g)
 {
 	struct vhdx *v = g->v;
-	size_t sectors = g->bat_bytes / VHDX_SECTOR;
-	uint8_t *map = calloc(sectors, 1);
-	uint32_t *list = calloc(sectors, sizeof(uint32_t));
-
-	if (!map || !list) {
-		free(map);
-		free(list);
-		return -ENOMEM;
-	}
-	free(v->dirty_map);
-	free(v->dirty_list);
-	v->dirty_map = map;
-	v->dirty_list = list;
 	free(v->bat);
 	v->bat = g->bat;
 	g->bat = NULL;
 	v->bat_bytes = g->bat_bytes;
 	v->bat_entries = g->entries;
 	v->data_blocks = g->data_blocks;
+	if (vhdx_dirty_alloc(v))
+		return -ENOMEM;
 	for (uint32_t i = 0; i < v->nregions; i++)
 		if (v->regions[i].off == v->bat_offset &&
 		    v->regions[i].len == v->bat_length) {

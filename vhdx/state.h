@@ -19,6 +19,7 @@ struct overlay {
 
 enum commit_phase {
 	COMMIT_IDLE,
+	COMMIT_DATA_SYNC,		/* data the entry makes visible, first */
 	COMMIT_LOG_WRITE,
 	COMMIT_LOG_SYNC,
 	COMMIT_BAT_WRITE,
@@ -96,8 +97,9 @@ struct vhdx {
 	struct guid disk_id;
 	bool has_parent;
 	bool leave_allocated;
-	char parent[512];
 	uint32_t vsize_item;		/* offset of Virtual Disk Size in the region */
+	uint32_t locator_item;		/* the parent locator's offset and */
+	uint32_t locator_len;		/* length in the region (0: none) */
 
 	uint64_t chunk_ratio;
 	uint64_t data_blocks;
@@ -105,10 +107,27 @@ struct vhdx {
 	uint8_t *bat;			/* on-disk bytes, whole sectors */
 	size_t bat_bytes;
 
-	/* BAT sectors changed in memory and not yet committed. */
-	uint8_t *dirty_map;		/* one byte per BAT sector */
+	/*
+	 * Differencing: each chunk's sector bitmap block (1 MiB), in
+	 * memory whole, or NULL when the chunk has none.
+	 */
+	uint8_t **sb;
+	uint64_t nchunks;
+
+	/*
+	 * Metadata sectors changed in memory and not yet committed, by id:
+	 * BAT sectors first (0 .. bat_sectors - 1), then the sectors of
+	 * each chunk's bitmap (SB_SECTORS per chunk).
+	 */
+	uint8_t *dirty_map;		/* one byte per id */
 	uint32_t *dirty_list;
 	uint32_t ndirty;
+	uint32_t bat_sectors;
+	/*
+	 * Dirty sectors that make written data visible (sector bitmap
+	 * bits): the data must be on disk before the log entry is.
+	 */
+	bool need_data_sync;
 
 	uint64_t alloc_end;		/* where the next block goes */
 	uint64_t durable_size;		/* file size known to be stable */
@@ -133,9 +152,17 @@ struct vhdx {
 	uint8_t *region_good;		/* VHDX_REGION_SIZE bytes */
 };
 
+/* 4 KiB sectors in a 1 MiB sector bitmap block. */
+#define SB_SECTORS	(MiB / VHDX_SECTOR)
+
 static inline uint64_t bat_payload_index(const struct vhdx *v, uint64_t block)
 {
 	return block + block / v->chunk_ratio;
+}
+
+static inline uint64_t bat_bitmap_index(const struct vhdx *v, uint64_t chunk)
+{
+	return chunk * (v->chunk_ratio + 1) + v->chunk_ratio;
 }
 
 static inline uint64_t bat_get(const struct vhdx *v, uint64_t idx)
@@ -152,6 +179,10 @@ void overlay_apply(const struct vhdx *v, uint8_t *buf, size_t len,
 int vhdx_parse(struct vhdx *v, struct vhdx_report *r);
 void vhdx_state_free(struct vhdx *v);
 void vhdx_mark_dirty(struct vhdx *v, uint64_t bat_idx);
+/* The dirty set, sized for the BAT and (differencing) the bitmaps. */
+int vhdx_dirty_alloc(struct vhdx *v);
+/* Load every present sector bitmap block (differencing disks). */
+int vhdx_load_bitmaps(struct vhdx *v, struct vhdx_report *r);
 
 /* header.c */
 /*
@@ -175,6 +206,19 @@ uint32_t vhdx_log_build(uint8_t *entry, const struct log_entry_head *h,
 			const struct log_sector *s, uint32_t n);
 
 /* io.c */
+/*
+ * Queue a read or write (as @req says) of @len bytes at @file_off of
+ * the file, from @req's buffers at @skip.  With @reveal, a write marks
+ * its sectors present in the sector bitmap once it has completed.
+ */
+int vhdx_queue_seg(struct vhdx *v, struct vdisk_req *req, size_t skip,
+		   size_t len, uint64_t file_off, uint64_t voff, bool reveal);
+/* Make [file_off, file_off + len) read as zeros; @reveal as above. */
+int vhdx_queue_zero(struct vhdx *v, struct vdisk_req *req, uint64_t file_off,
+		    uint64_t len, uint64_t voff, bool reveal);
+/* A new block for @block at the end of the file, in @state. */
+int vhdx_alloc_block(struct vhdx *v, uint64_t block, unsigned int state,
+		     uint64_t *off);
 void vhdx_commit_start(struct vhdx *v);
 /* Commit every dirty BAT sector, waiting on the engine. */
 int vhdx_commit_all(struct vhdx *v);
@@ -185,6 +229,22 @@ int vhdx_commit_all(struct vhdx *v);
  */
 int vhdx_commit_sectors(struct vhdx *v, const struct log_sector *s,
 			uint32_t n);
+
+/* bitmap.c: sector bitmaps of differencing disks. */
+/* See vdisk_ops.map. */
+enum vmap vhdx_map(struct vdisk *d, uint64_t off, uint64_t *len,
+		   uint64_t *file_off);
+/* The sectors of [voff, voff + len) are present now (a write landed). */
+void vhdx_mark_present(struct vhdx *v, uint64_t voff, uint64_t len);
+/* Give chunk @chunk a sector bitmap block, if it has none. */
+int vhdx_bitmap_ensure(struct vhdx *v, uint64_t chunk);
+/* Clear the bits of @block (before it becomes partially present). */
+void vhdx_bitmap_clear_block(struct vhdx *v, uint64_t block);
+
+/* diff.c: writes and zeroing on differencing disks. */
+int vhdx_diff_write(struct vhdx *v, struct vdisk_req *req, size_t done,
+		    size_t n, uint64_t pos);
+void vhdx_diff_zero_range(struct vhdx *v, struct vdisk_req *req);
 
 /* resize.c */
 /* Grow the open disk to @new_size; see vdisk_resize(). */

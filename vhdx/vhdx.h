@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhdx: virtual disks (VHDX and raw files) and the io_uring I/O engine.
+ * vhdx: virtual disks (VHDX, VHD and raw files, differencing chains of
+ * VHDX and VHD) and the io_uring I/O engine.
  *
  * A struct vdisk is driven by one thread at a time: requests are submitted
  * and their completions delivered on the thread that calls
@@ -91,9 +92,10 @@ void io_engine_defer(struct io_engine *eng, struct io_op *op, int res);
 /* ---- virtual disks --------------------------------------------------- */
 
 enum vdisk_format {
-	VDISK_FORMAT_AUTO,	/* VHDX if the signature is there, else raw */
+	VDISK_FORMAT_AUTO,	/* by signature: VHDX, VHD, else raw */
 	VDISK_FORMAT_VHDX,
 	VDISK_FORMAT_RAW,
+	VDISK_FORMAT_VHD,	/* VHD version 1 (Virtual PC, Hyper-V) */
 };
 
 enum vdisk_type {
@@ -114,7 +116,19 @@ struct vdisk_info {
 	char disk_id[40];		/* VHDX virtual disk id, text form */
 	uint32_t log_length;
 	bool log_replayed;		/* a dirty log was replayed at open */
-	char parent[512];		/* differencing: parent locator path */
+	/*
+	 * Differencing disks: the parent's path.  With the chain open, the
+	 * file that was opened; without (no_io), the first name the
+	 * locator gives, as written.
+	 */
+	char parent[4096];
+	/* Disks in the chain from this one down: 1 without a parent. */
+	unsigned int chain_depth;
+	/*
+	 * What a child of this disk links to, as text: a VHDX file's
+	 * DataWriteGuid, a VHD file's unique id.  Empty for raw files.
+	 */
+	char identity[40];
 	/* Offsets and lengths of requests must be multiples of this. */
 	uint32_t alignment;
 };
@@ -134,6 +148,19 @@ struct vdisk_open_opts {
 	 */
 	bool no_io;
 };
+
+/*
+ * Differencing disks open their whole chain: each parent is found by
+ * the names the child gives it (for VHDX relative_path, volume_path,
+ * absolute_win32_path, in that order; for VHD its W2ru and W2ku
+ * locators, then its parent name), checked against the child's linkage
+ * (the parent's DataWriteGuid or unique id), size and sector size, and
+ * opened read-only on the same engine.  An open fails with -ENOENT for
+ * a missing parent, -ESTALE for one that changed since the child was
+ * made (a merge into it, say), -ELOOP for a chain that loops or names
+ * itself, -EINVAL for a parent of another size or sector size; @err
+ * names the disk and the reason.
+ */
 
 enum vdisk_op {
 	VDISK_READ,
@@ -188,6 +215,28 @@ int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
 int vdisk_close(struct vdisk *d);
 const struct vdisk_info *vdisk_info(struct vdisk *d);
 struct io_engine *vdisk_engine(struct vdisk *d);
+/* The opened parent of a differencing disk (read-only), or NULL. */
+struct vdisk *vdisk_parent(struct vdisk *d);
+
+/* One disk of a chain, as vdisk_chain_list() describes it. */
+struct vdisk_chain_level {
+	char path[4096];
+	enum vdisk_format format;
+	enum vdisk_type type;
+	uint64_t virtual_size;
+	uint64_t file_size;
+	char identity[40];
+};
+
+/*
+ * Describe the chain of @path, top first, in @levels (room for @max);
+ * *n is set to the number of disks.  Every parent is found and checked
+ * as an open does (errors as for vdisk_open), but no file is locked or
+ * changed, so a chain in use by a running VM can be listed.
+ */
+int vdisk_chain_list(const char *path, struct vdisk_chain_level *levels,
+		     unsigned int max, unsigned int *n, char *err,
+		     size_t errlen);
 
 /*
  * Queue @req.  Returns 0 when @req->done will be called, or a negative
@@ -234,9 +283,14 @@ int vdisk_resize(const char *path, uint64_t new_size, char *err,
 /* ---- VHDX creation and checking ------------------------------------- */
 
 struct vhdx_create_opts {
-	uint64_t size;			/* virtual size, bytes */
-	enum vdisk_type type;		/* fixed or dynamic */
-	uint32_t block_size;		/* 0: chosen by size */
+	uint64_t size;			/* virtual size, bytes; 0 with a parent */
+	enum vdisk_type type;		/* fixed, dynamic or differencing */
+	/*
+	 * Differencing: the parent, a VHDX or VHD file.  The child takes its
+	 * size and sector sizes; @type may be left 0 (fixed) or differencing.
+	 */
+	const char *parent;
+	uint32_t block_size;		/* 0: by size (2 MiB for a child) */
 	uint32_t logical_sector_size;	/* 512 (default) or 4096 */
 	uint32_t physical_sector_size;	/* 4096 (default) or 512 */
 	uint32_t log_size;		/* 0: 1 MiB */
@@ -244,7 +298,11 @@ struct vhdx_create_opts {
 
 /* The block size chosen for a disk of @size when none is given. */
 uint32_t vhdx_default_block_size(uint64_t size);
-/* Create a new VHDX file at @path; fails with -EEXIST if it exists. */
+/*
+ * Create a new VHDX file at @path; fails with -EEXIST if it exists.  A
+ * differencing disk names its parent as Hyper-V does (parent_linkage,
+ * relative_path, volume_path, absolute_win32_path).
+ */
 int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
 		char *err, size_t errlen);
 

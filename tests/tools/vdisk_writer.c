@@ -7,6 +7,12 @@
  *	block boundaries) to IMAGE through the library and to the raw file
  *	SHADOW with pwrite, then a clean close.
  *
+ *   vdisk_writer mutate SEED COUNT IMAGE SHADOW
+ *	Like pattern, but a fifth of the operations are write-zeroes and
+ *	a tenth discards (whole logical sectors, some whole 2 MiB blocks), each
+ *	applied to SHADOW as zeros.  SHADOW keeps what it held: copy the
+ *	parent's shadow first to follow a differencing child.
+ *
  *   vdisk_writer crash SEED IMAGE
  *	Non-overlapping seeded writes, QD 8, with a flush every few writes,
  *	until killed.  After each flush completes it prints "durable N":
@@ -100,6 +106,60 @@ static int do_pattern(uint64_t seed, long count, const char *image,
 			fprintf(stderr, "write %ld at %llu+%llu failed: %s\n", i,
 				(unsigned long long)off, (unsigned long long)len,
 				strerror(-ret));
+			return 1;
+		}
+		if (r % 7 == 0 && (ret = vdisk_flush(d))) {
+			fprintf(stderr, "flush failed: %s\n", strerror(-ret));
+			return 1;
+		}
+	}
+	free(buf);
+	close(sfd);
+	return vdisk_close(d) ? 1 : 0;
+}
+
+static int do_mutate(uint64_t seed, long count, const char *image,
+		     const char *shadow)
+{
+	struct vdisk *d = open_disk(image, false);
+	uint64_t size = vdisk_info(d)->virtual_size;
+	uint64_t lss = vdisk_info(d)->logical_sector_size;
+	int sfd = open(shadow, O_RDWR | O_CREAT, 0644);
+	uint8_t *buf = malloc(4 * 1024 * 1024);
+
+	if (sfd < 0 || ftruncate(sfd, (off_t)size) < 0 || !buf)
+		return 2;
+	for (long i = 0; i < count; i++) {
+		uint64_t r = mix(seed * 1000003 + (uint64_t)i);
+		uint64_t kind = r % 10, len = 1 + (r >> 40) % (3 * 1024 * 1024);
+		uint64_t off = mix(r) % size;
+		int ret = 0;
+
+		if (kind >= 7 && (r >> 8) % 3 == 0) {
+			/* Whole 2 MiB blocks, the size of a child's. */
+			off &= ~(2 * 1024 * 1024ULL - 1);
+			len = 2 * 1024 * 1024ULL * (1 + (r >> 20) % 2);
+		}
+		if (kind >= 7) {
+			off -= off % lss;
+			len = (len + lss - 1) / lss * lss;
+		}
+		if (len > size - off)
+			len = size - off;
+		if (kind < 7) {
+			fill(buf, len, r);
+			ret = vdisk_pwrite(d, buf, len, off);
+		} else if (kind < 9) {
+			memset(buf, 0, len);
+			ret = vdisk_write_zeroes(d, off, len);
+		} else {
+			memset(buf, 0, len);
+			ret = vdisk_discard(d, off, len);
+		}
+		if (ret || pwrite(sfd, buf, len, (off_t)off) != (ssize_t)len) {
+			fprintf(stderr, "op %ld (kind %llu) at %llu+%llu failed: %s\n", i,
+				(unsigned long long)kind, (unsigned long long)off,
+				(unsigned long long)len, strerror(-ret));
 			return 1;
 		}
 		if (r % 7 == 0 && (ret = vdisk_flush(d))) {
@@ -353,6 +413,9 @@ int main(int argc, char **argv)
 	if (argc == 6 && strcmp(argv[1], "pattern") == 0)
 		return do_pattern(strtoull(argv[2], NULL, 0), atol(argv[3]),
 				  argv[4], argv[5]);
+	if (argc == 6 && strcmp(argv[1], "mutate") == 0)
+		return do_mutate(strtoull(argv[2], NULL, 0), atol(argv[3]),
+				 argv[4], argv[5]);
 	if (argc == 5 && strcmp(argv[1], "blkexpect") == 0)
 		return do_blkexpect(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0),
 				    argv[4]);
