@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,9 +21,10 @@
 
 static const char disk_usage[] =
 	"usage: fsvisor disk <command> ...\n"
-	"  create [--type dynamic|fixed] [--block-size N] [--sector-size 512|4096]\n"
-	"         [--log-size N] FILE SIZE\n"
-	"  create --parent PARENT [--block-size N] FILE   a differencing child\n"
+	"  create [--format vhdx|vhd] [--type dynamic|fixed] [--block-size N]\n"
+	"         [--sector-size 512|4096] [--log-size N] FILE SIZE\n"
+	"  create [--format vhdx|vhd] --parent PARENT [--block-size N] FILE\n"
+	"                                 a differencing child (.vhd: VHD, else VHDX)\n"
 	"  info [--json] FILE\n"
 	"  check [--repair] FILE          exit 0: clean, 1: problems, 2: cannot check\n"
 	"  resize FILE SIZE               grow a VHDX or raw disk (never shrinks)\n"
@@ -80,6 +82,39 @@ static int parse_type(const char *s, enum vdisk_type *t)
 	return 0;
 }
 
+static const char *format_name(enum vdisk_format f)
+{
+	switch (f) {
+	case VDISK_FORMAT_VHDX:
+		return "vhdx";
+	case VDISK_FORMAT_VHD:
+		return "vhd";
+	case VDISK_FORMAT_RAW:
+		return "raw";
+	case VDISK_FORMAT_AUTO:
+		break;
+	}
+	return "?";
+}
+
+/* --format, or by the file's name: .vhd and .avhd are VHD, others VHDX. */
+static int pick_format(const char *opt, const char *path, enum vdisk_format *f)
+{
+	const char *dot = strrchr(path, '.');
+
+	if (opt && strcmp(opt, "vhdx") == 0)
+		*f = VDISK_FORMAT_VHDX;
+	else if (opt && strcmp(opt, "vhd") == 0)
+		*f = VDISK_FORMAT_VHD;
+	else if (opt)
+		return -EINVAL;
+	else if (dot && (strcasecmp(dot, ".vhd") == 0 || strcasecmp(dot, ".avhd") == 0))
+		*f = VDISK_FORMAT_VHD;
+	else
+		*f = VDISK_FORMAT_VHDX;
+	return 0;
+}
+
 static const char *type_name(enum vdisk_type t)
 {
 	switch (t) {
@@ -104,17 +139,22 @@ static int disk_create(int argc, char **argv)
 		{ "physical-sector-size", required_argument, NULL, 'p' },
 		{ "log-size", required_argument, NULL, 'l' },
 		{ "parent", required_argument, NULL, 'P' },
+		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct vhdx_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
+	struct vdisk_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
+	const char *format = NULL;
 	bool type_given = false;
 	char err[1024];
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:b:s:p:l:P:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:b:s:p:l:P:f:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'f':
+			format = optarg;
+			break;
 		case 't':
 			if (parse_type(optarg, &o.type))
 				return usage_error("--type must be dynamic or fixed, not '%s'",
@@ -160,7 +200,9 @@ static int disk_create(int argc, char **argv)
 		if (parse_size_arg("size", argv[optind + 1], &o.size))
 			return EXIT_USAGE;
 	}
-	ret = vhdx_create(argv[optind], &o, err, sizeof(err));
+	if (pick_format(format, argv[optind], &o.format))
+		return usage_error("--format must be vhdx or vhd, not '%s'", format);
+	ret = vdisk_create(argv[optind], &o, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "fsvisor disk create: %s\n", err);
 		return 1;
@@ -204,7 +246,7 @@ static int disk_info(int argc, char **argv)
 	if (json) {
 		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i}",
 			"filename", argv[optind],
-			"format", in->format == VDISK_FORMAT_VHDX ? "vhdx" : "raw",
+			"format", format_name(in->format),
 			"type", type_name(in->type),
 			"virtual-size", (json_int_t)in->virtual_size,
 			"file-size", (json_int_t)in->file_size,
@@ -227,9 +269,8 @@ static int disk_info(int argc, char **argv)
 		json_decref(o);
 	} else {
 		printf("file:          %s\n", argv[optind]);
-		printf("format:        %s\n",
-		       in->format == VDISK_FORMAT_VHDX ? "vhdx" : "raw");
-		if (in->format == VDISK_FORMAT_VHDX)
+		printf("format:        %s\n", format_name(in->format));
+		if (in->format != VDISK_FORMAT_RAW)
 			printf("type:          %s\n", type_name(in->type));
 		printf("virtual size:  %s (%" PRIu64 " bytes)\n",
 		       size_format_human(in->virtual_size, a, sizeof(a)),
@@ -287,7 +328,7 @@ static int disk_check(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return usage_error("check needs FILE");
-	ret = vhdx_check(argv[optind], repair, print_problem, NULL, &res);
+	ret = vdisk_check(argv[optind], repair, print_problem, NULL, &res);
 	if (ret) {
 		fprintf(stderr, "fsvisor disk check: cannot check %s: %s\n",
 			argv[optind], strerror(-ret));

@@ -57,6 +57,18 @@ expect_error 1 "cannot open missing.vhdx" "$F" disk create --parent missing.vhdx
 expect_error 1 "File exists" "$F" disk create --parent a.vhdx c.vhdx
 expect_error 1 "its size follows its parent" "$F" disk resize c.vhdx 2G
 
+# VHD by name or by --format.
+expect_error 2 "--format must be vhdx or vhd" "$F" disk create --format qcow2 v.vhd 1G
+expect_error 1 "1 sector to 2040 GiB" "$F" disk create v.vhd 2041G
+expect_error 1 "512-byte sectors" "$F" disk create --sector-size 4096 v.vhd 1G
+"$F" disk create v.vhd 1G || fail "create a VHD"
+"$F" disk info v.vhd | grep -q "^format: *vhd$" || fail "a .vhd file is a VHD: $("$F" disk info v.vhd)"
+"$F" disk create --format vhd --type fixed v.img 10M || fail "create --format vhd"
+"$F" disk info --json v.img | grep -q '"format": "vhd"' || fail "info --json of a VHD"
+"$F" disk check v.vhd | grep -q "No problems found" || fail "check of a VHD"
+"$F" disk create --parent v.vhd cv.vhd || fail "create a VHD child"
+expect_error 1 "must be a VHD file" "$F" disk create --parent a.vhdx cv2.vhd
+
 expect_error 1 "already exists" "$F" disk convert a.vhdx a.vhdx
 expect_error 2 "-O must be vhdx or raw" "$F" disk convert -O qcow2 a.vhdx b
 expect_error 2 "--rw must be" "$F" disk bench --rw sideways a.vhdx

@@ -360,3 +360,23 @@ out:
 	free(bat);
 	return ret;
 }
+
+int vdisk_create(const char *path, const struct vdisk_create_opts *o,
+		 char *err, size_t errlen)
+{
+	struct vhdx_create_opts x = {
+		.size = o->size, .type = o->type, .parent = o->parent,
+		.block_size = o->block_size,
+		.logical_sector_size = o->logical_sector_size,
+		.physical_sector_size = o->physical_sector_size,
+		.log_size = o->log_size,
+	};
+
+	if (o->format == VDISK_FORMAT_VHD)
+		return vhd_create(path, o, err, errlen);
+	if (o->format != VDISK_FORMAT_VHDX && o->format != VDISK_FORMAT_AUTO) {
+		snprintf(err, errlen, "only VHDX and VHD disks can be created");
+		return -EINVAL;
+	}
+	return vhdx_create(path, &x, err, errlen);
+}

@@ -102,6 +102,7 @@ struct chain_ctx {
 };
 
 /* vdisk.c */
+int vdisk_detect_format(int fd, uint64_t size, enum vdisk_format *fmt);
 int vdisk_open_in_chain(const char *path, const struct vdisk_open_opts *opts,
 			struct chain_ctx *cc, struct vdisk **out, char *err,
 			size_t errlen);
@@ -190,6 +191,9 @@ struct vdisk_seg *vdisk_seg_get(struct vdisk *d, struct vdisk_req *req,
 void vdisk_seg_put(struct vdisk *d, struct vdisk_seg *seg);
 
 
+/* Test hooks (vhdx/test_hooks.h): report a step of a metadata change. */
+void vhdx_step(const char *what);
+
 /* Aligned buffers for metadata I/O (safe with O_DIRECT). */
 void *vhdx_alloc(size_t len);
 
@@ -235,5 +239,15 @@ int vhdx_open_fd(struct vdisk *d, struct vhdx_report *r);
 extern const struct vdisk_ops vhdx_ops;
 /* raw.c */
 int raw_open_fd(struct vdisk *d, char *err, size_t errlen);
+/* vhd_io.c: the VHD format behind struct vdisk. */
+int vhd_open_fd(struct vdisk *d, struct vhdx_report *r);
+/* vhd_create.c */
+int vhd_create(const char *path, const struct vdisk_create_opts *o,
+	       char *err, size_t errlen);
+/* vhd_check.c: see vhdx_check(). */
+int vhd_check(const char *path, bool repair, vhdx_problem_fn report,
+	      void *ctx, struct vhdx_check_result *res);
+/* vhd_resize.c: grow the open VHD disk @d (see vdisk_resize()). */
+int vhd_grow(struct vdisk *d, uint64_t new_size, char *err, size_t errlen);
 
 #endif /* FSVISOR_VHDX_INTERNAL_H */

@@ -522,7 +522,7 @@ static int vhdx_sound(const char *path, char *err, size_t errlen)
 {
 	struct first_problem p = { .count = 0 };
 	struct vhdx_check_result res;
-	int ret = vhdx_check(path, false, note_problem, &p, &res);
+	int ret = vdisk_check(path, false, note_problem, &p, &res);
 
 	if (ret) {
 		snprintf(err, errlen, "cannot check %s: %s", path, strerror(-ret));
@@ -560,6 +560,19 @@ int vdisk_resize(const char *path, uint64_t new_size, char *err, size_t errlen)
 		return raw_grow(path, new_size, err, errlen);
 
 	ret = vhdx_sound(path, err, errlen);
+	if (!ret && in.format == VDISK_FORMAT_VHD) {
+		ret = vdisk_open(path, NULL, &d, err, errlen);
+		if (ret)
+			return ret;
+		ret = vhd_grow(d, new_size, err, errlen);
+		cret = vdisk_close(d);
+		if (!ret && cret) {
+			snprintf(err, errlen, "cannot close %s after the resize: %s",
+				 path, strerror(-cret));
+			ret = cret;
+		}
+		return ret;
+	}
 	if (ret)
 		return ret;
 	ret = vdisk_open(path, NULL, &d, err, errlen);

@@ -250,7 +250,4 @@ void vhdx_diff_zero_range(struct vhdx *v, struct vdisk_req *req);
 /* Grow the open disk to @new_size; see vdisk_resize(). */
 int vhdx_grow(struct vhdx *v, uint64_t new_size, char *err, size_t errlen);
 
-/* Test hooks (vhdx/test_hooks.h): report a step of a metadata change. */
-void vhdx_step(const char *what);
-
 #endif /* FSVISOR_VHDX_STATE_H */

@@ -15,6 +15,7 @@
 
 #include "vhdx/state.h"
 #include "vhdx/test_hooks.h"
+#include "vhdx/vhd_format.h"
 
 #define DEFAULT_ENGINE_DEPTH 256
 /* Synchronous requests are cut into pieces of at most this size. */
@@ -206,19 +207,25 @@ void vdisk_seg_put(struct vdisk *d, struct vdisk_seg *seg)
 
 /* ---- open and close ------------------------------------------------ */
 
-/* VHDX by its identifier, else raw. */
-static int detect_format(int fd, uint64_t size, enum vdisk_format *fmt)
+/* VHDX by its identifier, VHD by its footer (or the copy at 0), else raw. */
+int vdisk_detect_format(int fd, uint64_t size, enum vdisk_format *fmt)
 {
 	uint8_t *buf = vhdx_alloc(VHDX_SECTOR);
 	int ret;
 
-	(void)size;
 	if (!buf)
 		return -ENOMEM;
 	ret = file_pread(fd, buf, VHDX_SECTOR, 0);
 	*fmt = VDISK_FORMAT_RAW;
-	if (!ret && memcmp(buf, VHDX_SIG_FILE, 8) == 0)
+	if (!ret && memcmp(buf, VHDX_SIG_FILE, 8) == 0) {
 		*fmt = VDISK_FORMAT_VHDX;
+	} else if (!ret && memcmp(buf, VHD_COOKIE, 8) == 0) {
+		*fmt = VDISK_FORMAT_VHD;
+	} else if (!ret && size >= VHD_FOOTER_SIZE) {
+		ret = file_pread(fd, buf, VHD_FOOTER_SIZE, size - VHD_FOOTER_SIZE);
+		if (!ret && memcmp(buf, VHD_COOKIE, 8) == 0)
+			*fmt = VDISK_FORMAT_VHD;
+	}
 	free(buf);
 	return ret;
 }
@@ -298,6 +305,8 @@ static int open_format(struct vdisk *d, char *err, size_t errlen)
 	switch (d->info.format) {
 	case VDISK_FORMAT_VHDX:
 		return vhdx_open_fd(d, &r);
+	case VDISK_FORMAT_VHD:
+		return vhd_open_fd(d, &r);
 	default:
 		return raw_open_fd(d, err, errlen);
 	}
@@ -355,7 +364,7 @@ int vdisk_open_in_chain(const char *path, const struct vdisk_open_opts *opts,
 	d->info.format = opts->format;
 	d->info.chain_depth = 1;
 	if (d->info.format == VDISK_FORMAT_AUTO) {
-		ret = detect_format(d->fd, (uint64_t)st.st_size, &d->info.format);
+		ret = vdisk_detect_format(d->fd, (uint64_t)st.st_size, &d->info.format);
 		if (ret) {
 			snprintf(err, errlen, "cannot read %s: %s", path,
 				 strerror(-ret));

@@ -306,6 +306,33 @@ uint32_t vhdx_default_block_size(uint64_t size);
 int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
 		char *err, size_t errlen);
 
+/* ---- creating any disk --------------------------------------------- */
+
+struct vdisk_create_opts {
+	enum vdisk_format format;	/* VHDX (AUTO means VHDX too) or VHD */
+	enum vdisk_type type;		/* fixed, dynamic, differencing */
+	uint64_t size;			/* bytes; unused with a parent */
+	/*
+	 * Differencing: the parent's path.  A VHDX child may have a VHDX or
+	 * VHD parent, a VHD child only a VHD one; the child takes the
+	 * parent's size and sector sizes.
+	 */
+	const char *parent;
+	uint32_t block_size;		/* 0: the format's default */
+	uint32_t logical_sector_size;	/* VHDX: 512 or 4096; VHD: 512 */
+	uint32_t physical_sector_size;	/* VHDX only */
+	uint32_t log_size;		/* VHDX only */
+};
+
+/*
+ * Create a disk at @path (-EEXIST if there is a file).  A VHD disk of
+ * less than 127 GiB is rounded up to whole cylinders of its CHS
+ * geometry, so every reader agrees on its size; VHD disks hold up to
+ * 2040 GiB.  On failure @err says why and nothing is left behind.
+ */
+int vdisk_create(const char *path, const struct vdisk_create_opts *o,
+		 char *err, size_t errlen);
+
 /* A problem that check found: one line of text. */
 typedef void (*vhdx_problem_fn)(void *ctx, const char *problem);
 
@@ -325,5 +352,14 @@ struct vhdx_check_result {
  */
 int vhdx_check(const char *path, bool repair, vhdx_problem_fn report,
 	       void *ctx, struct vhdx_check_result *res);
+/*
+ * The same for any disk: VHDX as above; VHD (footer and its copy,
+ * header, BAT; --repair rewrites a damaged footer copy and drops BAT
+ * entries outside the file); anything else is checked as VHDX.  A
+ * differencing disk whose parent chain cannot be opened (missing, stale,
+ * looping, another size) has that as one more problem.
+ */
+int vdisk_check(const char *path, bool repair, vhdx_problem_fn report,
+		void *ctx, struct vhdx_check_result *res);
 
 #endif /* FSVISOR_VHDX_H */

@@ -11,7 +11,9 @@
  *	Like pattern, but a fifth of the operations are write-zeroes and
  *	a tenth discards (whole logical sectors, some whole 2 MiB blocks), each
  *	applied to SHADOW as zeros.  SHADOW keeps what it held: copy the
- *	parent's shadow first to follow a differencing child.
+ *	parent's shadow first to follow a differencing child.  With
+ *	VDISK_WRITER_ALIGN=N in the environment every operation covers
+ *	whole N-byte units.
  *
  *   vdisk_writer crash SEED IMAGE
  *	Non-overlapping seeded writes, QD 8, with a flush every few writes,
@@ -124,6 +126,8 @@ static int do_mutate(uint64_t seed, long count, const char *image,
 	struct vdisk *d = open_disk(image, false);
 	uint64_t size = vdisk_info(d)->virtual_size;
 	uint64_t lss = vdisk_info(d)->logical_sector_size;
+	const char *align = getenv("VDISK_WRITER_ALIGN");
+	uint64_t unit = align ? strtoull(align, NULL, 0) : 1;
 	int sfd = open(shadow, O_RDWR | O_CREAT, 0644);
 	uint8_t *buf = malloc(4 * 1024 * 1024);
 
@@ -140,9 +144,11 @@ static int do_mutate(uint64_t seed, long count, const char *image,
 			off &= ~(2 * 1024 * 1024ULL - 1);
 			len = 2 * 1024 * 1024ULL * (1 + (r >> 20) % 2);
 		}
-		if (kind >= 7) {
-			off -= off % lss;
-			len = (len + lss - 1) / lss * lss;
+		if (kind >= 7 || unit > 1) {
+			uint64_t a = unit > lss ? unit : lss;
+
+			off -= off % a;
+			len = (len + a - 1) / a * a;
 		}
 		if (len > size - off)
 			len = size - off;
