@@ -28,7 +28,9 @@ static const char disk_usage[] =
 	"  info [--json] FILE\n"
 	"  check [--repair] FILE          exit 0: clean, 1: problems, 2: cannot check\n"
 	"  resize FILE SIZE               grow a VHDX or raw disk (never shrinks)\n"
-	"  convert [-O vhdx|raw] [--type dynamic|fixed] [--block-size N] SRC DST\n"
+	"  convert [-O vhdx|vhd|raw] [--type dynamic|fixed] [--block-size N]\n"
+	"          [--parent PARENT] SRC DST   copy, flattening a chain or keeping\n"
+	"                                 it: a child of PARENT with what differs\n"
 	"  bench [--rw read|write|randread|randwrite] [--bs N] [--qd N] [--direct]\n"
 	"        [--count N] [--step N] [--seed N] FILE\n";
 
@@ -374,90 +376,48 @@ static int disk_resize(int argc, char **argv)
 	return 0;
 }
 
-/* ---- convert ------------------------------------------------------- */
+/* ---- progress ------------------------------------------------------ */
 
-#define CONVERT_CHUNK (4 * 1024 * 1024)
-#define ZERO_GRAIN (64 * 1024)
+/* A bar on stderr when it is a terminal; nothing otherwise. */
+struct bar {
+	const char *what;
+	int last;
+};
 
-static void progress(uint64_t done, uint64_t total, bool tty)
+static bool bar_show(void *ctx, uint64_t done, uint64_t total)
 {
-	static int last = -1;
+	struct bar *b = ctx;
 	int pct = total ? (int)(done * 100 / total) : 100;
-	char bar[41];
+	char cells[41];
 
-	if (!tty || pct == last)
-		return;
-	last = pct;
+	if (pct == b->last)
+		return true;
+	b->last = pct;
 	for (int i = 0; i < 40; i++)
-		bar[i] = i < pct * 40 / 100 ? '#' : '.';
-	bar[40] = 0;
-	fprintf(stderr, "\r[%s] %3d%%", bar, pct);
+		cells[i] = i < pct * 40 / 100 ? '#' : '.';
+	cells[40] = 0;
+	fprintf(stderr, "\r%s [%s] %3d%%", b->what, cells, pct);
 	if (done >= total)
 		fprintf(stderr, "\n");
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	static const uint8_t zeros[ZERO_GRAIN];
-
-	while (n) {
-		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
-
-		if (memcmp(p, zeros, k))
-			return false;
-		p += k;
-		n -= k;
-	}
 	return true;
 }
 
-/* Write the non-zero grains of @buf: zeros are what dst already holds. */
-static int write_nonzero(struct vdisk *dst, const uint8_t *buf, size_t len,
-			 uint64_t off)
+/* The callback for a long operation: the bar on a terminal, else none. */
+static vdisk_progress_fn progress_for(struct bar *b, const char *what)
 {
-	for (size_t pos = 0; pos < len;) {
-		size_t n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
-		size_t run = 0;
-		int ret;
-
-		if (all_zero(buf + pos, n)) {
-			pos += n;
-			continue;
-		}
-		/* Coalesce consecutive non-zero grains into one write. */
-		while (pos + run < len) {
-			size_t k = len - pos - run < ZERO_GRAIN ? len - pos - run :
-								  ZERO_GRAIN;
-
-			if (all_zero(buf + pos + run, k))
-				break;
-			run += k;
-		}
-		ret = vdisk_pwrite(dst, buf + pos, run, off + pos);
-		if (ret)
-			return ret;
-		pos += run;
-	}
-	return 0;
+	b->what = what;
+	b->last = -1;
+	return isatty(STDERR_FILENO) ? bar_show : NULL;
 }
 
-static int create_raw(const char *path, uint64_t size, char *err, size_t errlen)
+/* After a failure, a bar left open gets its line ended. */
+static void bar_end(const struct bar *b)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (ftruncate(fd, (off_t)size) < 0) {
-		snprintf(err, errlen, "cannot size %s: %s", path, strerror(errno));
-		close(fd);
-		unlink(path);
-		return -errno;
-	}
-	close(fd);
-	return 0;
+	if (b->last >= 0 && b->last < 100)
+		fprintf(stderr, "\n");
 }
+
+/* ---- convert ------------------------------------------------------- */
 
 static int disk_convert(int argc, char **argv)
 {
@@ -465,33 +425,36 @@ static int disk_convert(int argc, char **argv)
 		{ "output-format", required_argument, NULL, 'O' },
 		{ "type", required_argument, NULL, 't' },
 		{ "block-size", required_argument, NULL, 'b' },
+		{ "parent", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct vhdx_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
-	const char *fmt = "vhdx", *src_path, *dst_path;
-	struct vdisk *src = NULL, *dst = NULL;
-	const struct vdisk_info *in;
-	bool tty = isatty(STDERR_FILENO);
-	uint8_t *buf = NULL;
-	char err[512];
+	struct vdisk_convert_opts o = { .type = VDISK_TYPE_DYNAMIC };
+	const char *fmt = NULL;
+	struct bar bar;
+	char err[1024];
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "O:t:b:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "O:t:b:P:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'O':
 			fmt = optarg;
-			if (strcmp(fmt, "vhdx") && strcmp(fmt, "raw"))
-				return usage_error("-O must be vhdx or raw, not '%s'", fmt);
+			if (strcmp(fmt, "vhdx") && strcmp(fmt, "raw") && strcmp(fmt, "vhd"))
+				return usage_error("-O must be vhdx, vhd or raw, not '%s'", fmt);
 			break;
 		case 't':
-			if (parse_type(optarg, &o.type))
-				return usage_error("--type must be dynamic or fixed");
+			if (strcmp(optarg, "differencing") == 0)
+				o.type = VDISK_TYPE_DIFFERENCING;
+			else if (parse_type(optarg, &o.type))
+				return usage_error("--type must be dynamic, fixed or differencing");
 			break;
 		case 'b':
 			if (parse_u32_size("block size", optarg, &o.block_size))
 				return EXIT_USAGE;
+			break;
+		case 'P':
+			o.parent = optarg;
 			break;
 		case 'h':
 			return printf("%s", disk_usage) < 0;
@@ -501,79 +464,25 @@ static int disk_convert(int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		return usage_error("convert needs SRC and DST");
-	src_path = argv[optind];
-	dst_path = argv[optind + 1];
-
-	ret = vdisk_open(src_path, &(struct vdisk_open_opts){ .read_only = true },
-			 &src, err, sizeof(err));
-	if (ret)
-		goto fail;
-	in = vdisk_info(src);
-	if (access(dst_path, F_OK) == 0) {
-		snprintf(err, sizeof(err), "%s already exists; remove it first",
-			 dst_path);
-		ret = -EEXIST;
-		goto fail;
-	}
-	if (strcmp(fmt, "raw") == 0) {
-		ret = create_raw(dst_path, in->virtual_size, err, sizeof(err));
-	} else {
-		o.size = in->virtual_size;
-		o.logical_sector_size = in->logical_sector_size;
-		o.physical_sector_size = in->physical_sector_size;
-		ret = vhdx_create(dst_path, &o, err, sizeof(err));
-	}
-	if (ret)
-		goto fail;
-	ret = vdisk_open(dst_path, NULL, &dst, err, sizeof(err));
-	if (ret)
-		goto fail_created;
-
-	buf = malloc(CONVERT_CHUNK);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto fail_created;
-	}
-	for (uint64_t off = 0; off < in->virtual_size;) {
-		uint64_t len = in->virtual_size - off;
-		bool allocated;
-
-		if (len > CONVERT_CHUNK)
-			len = CONVERT_CHUNK;
-		ret = vdisk_block_status(src, off, &len, &allocated);
-		if (!ret && allocated) {
-			ret = vdisk_pread(src, buf, len, off);
-			if (!ret)
-				ret = write_nonzero(dst, buf, len, off);
-		}
-		if (ret) {
-			snprintf(err, sizeof(err), "at offset %" PRIu64 ": %s", off,
-				 strerror(-ret));
-			goto fail_created;
-		}
-		off += len;
-		progress(off, in->virtual_size, tty);
-	}
-	free(buf);
-	vdisk_close(src);
-	ret = vdisk_close(dst);
+	if (fmt && strcmp(fmt, "raw") == 0)
+		o.format = VDISK_FORMAT_RAW;
+	else if (pick_format(fmt, argv[optind + 1], &o.format))
+		return EXIT_USAGE;
+	if (o.type == VDISK_TYPE_DIFFERENCING && !o.parent)
+		return usage_error("--type differencing needs --parent");
+	if (o.parent)
+		o.type = VDISK_TYPE_DIFFERENCING;
+	if (o.parent && o.format == VDISK_FORMAT_RAW)
+		return usage_error("a raw file has no parent: no --parent with -O raw");
+	o.progress = progress_for(&bar, "convert");
+	o.progress_ctx = &bar;
+	ret = vdisk_convert(argv[optind], argv[optind + 1], &o, err, sizeof(err));
 	if (ret) {
-		fprintf(stderr, "fsvisor disk convert: closing %s: %s\n", dst_path,
-			strerror(-ret));
+		bar_end(&bar);
+		fprintf(stderr, "fsvisor disk convert: %s\n", err);
 		return 1;
 	}
 	return 0;
-
-fail_created:
-	if (tty)
-		fprintf(stderr, "\n");
-	vdisk_close(dst);
-	unlink(dst_path);
-fail:
-	free(buf);
-	vdisk_close(src);
-	fprintf(stderr, "fsvisor disk convert: %s\n", err);
-	return 1;
 }
 
 /* ---- bench --------------------------------------------------------- */

@@ -70,7 +70,7 @@ expect_error 1 "512-byte sectors" "$F" disk create --sector-size 4096 v.vhd 1G
 expect_error 1 "must be a VHD file" "$F" disk create --parent a.vhdx cv2.vhd
 
 expect_error 1 "already exists" "$F" disk convert a.vhdx a.vhdx
-expect_error 2 "-O must be vhdx or raw" "$F" disk convert -O qcow2 a.vhdx b
+expect_error 2 "-O must be vhdx, vhd or raw" "$F" disk convert -O qcow2 a.vhdx b
 expect_error 2 "--rw must be" "$F" disk bench --rw sideways a.vhdx
 "$F" disk bench --rw randwrite --count 100 --qd 4 a.vhdx | grep -q '^iops=' ||
 	fail "bench output"

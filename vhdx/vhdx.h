@@ -333,6 +333,41 @@ struct vdisk_create_opts {
 int vdisk_create(const char *path, const struct vdisk_create_opts *o,
 		 char *err, size_t errlen);
 
+/* ---- long operations: convert, merge, compact ----------------------- */
+
+/*
+ * Progress of a long operation, called now and then on the thread that
+ * runs it, with the work done and the whole of it (bytes of the virtual
+ * disk); return false to cancel the operation, which then undoes what it
+ * did and fails with -ECANCELED.  A service runs these operations on a
+ * thread of its own and cancels through a flag its callback reads.
+ */
+typedef bool (*vdisk_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct vdisk_convert_opts {
+	enum vdisk_format format;	/* of the copy: VHDX, VHD or RAW */
+	enum vdisk_type type;		/* fixed or dynamic (not for raw) */
+	uint32_t block_size;		/* 0: the format's default */
+	/*
+	 * Keep a chain: the copy is a differencing disk of @parent (which
+	 * must read like the source's parent, or any disk of its size) and
+	 * holds only where the source differs from it.  NULL flattens.
+	 */
+	const char *parent;
+	vdisk_progress_fn progress;
+	void *progress_ctx;
+};
+
+/*
+ * Copy the disk (or chain) @src into a new disk @dst, which must not
+ * exist.  Unallocated runs are skipped and zeros not written, so sparse
+ * stays sparse.  A VHD copy may be a little larger (its size is rounded
+ * to whole cylinders); the extra reads as zeros.  On failure @dst is
+ * removed and @err says why.
+ */
+int vdisk_convert(const char *src, const char *dst,
+		  const struct vdisk_convert_opts *o, char *err, size_t errlen);
+
 /* A problem that check found: one line of text. */
 typedef void (*vhdx_problem_fn)(void *ctx, const char *problem);
 
