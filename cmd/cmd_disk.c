@@ -31,6 +31,9 @@ static const char disk_usage[] =
 	"  convert [-O vhdx|vhd|raw] [--type dynamic|fixed] [--block-size N]\n"
 	"          [--parent PARENT] SRC DST   copy, flattening a chain or keeping\n"
 	"                                 it: a child of PARENT with what differs\n"
+	"  merge [--into ANCESTOR] [--keep] CHILD\n"
+	"                                 CHILD's data into its parent (or ANCESTOR);\n"
+	"                                 CHILD (and the disks between) are removed\n"
 	"  bench [--rw read|write|randread|randwrite] [--bs N] [--qd N] [--direct]\n"
 	"        [--count N] [--step N] [--seed N] FILE\n";
 
@@ -485,6 +488,48 @@ static int disk_convert(int argc, char **argv)
 	return 0;
 }
 
+/* ---- merge ---------------------------------------------------------- */
+
+static int disk_merge(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "into", required_argument, NULL, 'i' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vdisk_merge_opts o = { 0 };
+	struct bar bar;
+	char err[1024];
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "i:kh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			o.into = optarg;
+			break;
+		case 'k':
+			o.keep_files = true;
+			break;
+		case 'h':
+			return printf("%s", disk_usage) < 0;
+		default:
+			return usage_error("bad option");
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("merge needs CHILD");
+	o.progress = progress_for(&bar, "merge");
+	o.progress_ctx = &bar;
+	if (vdisk_merge(argv[optind], &o, err, sizeof(err))) {
+		bar_end(&bar);
+		fprintf(stderr, "fsvisor disk merge: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- bench --------------------------------------------------------- */
 
 struct bench {
@@ -705,7 +750,8 @@ int cmd_disk(int argc, char **argv)
 		{ "info", "describe a disk image", disk_info },
 		{ "check", "check (and repair) a VHDX file", disk_check },
 		{ "resize", "grow a disk", disk_resize },
-		{ "convert", "copy an image to VHDX or raw", disk_convert },
+		{ "convert", "copy an image to VHDX, VHD or raw", disk_convert },
+		{ "merge", "merge a differencing disk into its parent", disk_merge },
 		{ "bench", "measure I/O rates", disk_bench },
 	};
 

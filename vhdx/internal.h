@@ -88,6 +88,14 @@ struct vdisk {
 	struct guid linkage;		/* the identity the parent must have */
 	struct guid linkage2;		/* or this one, when there is one */
 	bool has_linkage2;
+
+	/* An online merge (vhdx/merge.c) is told of every change. */
+	struct vdisk_merge *merge;
+	/* Requests held while a merge commits, and requests in flight. */
+	bool hold;
+	struct vdisk_req *held;
+	struct vdisk_req **held_tail;
+	unsigned int active;
 };
 
 /* Chains deeper than this are refused (a loop the files hide). */
@@ -109,6 +117,11 @@ int vdisk_open_in_chain(const char *path, const struct vdisk_open_opts *opts,
 /* Record a name of the parent (the value is copied). */
 int vdisk_add_parent_ref(struct vdisk *d, const char *key,
 			 enum parent_kind kind, const char *value);
+
+/* merge.c: a write of [off, off + len) reached the merging disk. */
+void merge_note_write(struct vdisk_merge *m, uint64_t off, uint64_t len);
+/* Submit the requests a merge held back. */
+void vdisk_release_held(struct vdisk *d);
 
 /* chain.c */
 /* Find, open (like @opts, read-only) and check the parent of @d. */

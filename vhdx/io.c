@@ -688,6 +688,7 @@ const struct vdisk_ops vhdx_ops = {
 	.map = vhdx_map,
 	.read_file = vhdx_read_file,
 	.close = vhdx_close,
+	.stale_reason = vhdx_stale_reason,
 };
 
 int vhdx_open_fd(struct vdisk *d, struct vhdx_report *r)

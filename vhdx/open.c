@@ -384,8 +384,12 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 				goto out;
 			}
 		}
-		if (flags & MT_FLAG_IS_USER)
+		if (flags & MT_FLAG_IS_USER) {
+			if (guid_equal(&id, &guid_merge_record) && len == VHDX_SECTOR &&
+			    off % VHDX_SECTOR == 0)
+				v->record_item = off;
 			continue;
+		}
 		for (size_t k = 0; k < ARRAY_SIZE(items); k++)
 			if (guid_equal(&id, items[k].id))
 				known = &items[k];

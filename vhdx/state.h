@@ -100,6 +100,8 @@ struct vhdx {
 	uint32_t vsize_item;		/* offset of Virtual Disk Size in the region */
 	uint32_t locator_item;		/* the parent locator's offset and */
 	uint32_t locator_len;		/* length in the region (0: none) */
+	uint32_t record_item;		/* the merge record's offset (0: none) */
+	uint32_t record_pending;	/* the same, for a transaction under way */
 
 	uint64_t chunk_ratio;
 	uint64_t data_blocks;
@@ -245,6 +247,33 @@ void vhdx_bitmap_clear_block(struct vhdx *v, uint64_t block);
 int vhdx_diff_write(struct vhdx *v, struct vdisk_req *req, size_t done,
 		    size_t n, uint64_t pos);
 void vhdx_diff_zero_range(struct vhdx *v, struct vdisk_req *req);
+
+/* txn.c */
+/* Sectors one atomic transaction can carry in this file's log. */
+uint32_t vhdx_txn_capacity(const struct vhdx *v);
+/*
+ * Write @n sectors of the file as one transaction (see txn.c), the file
+ * at least @last bytes long afterwards, with a new DataWriteGuid.
+ * *committed says whether it passed its commit point: if so and it
+ * failed after, the next open's replay finishes it.
+ */
+int vhdx_commit_atomic(struct vhdx *v, const struct log_sector *s, uint32_t n,
+		       uint64_t last, bool *committed);
+
+/* record.c: the merge record, a user metadata item. */
+/*
+ * The sectors (in @buf, 2 x VHDX_SECTOR) that add an entry for a merge
+ * that changed DataWriteGuid @old (merging @child into this disk) to
+ * the record; *n of them in @out.  0, or -ENOSPC when the metadata
+ * region has no room for the item (the merge goes on without it).
+ */
+int vhdx_record_sectors(struct vhdx *v, const struct guid *old,
+			const char *child, uint8_t *buf,
+			struct log_sector *out, uint32_t *n);
+/* Where the record lives, once the transaction carrying it is in place. */
+void vhdx_record_adopt(struct vhdx *v);
+bool vhdx_stale_reason(struct vdisk *d, const struct guid *linkage,
+		       char *buf, size_t len);
 
 /* resize.c */
 /* Grow the open disk to @new_size; see vdisk_resize(). */

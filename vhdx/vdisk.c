@@ -160,14 +160,25 @@ void vdisk_req_begin(struct vdisk *d, struct vdisk_req *req)
 	req->disk = d;
 	req->pending = 1;	/* dropped by vdisk_req_launch() */
 	req->error = 0;
+	d->active++;
 }
 
 void vdisk_req_put(struct vdisk_req *req, int res)
 {
 	if (res < 0 && !req->error)
 		req->error = res;
-	if (--req->pending == 0)
+	if (--req->pending == 0) {
+		struct vdisk *d = req->disk;
+
+		d->active--;
+		/*
+		 * A merge copies what the disk holds; a change that has landed
+		 * (not one merely submitted) is what it must copy again.
+		 */
+		if (d->merge && req->op != VDISK_READ && req->op != VDISK_FLUSH)
+			merge_note_write(d->merge, req->offset, req->len);
 		req->done(req, req->error);
+	}
 }
 
 void vdisk_req_launch(struct vdisk_req *req, int res)
@@ -358,6 +369,7 @@ int vdisk_open_in_chain(const char *path, const struct vdisk_open_opts *opts,
 		if (ret)
 			goto fail;
 	}
+	d->held_tail = &d->held;
 	d->read_only = opts->read_only || opts->no_io;
 	d->direct = opts->direct;
 	d->no_io = opts->no_io;
@@ -454,6 +466,12 @@ int vdisk_submit(struct vdisk *d, struct vdisk_req *req)
 		req->len = 0;
 		if (d->read_only)
 			return -EROFS;
+		if (d->hold) {
+			req->next = NULL;
+			*d->held_tail = req;
+			d->held_tail = &req->next;
+			return 0;
+		}
 		return d->ops->submit(d, req);
 	}
 	if (req->op != VDISK_READ && req->op != VDISK_WRITE &&
@@ -471,7 +489,32 @@ int vdisk_submit(struct vdisk *d, struct vdisk_req *req)
 	if ((req->offset | len) % d->info.alignment)
 		return -EINVAL;
 	req->len = len;
+	if (d->hold) {
+		/* A merge is switching disks: this one goes after. */
+		req->next = NULL;
+		*d->held_tail = req;
+		d->held_tail = &req->next;
+		return 0;
+	}
 	return d->ops->submit(d, req);
+}
+
+void vdisk_release_held(struct vdisk *d)
+{
+	struct vdisk_req *list = d->held;
+
+	d->hold = false;
+	d->held = NULL;
+	d->held_tail = &d->held;
+	while (list) {
+		struct vdisk_req *req = list;
+		int ret;
+
+		list = req->next;
+		ret = vdisk_submit(d, req);
+		if (ret)
+			req->done(req, ret);	/* its submitter was told 0 */
+	}
 }
 
 int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,

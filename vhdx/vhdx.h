@@ -368,6 +368,55 @@ struct vdisk_convert_opts {
 int vdisk_convert(const char *src, const char *dst,
 		  const struct vdisk_convert_opts *o, char *err, size_t errlen);
 
+struct vdisk_merge_opts {
+	/* The ancestor to merge into (a path); NULL: the parent. */
+	const char *into;
+	/*
+	 * Leave the merged child and the disks between it and the ancestor
+	 * in place (they are invalid afterwards) instead of removing them,
+	 * as Hyper-V's Merge-VHD does.
+	 */
+	bool keep_files;
+	vdisk_progress_fn progress;
+	void *progress_ctx;
+};
+
+/*
+ * Merge the differencing disk @child into its parent (or @o->into):
+ * afterwards the ancestor reads exactly what @child read, and @child
+ * and the disks between are removed.  Crash-safe: until the merge
+ * commits every disk of the chain reads as before; after, the ancestor
+ * reads the merged result.  A merge that was interrupted (a kill, a
+ * power cut) is finished or undone by running it again.  The ancestor's
+ * other children are invalid afterwards: opening one fails with -ESTALE
+ * and says it was merged into.  The ancestor must be a VHDX file.
+ */
+int vdisk_merge(const char *child, const struct vdisk_merge_opts *o,
+		char *err, size_t errlen);
+
+/*
+ * Online merge, on a disk a VM is using (open read-write; a chain).
+ * vdisk_merge_begin() starts it (the ancestor must not be open in
+ * another process); then call vdisk_merge_step() from the thread that
+ * drives the disk, between requests, until it returns 0: each step
+ * copies a bounded amount (64 MiB) on the disk's engine, so guest I/O
+ * goes on meanwhile (a write to a block already copied has it copied
+ * again).  When all is copied, one more step holds new requests back,
+ * waits for those in flight, commits, and switches @d to the ancestor: from then on @d
+ * reads and writes the ancestor, and the held requests go there.
+ * Returns 1 while work remains, 0 when done (the merge is freed), or a
+ * negative errno with @err set (the merge was undone and freed; @d is
+ * as before).  vdisk_merge_cancel() undoes and frees a merge under way.
+ */
+struct vdisk_merge;
+int vdisk_merge_begin(struct vdisk *d, const struct vdisk_merge_opts *o,
+		      struct vdisk_merge **out, char *err, size_t errlen);
+int vdisk_merge_step(struct vdisk_merge *m, char *err, size_t errlen);
+void vdisk_merge_cancel(struct vdisk_merge *m);
+/* Bytes of the virtual disk the merge has gone through, of @total. */
+void vdisk_merge_progress(const struct vdisk_merge *m, uint64_t *done,
+			  uint64_t *total);
+
 /* A problem that check found: one line of text. */
 typedef void (*vhdx_problem_fn)(void *ctx, const char *problem);
 
