@@ -34,6 +34,8 @@ static const char disk_usage[] =
 	"  merge [--into ANCESTOR] [--keep] CHILD\n"
 	"                                 CHILD's data into its parent (or ANCESTOR);\n"
 	"                                 CHILD (and the disks between) are removed\n"
+	"  compact FILE                   free blocks of zeros, shrink a dynamic or\n"
+	"                                 differencing disk's file\n"
 	"  bench [--rw read|write|randread|randwrite] [--bs N] [--qd N] [--direct]\n"
 	"        [--count N] [--step N] [--seed N] FILE\n";
 
@@ -530,6 +532,43 @@ static int disk_merge(int argc, char **argv)
 	return 0;
 }
 
+/* ---- compact -------------------------------------------------------- */
+
+static int disk_compact(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vdisk_compact_opts o = { 0 };
+	struct vdisk_compact_result res;
+	struct bar bar;
+	char err[1024], a[32], b[32];
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return printf("%s", disk_usage) < 0;
+		return usage_error("bad option");
+	}
+	if (argc - optind != 1)
+		return usage_error("compact needs FILE");
+	o.progress = progress_for(&bar, "compact");
+	o.progress_ctx = &bar;
+	if (vdisk_compact(argv[optind], &o, &res, err, sizeof(err))) {
+		bar_end(&bar);
+		fprintf(stderr, "fsvisor disk compact: %s\n", err);
+		return 1;
+	}
+	if (isatty(STDOUT_FILENO))
+		printf("%s -> %s: %" PRIu64 " blocks of zeros freed, %" PRIu64 " moved\n",
+		       size_format_human(res.file_size_before, a, sizeof(a)),
+		       size_format_human(res.file_size_after, b, sizeof(b)),
+		       res.freed_blocks, res.moved_blocks);
+	return 0;
+}
+
 /* ---- bench --------------------------------------------------------- */
 
 struct bench {
@@ -752,6 +791,7 @@ int cmd_disk(int argc, char **argv)
 		{ "resize", "grow a disk", disk_resize },
 		{ "convert", "copy an image to VHDX, VHD or raw", disk_convert },
 		{ "merge", "merge a differencing disk into its parent", disk_merge },
+		{ "compact", "free blocks of zeros and shrink the file", disk_compact },
 		{ "bench", "measure I/O rates", disk_bench },
 	};
 

@@ -178,6 +178,16 @@ void vhdx_bitmap_clear_block(struct vhdx *v, uint64_t block)
 	}
 }
 
+/* Are all of @block's bits set? */
+static bool block_full(const struct vhdx *v, uint64_t block)
+{
+	uint64_t bytes = v->block_size / v->lss / 8;
+	const uint8_t *p = v->sb[block / v->chunk_ratio] +
+			   (block % v->chunk_ratio) * bytes;
+
+	return p[0] == 0xff && memcmp(p, p + 1, bytes - 1) == 0;
+}
+
 void vhdx_mark_present(struct vhdx *v, uint64_t voff, uint64_t len)
 {
 	uint64_t first = voff / v->lss, end = (voff + len) / v->lss;
@@ -194,9 +204,9 @@ void vhdx_mark_present(struct vhdx *v, uint64_t voff, uint64_t len)
 			mark_sb_dirty(v, chunk, i >> 3);
 	}
 	v->need_data_sync = true;
-	/* A whole block written: it is simply present from now on. */
-	if (voff % v->block_size == 0 && len == v->block_size &&
-	    (bat_get(v, idx) & BAT_STATE_MASK) == PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
+	/* Every sector of the block here: it is simply present from now on. */
+	if ((bat_get(v, idx) & BAT_STATE_MASK) == PAYLOAD_BLOCK_PARTIALLY_PRESENT &&
+	    block_full(v, block)) {
 		put64(v->bat + idx * 8, (bat_get(v, idx) & ~BAT_STATE_MASK) |
 					PAYLOAD_BLOCK_FULLY_PRESENT);
 		vhdx_mark_dirty(v, idx);

@@ -417,6 +417,29 @@ void vdisk_merge_cancel(struct vdisk_merge *m);
 void vdisk_merge_progress(const struct vdisk_merge *m, uint64_t *done,
 			  uint64_t *total);
 
+struct vdisk_compact_opts {
+	vdisk_progress_fn progress;
+	void *progress_ctx;
+};
+
+struct vdisk_compact_result {
+	uint64_t file_size_before, file_size_after;
+	uint64_t freed_blocks;		/* of zeros, now unallocated */
+	uint64_t moved_blocks;		/* moved down into holes */
+};
+
+/*
+ * Compact the dynamic or differencing disk at @path (not open
+ * elsewhere), as Optimize-VHD does: blocks that read as zeros (written
+ * zeros, or discarded by the guest) are freed, blocks move down into the
+ * holes, and the file is cut after the last one.  The disk reads the same
+ * throughout; a crash leaves each block at its old place or its new one.
+ * Fixed and raw disks are refused (-EINVAL).  A differencing VHD keeps
+ * its blocks of zeros (only blocks move).  @res may be NULL.
+ */
+int vdisk_compact(const char *path, const struct vdisk_compact_opts *o,
+		  struct vdisk_compact_result *res, char *err, size_t errlen);
+
 /* A problem that check found: one line of text. */
 typedef void (*vhdx_problem_fn)(void *ctx, const char *problem);
 

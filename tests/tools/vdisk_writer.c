@@ -15,6 +15,10 @@
  *	VDISK_WRITER_ALIGN=N in the environment every operation covers
  *	whole N-byte units.
  *
+ *   vdisk_writer fill IMAGE OFFSET LENGTH BYTE
+ *	Write LENGTH bytes of BYTE at OFFSET (data, even zeros: not a
+ *	write-zeroes), and close.
+ *
  *   vdisk_writer crash SEED IMAGE
  *	Non-overlapping seeded writes, QD 8, with a flush every few writes,
  *	until killed.  After each flush completes it prints "durable N":
@@ -176,6 +180,26 @@ static int do_mutate(uint64_t seed, long count, const char *image,
 	free(buf);
 	close(sfd);
 	return vdisk_close(d) ? 1 : 0;
+}
+
+static int do_fill(const char *image, uint64_t off, uint64_t len, int byte)
+{
+	struct vdisk *d = open_disk(image, false);
+	uint8_t *buf = malloc(1024 * 1024);
+	int ret = 0;
+
+	if (!buf)
+		return 2;
+	memset(buf, byte, 1024 * 1024);
+	for (uint64_t pos = 0; pos < len && !ret; pos += 1024 * 1024) {
+		uint64_t n = len - pos < 1024 * 1024 ? len - pos : 1024 * 1024;
+
+		ret = vdisk_pwrite(d, buf, n, off + pos);
+	}
+	free(buf);
+	if (ret)
+		fprintf(stderr, "fill failed: %s\n", strerror(-ret));
+	return vdisk_close(d) || ret ? 1 : 0;
 }
 
 /* Write i of a crash run: its slot, offset and length. */
@@ -422,6 +446,9 @@ int main(int argc, char **argv)
 	if (argc == 6 && strcmp(argv[1], "mutate") == 0)
 		return do_mutate(strtoull(argv[2], NULL, 0), atol(argv[3]),
 				 argv[4], argv[5]);
+	if (argc == 6 && strcmp(argv[1], "fill") == 0)
+		return do_fill(argv[2], strtoull(argv[3], NULL, 0),
+			       strtoull(argv[4], NULL, 0), atoi(argv[5]));
 	if (argc == 5 && strcmp(argv[1], "blkexpect") == 0)
 		return do_blkexpect(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0),
 				    argv[4]);
