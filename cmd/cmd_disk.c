@@ -25,7 +25,8 @@ static const char disk_usage[] =
 	"         [--sector-size 512|4096] [--log-size N] FILE SIZE\n"
 	"  create [--format vhdx|vhd] --parent PARENT [--block-size N] FILE\n"
 	"                                 a differencing child (.vhd: VHD, else VHDX)\n"
-	"  info [--json] FILE\n"
+	"  help                           this text\n"
+	"  info [--json] FILE             a differencing disk's chain too\n"
 	"  check [--repair] FILE          exit 0: clean, 1: problems, 2: cannot check\n"
 	"  resize FILE SIZE               grow a VHDX or raw disk (never shrinks)\n"
 	"  convert [-O vhdx|vhd|raw] [--type dynamic|fixed] [--block-size N]\n"
@@ -219,6 +220,118 @@ static int disk_create(int argc, char **argv)
 
 /* ---- info ---------------------------------------------------------- */
 
+#define MAX_LEVELS 64
+
+/* The chain below a differencing disk, or why it cannot be opened. */
+struct chain_view {
+	struct vdisk_chain_level levels[MAX_LEVELS];
+	unsigned int n;
+	char err[1024];
+	int ret;
+};
+
+static void chain_view(const char *path, struct chain_view *c)
+{
+	c->err[0] = 0;
+	c->ret = vdisk_chain_list(path, c->levels, MAX_LEVELS, &c->n, c->err,
+				  sizeof(c->err));
+	if (c->n > MAX_LEVELS)
+		c->n = MAX_LEVELS;
+}
+
+static void info_json(const char *path, const struct vdisk_info *in)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i}",
+		"filename", path,
+		"format", format_name(in->format),
+		"type", type_name(in->type),
+		"virtual-size", (json_int_t)in->virtual_size,
+		"file-size", (json_int_t)in->file_size,
+		"allocated", (json_int_t)in->allocated,
+		"logical-sector-size", (int)in->logical_sector_size,
+		"physical-sector-size", (int)in->physical_sector_size);
+	char *text;
+
+	if (in->format != VDISK_FORMAT_RAW) {
+		json_object_set_new(o, "block-size", json_integer(in->block_size));
+		json_object_set_new(o, "disk-id", json_string(in->disk_id));
+		/* What a child made of this disk links to. */
+		json_object_set_new(o, in->format == VDISK_FORMAT_VHD ? "unique-id" :
+				    "data-write-guid", json_string(in->identity));
+	}
+	if (in->format == VDISK_FORMAT_VHDX) {
+		json_object_set_new(o, "log-size", json_integer(in->log_length));
+		json_object_set_new(o, "log-dirty", json_boolean(in->log_replayed));
+	}
+	if (in->type == VDISK_TYPE_DIFFERENCING) {
+		struct chain_view *c = calloc(1, sizeof(*c));
+		json_t *chain = json_array();
+
+		json_object_set_new(o, "parent", json_string(in->parent));
+		if (c) {
+			chain_view(path, c);
+			for (unsigned int i = 1; i < c->n; i++)
+				json_array_append_new(chain, json_pack("{s:s, s:s, s:s}",
+					"filename", c->levels[i].path,
+					"format", format_name(c->levels[i].format),
+					"type", type_name(c->levels[i].type)));
+			if (c->ret)
+				json_object_set_new(o, "chain-error", json_string(c->err));
+			else
+				json_object_set_new(o, "chain-depth", json_integer(c->n));
+		}
+		json_object_set_new(o, "backing-chain", chain);
+		free(c);
+	}
+	text = json_dumps(o, JSON_INDENT(2));
+	printf("%s\n", text);
+	free(text);
+	json_decref(o);
+}
+
+static void info_text(const char *path, const struct vdisk_info *in)
+{
+	char a[32], b[32];
+
+	printf("file:          %s\n", path);
+	printf("format:        %s\n", format_name(in->format));
+	if (in->format != VDISK_FORMAT_RAW)
+		printf("type:          %s\n", type_name(in->type));
+	printf("virtual size:  %s (%" PRIu64 " bytes)\n",
+	       size_format_human(in->virtual_size, a, sizeof(a)), in->virtual_size);
+	printf("file size:     %s (%" PRIu64 " bytes)\n",
+	       size_format_human(in->file_size, a, sizeof(a)), in->file_size);
+	printf("allocated:     %s\n", size_format_human(in->allocated, a, sizeof(a)));
+	if (in->format == VDISK_FORMAT_RAW)
+		return;
+	if (in->block_size)
+		printf("block size:    %s\n", size_format_human(in->block_size, a, sizeof(a)));
+	printf("sector size:   %u logical, %u physical\n",
+	       in->logical_sector_size, in->physical_sector_size);
+	printf("disk id:       %s\n", in->disk_id);
+	if (in->format == VDISK_FORMAT_VHDX)
+		printf("log:           %s, %s\n",
+		       size_format_human(in->log_length, b, sizeof(b)),
+		       in->log_replayed ?
+		       "dirty (replayed in memory here; a read-write open replays it)" :
+		       "clean");
+	if (in->type == VDISK_TYPE_DIFFERENCING) {
+		struct chain_view *c = calloc(1, sizeof(*c));
+
+		printf("parent:        %s\n", in->parent);
+		if (!c)
+			return;
+		chain_view(path, c);
+		for (unsigned int i = 1; i < c->n; i++)
+			printf("chain %-7u %s (%s %s)\n", i, c->levels[i].path,
+			       format_name(c->levels[i].format),
+			       type_name(c->levels[i].type));
+		if (c->ret)
+			printf("chain:         cannot be opened: %s\n", c->err);
+		free(c);
+	}
+}
+
 static int disk_info(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -229,7 +342,7 @@ static int disk_info(int argc, char **argv)
 	const struct vdisk_info *in;
 	struct vdisk *d;
 	bool json = false;
-	char err[512], a[32], b[32];
+	char err[1024];
 	int c, ret;
 
 	optind = 1;
@@ -250,57 +363,10 @@ static int disk_info(int argc, char **argv)
 		return 1;
 	}
 	in = vdisk_info(d);
-	if (json) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i}",
-			"filename", argv[optind],
-			"format", format_name(in->format),
-			"type", type_name(in->type),
-			"virtual-size", (json_int_t)in->virtual_size,
-			"file-size", (json_int_t)in->file_size,
-			"allocated", (json_int_t)in->allocated,
-			"logical-sector-size", (int)in->logical_sector_size,
-			"physical-sector-size", (int)in->physical_sector_size);
-		char *text;
-
-		if (in->format == VDISK_FORMAT_VHDX) {
-			json_object_set_new(o, "block-size", json_integer(in->block_size));
-			json_object_set_new(o, "disk-id", json_string(in->disk_id));
-			json_object_set_new(o, "log-size", json_integer(in->log_length));
-			json_object_set_new(o, "log-dirty", json_boolean(in->log_replayed));
-			if (in->parent[0])
-				json_object_set_new(o, "parent", json_string(in->parent));
-		}
-		text = json_dumps(o, JSON_INDENT(2));
-		printf("%s\n", text);
-		free(text);
-		json_decref(o);
-	} else {
-		printf("file:          %s\n", argv[optind]);
-		printf("format:        %s\n", format_name(in->format));
-		if (in->format != VDISK_FORMAT_RAW)
-			printf("type:          %s\n", type_name(in->type));
-		printf("virtual size:  %s (%" PRIu64 " bytes)\n",
-		       size_format_human(in->virtual_size, a, sizeof(a)),
-		       in->virtual_size);
-		printf("file size:     %s (%" PRIu64 " bytes)\n",
-		       size_format_human(in->file_size, a, sizeof(a)), in->file_size);
-		printf("allocated:     %s\n",
-		       size_format_human(in->allocated, a, sizeof(a)));
-		if (in->format == VDISK_FORMAT_VHDX) {
-			printf("block size:    %s\n",
-			       size_format_human(in->block_size, a, sizeof(a)));
-			printf("sector size:   %u logical, %u physical\n",
-			       in->logical_sector_size, in->physical_sector_size);
-			printf("disk id:       %s\n", in->disk_id);
-			printf("log:           %s, %s\n",
-			       size_format_human(in->log_length, b, sizeof(b)),
-			       in->log_replayed ?
-			       "dirty (replayed in memory here; a read-write open replays it)" :
-			       "clean");
-			if (in->parent[0])
-				printf("parent:        %s\n", in->parent);
-		}
-	}
+	if (json)
+		info_json(argv[optind], in);
+	else
+		info_text(argv[optind], in);
 	vdisk_close(d);
 	return 0;
 }
@@ -796,7 +862,7 @@ int cmd_disk(int argc, char **argv)
 	};
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
+	    strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
 		printf("%s", disk_usage);
 		return argc < 2 ? EXIT_USAGE : 0;
 	}
