@@ -38,7 +38,7 @@ static const char disk_usage[] =
 	"  compact FILE                   free blocks of zeros, shrink a dynamic or\n"
 	"                                 differencing disk's file\n"
 	"  bench [--rw read|write|randread|randwrite] [--bs N] [--qd N] [--direct]\n"
-	"        [--count N] [--step N] [--seed N] FILE\n";
+	"        [--count N] [--step N] [--offset N] [--seed N] FILE\n";
 
 static int usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -640,7 +640,7 @@ static int disk_compact(int argc, char **argv)
 struct bench {
 	struct vdisk *d;
 	bool write, random;
-	uint64_t bs, step, span, next_off, count, issued, completed;
+	uint64_t bs, step, span, start, next_off, count, issued, completed;
 	uint64_t rng;
 	int error;
 };
@@ -686,7 +686,7 @@ static void bench_issue(struct bench_slot *s)
 	} else {
 		/* Like qemu-img bench: walk with a step, wrap at the end. */
 		if (b->next_off + b->bs > b->span)
-			b->next_off = 0;
+			b->next_off = b->start;
 		off = b->next_off;
 		b->next_off += b->step;
 	}
@@ -721,6 +721,7 @@ static int disk_bench(int argc, char **argv)
 		{ "count", required_argument, NULL, 'c' },
 		{ "step", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
+		{ "offset", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -734,7 +735,7 @@ static int disk_bench(int argc, char **argv)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:b:q:dc:s:S:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:b:q:dc:s:S:o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			rw = optarg;
@@ -762,6 +763,10 @@ static int disk_bench(int argc, char **argv)
 			if (parse_size_arg("seed", optarg, &v))
 				return EXIT_USAGE;
 			b.rng = v ? v : 1;
+			break;
+		case 'o':
+			if (parse_size_arg("offset", optarg, &b.start))
+				return EXIT_USAGE;
 			break;
 		case 'h':
 			return printf("%s", disk_usage) < 0;
@@ -799,7 +804,9 @@ static int disk_bench(int argc, char **argv)
 		return 1;
 	}
 	b.span = vdisk_info(b.d)->virtual_size;
-	if (b.bs > b.span || b.bs % vdisk_info(b.d)->alignment) {
+	b.next_off = b.start;
+	if (b.bs > b.span || b.bs % vdisk_info(b.d)->alignment ||
+	    b.start > b.span - b.bs || b.start % vdisk_info(b.d)->alignment) {
 		fprintf(stderr, "fsvisor disk bench: block size must fit the disk and be a multiple of %u\n",
 			vdisk_info(b.d)->alignment);
 		vdisk_close(b.d);

@@ -18,7 +18,7 @@
 
 #include "vhdx/internal.h"
 
-#define CHUNK		(4 * MiB)
+#define CHUNK		(1 * MiB)	/* buffered writes of 4 MiB measured 4x slower */
 
 struct copy {
 	struct vdisk *src, *dst, *parent;

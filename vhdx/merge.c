@@ -42,10 +42,12 @@
 
 #include "vhdx/state.h"
 
-#define UNIT_MAX	(4 * MiB)	/* one read and one write of a copy */
+#define UNIT_MAX	(1 * MiB)	/* one read and one write of a copy */
 #define DEPTH		8		/* units in flight */
+#define JOBS		4		/* blocks in flight */
 #define STEP_BYTES	(64 * MiB)	/* copied per step at most */
 #define DIRTY_ROUNDS	4		/* steps of copying again, at most */
+#define EXTEND_AHEAD	(256 * MiB)	/* A grows ahead of its copies by this */
 #define JOURNAL_MAGIC	"fsvmergj"
 #define JOURNAL_MAX	(64 * KiB)
 
@@ -55,12 +57,25 @@ enum block_state {
 	B_DIRTY,			/* written since it was copied */
 };
 
+/* A block of A being copied: several are in flight at once. */
+struct job {
+	uint64_t b;
+	bool active;
+	bool all;			/* the result holds every sector */
+	bool nonzero, recopy;
+	bool redo;			/* written meanwhile: copy it again */
+	uint8_t *mask;			/* sectors the result holds (differencing A) */
+	uint64_t next_unit, end;
+	unsigned int pending;		/* its units in flight */
+};
+
 struct unit {
 	struct vdisk_req req;		/* the chain read */
 	struct iovec iov;
 	struct io_op wop;		/* the write into A */
 	struct iovec wiov;
 	struct vdisk_merge *m;
+	struct job *job;
 	uint8_t *buf;
 	uint64_t off, len;		/* virtual */
 	bool busy;
@@ -80,6 +95,7 @@ struct vdisk_merge {
 	struct guid old_dwg;
 	uint64_t orig_size;		/* A's size before: the rollback point */
 	uint64_t end;			/* where the next new block goes */
+	uint64_t extended;		/* A's file size, made ahead */
 
 	uint64_t bs, nblocks, cursor;
 	uint8_t *bstate;
@@ -89,15 +105,10 @@ struct vdisk_merge {
 	uint64_t *sb_at;
 	uint64_t todo;			/* blocks to copy again */
 	uint64_t scan;			/* where the search for them goes on */
-	uint64_t current;		/* the block being copied, or ~0 */
 	unsigned int rounds;		/* steps spent copying again */
-	bool redo_current;
 
-	/* The block being copied. */
-	uint8_t *mask;			/* sectors the result holds (differencing A) */
-	bool nonzero, recopy;
-	uint64_t next_unit, block_end;
-	unsigned int inflight;
+	struct job jobs[JOBS];
+	unsigned int inflight;		/* units */
 	uint32_t unit_len;
 	struct unit units[DEPTH];
 	int error;
@@ -331,7 +342,8 @@ static void mask_set(uint8_t *mask, uint64_t first, uint64_t n)
 }
 
 /* Which sectors of block @b the levels above A (and A) hold. */
-static bool block_plan(struct vdisk_merge *m, uint64_t b, bool *all)
+static bool block_plan(struct vdisk_merge *m, uint64_t b, uint8_t *mask,
+		       bool *all)
 {
 	uint64_t r0 = b * m->bs, rlen = m->a->info.virtual_size - r0;
 	uint32_t lss = m->a->info.logical_sector_size;
@@ -339,7 +351,7 @@ static bool block_plan(struct vdisk_merge *m, uint64_t b, bool *all)
 
 	if (rlen > m->bs)
 		rlen = m->bs;
-	memset(m->mask, 0, m->bs / lss / 8);
+	memset(mask, 0, m->bs / lss / 8);
 	for (unsigned int i = 0; i <= m->nabove; i++) {
 		struct vdisk *l = i < m->nabove ? m->above[i] : m->a;
 
@@ -351,7 +363,7 @@ static bool block_plan(struct vdisk_merge *m, uint64_t b, bool *all)
 			if (l->ops->map(l, pos, &n, &fo) != VMAP_BELOW) {
 				if (i < m->nabove)
 					touched = true;
-				mask_set(m->mask, (pos - r0) / lss, (n + lss - 1) / lss);
+				mask_set(mask, (pos - r0) / lss, (n + lss - 1) / lss);
 			}
 			pos += n;
 		}
@@ -362,7 +374,7 @@ static bool block_plan(struct vdisk_merge *m, uint64_t b, bool *all)
 
 		*all = true;
 		for (uint64_t i = 0; i < bits && *all; i++)
-			*all = (m->mask[i >> 3] >> (i & 7)) & 1;
+			*all = (mask[i >> 3] >> (i & 7)) & 1;
 	}
 	return touched;
 }
@@ -372,84 +384,102 @@ static uint64_t alloc_space(struct vdisk_merge *m, uint64_t len)
 	uint64_t o = m->end;
 
 	m->end += (len + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
+	/*
+	 * The file is made longer ahead of the copies: writes inside the
+	 * file's size take the file system's fast path, those that extend
+	 * it do not.  The commit cuts the file back to what is used.
+	 */
+	if (m->end > m->extended) {
+		m->extended = m->end + EXTEND_AHEAD;
+		if (ftruncate(m->a->fd, (off_t)m->extended) < 0)
+			m->extended = m->end;	/* the writes extend it then */
+	}
 	return o;
 }
 
-static void unit_issue(struct vdisk_merge *m);
-
-static void write_done(struct io_op *op, int res)
+static void unit_free(struct unit *u, int res)
 {
-	struct unit *u = container_of(op, struct unit, wop);
 	struct vdisk_merge *m = u->m;
 
 	if (res < 0 && !m->error)
 		m->error = res;
 	u->busy = false;
+	u->job->pending--;
 	m->inflight--;
+}
+
+static void write_done(struct io_op *op, int res)
+{
+	unit_free(container_of(op, struct unit, wop), res);
 }
 
 static void read_done(struct vdisk_req *req, int res)
 {
 	struct unit *u = container_of(req, struct unit, req);
 	struct vdisk_merge *m = u->m;
-	uint64_t b = u->off / m->bs;
+	struct job *j = u->job;
 	bool zero;
 	int ret;
 
 	if (res < 0 || m->error) {
-		if (!m->error)
-			m->error = res;
-		u->busy = false;
-		m->inflight--;
+		unit_free(u, res);
 		return;
 	}
 	zero = u->buf[0] == 0 && memcmp(u->buf, u->buf + 1, u->len - 1) == 0;
-	if (zero && !m->recopy) {
+	if (zero && !j->recopy) {
 		/* A new block reads as zeros already. */
-		u->busy = false;
-		m->inflight--;
+		unit_free(u, 0);
 		return;
 	}
-	m->nonzero |= !zero;
-	if (!m->newoff[b])
-		m->newoff[b] = alloc_space(m, m->bs);
+	j->nonzero |= !zero;
+	if (!m->newoff[j->b])
+		m->newoff[j->b] = alloc_space(m, m->bs);
 	u->wiov.iov_base = u->buf;
 	u->wiov.iov_len = u->len;
 	u->wop.cb = write_done;
 	ret = io_engine_rw(m->d->eng, &u->wop, m->a->fd, true, &u->wiov, 1,
-			   m->newoff[b] + u->off % m->bs, 0);
+			   m->newoff[j->b] + u->off % m->bs, 0);
 	if (ret)
 		io_engine_defer(m->d->eng, &u->wop, ret);
 }
 
-static void unit_issue(struct vdisk_merge *m)
+/* Start reads for the jobs' units, as far as the units go. */
+static void units_issue(struct vdisk_merge *m)
 {
-	for (int i = 0; i < DEPTH && m->next_unit < m->block_end; i++) {
+	for (int i = 0, k = 0; i < DEPTH && !m->error; i++) {
 		struct unit *u = &m->units[i];
-		uint64_t len = m->block_end - m->next_unit;
+		struct job *j = NULL;
+		uint64_t len;
 		int ret;
 
 		if (u->busy)
 			continue;
+		for (int t = 0; t < JOBS && !j; t++, k++) {
+			struct job *c = &m->jobs[k % JOBS];
+
+			if (c->active && c->next_unit < c->end)
+				j = c;
+		}
+		if (!j)
+			return;
+		len = j->end - j->next_unit;
 		if (len > m->unit_len)
 			len = m->unit_len;
-		u->off = m->next_unit;
+		u->job = j;
+		u->off = j->next_unit;
 		u->len = len;
 		u->iov.iov_base = u->buf;
 		u->iov.iov_len = len;
 		u->req = (struct vdisk_req){ .op = VDISK_READ, .offset = u->off,
 			.iov = &u->iov, .iovcnt = 1, .len = len, .done = read_done };
 		u->busy = true;
+		j->pending++;
 		m->inflight++;
-		m->next_unit += len;
+		j->next_unit += len;
 		/* Straight to the format: no merge hook, no hold. */
 		ret = m->d->ops->submit(m->d, &u->req);
-		if (ret) {
-			u->busy = false;
-			m->inflight--;
-			m->error = ret;
-			return;
-		}
+		if (ret)
+			unit_free(u, ret);
 	}
 }
 
@@ -471,69 +501,32 @@ static int sb_cow(struct vdisk_merge *m, uint64_t chunk)
 	return 0;
 }
 
-/* The block is copied: its entry in the new BAT. */
-static int block_finish(struct vdisk_merge *m, uint64_t b, bool all)
+/* The job's block is copied: its entry in the new BAT. */
+static int job_finish(struct vdisk_merge *m, struct job *j)
 {
 	struct vhdx *av = m->av;
-	uint64_t idx = bat_payload_index(av, b), e;
-	uint32_t lss = av->lss;
+	uint64_t b = j->b, idx = bat_payload_index(av, b), e;
 
-	if (!m->nonzero && all && !av->leave_allocated && !m->newoff[b]) {
+	j->active = false;
+	if (!j->nonzero && j->all && !av->leave_allocated && !m->newoff[b]) {
 		e = PAYLOAD_BLOCK_ZERO;
 	} else {
 		if (!m->newoff[b])
 			m->newoff[b] = alloc_space(m, m->bs);
-		e = m->newoff[b] | (all ? PAYLOAD_BLOCK_FULLY_PRESENT :
-				      PAYLOAD_BLOCK_PARTIALLY_PRESENT);
+		e = m->newoff[b] | (j->all ? PAYLOAD_BLOCK_FULLY_PRESENT :
+					      PAYLOAD_BLOCK_PARTIALLY_PRESENT);
 	}
-	if (!all) {
+	if (!j->all) {
 		uint64_t chunk = b / av->chunk_ratio;
-		uint64_t bits = m->bs / lss, first = (b % av->chunk_ratio) * bits;
+		uint64_t bits = m->bs / av->lss, first = (b % av->chunk_ratio) * bits;
 		int ret = sb_cow(m, chunk);
 
 		if (ret)
 			return ret;
-		memcpy(m->sb[chunk] + first / 8, m->mask, bits / 8);
+		memcpy(m->sb[chunk] + first / 8, j->mask, bits / 8);
 	}
 	put64(m->bat + idx * 8, e);
-	return 0;
-}
-
-static int block_copy(struct vdisk_merge *m, uint64_t b)
-{
-	bool all;
-	int ret;
-
-	m->current = b;
-	m->redo_current = false;
-	if (!block_plan(m, b, &all)) {
-		m->bstate[b] = B_DONE;
-		m->current = ~0ULL;
-		return 0;
-	}
-	m->nonzero = false;
-	m->recopy = m->newoff[b] != 0;
-	m->next_unit = b * m->bs;
-	m->block_end = m->next_unit + m->bs;
-	if (m->block_end > m->a->info.virtual_size)
-		m->block_end = m->a->info.virtual_size;
-	do {
-		unit_issue(m);
-		if (m->inflight) {
-			ret = io_engine_run(m->d->eng, 1);
-			if (ret < 0 && !m->error)
-				m->error = ret;
-		}
-	} while ((m->inflight || m->next_unit < m->block_end) && !m->error);
-	while (m->inflight)
-		io_engine_run(m->d->eng, 1);
-	m->current = ~0ULL;
-	if (m->error)
-		return m->error;
-	ret = block_finish(m, b, all);
-	if (ret)
-		return ret;
-	if (m->redo_current) {
+	if (j->redo) {
 		m->bstate[b] = B_DIRTY;
 		m->todo++;
 	} else {
@@ -542,36 +535,124 @@ static int block_copy(struct vdisk_merge *m, uint64_t b)
 	return 0;
 }
 
+/* Start copying block @b, if any level above A touches it. */
+static bool job_start(struct vdisk_merge *m, uint64_t b)
+{
+	struct job *j = NULL;
+
+	for (int i = 0; i < JOBS && !j; i++)
+		if (!m->jobs[i].active)
+			j = &m->jobs[i];
+	if (!block_plan(m, b, j->mask, &j->all)) {
+		m->bstate[b] = B_DONE;
+		return false;
+	}
+	j->b = b;
+	j->active = true;
+	j->nonzero = false;
+	j->redo = false;
+	j->recopy = m->newoff[b] != 0;
+	j->pending = 0;
+	j->next_unit = b * m->bs;
+	j->end = j->next_unit + m->bs;
+	if (j->end > m->a->info.virtual_size)
+		j->end = m->a->info.virtual_size;
+	return true;
+}
+
+static bool job_free(const struct vdisk_merge *m)
+{
+	for (int i = 0; i < JOBS; i++)
+		if (!m->jobs[i].active)
+			return true;
+	return false;
+}
+
+/* The next block to copy: the main pass's, else one written again. */
+static bool next_block(struct vdisk_merge *m, bool dirty_too, uint64_t *b)
+{
+	if (m->cursor < m->nblocks) {
+		*b = m->cursor++;
+		return true;
+	}
+	while (dirty_too && m->todo) {
+		uint64_t c = m->scan++ % m->nblocks;
+
+		if (m->bstate[c] != B_DIRTY)
+			continue;
+		m->todo--;
+		m->bstate[c] = B_TODO;
+		*b = c;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Copy blocks, several in flight, until @budget bytes of blocks were
+ * started and all of them are done.  With @dirty_too, blocks written
+ * again are copied as well once the main pass is through.
+ */
+static int copy_blocks(struct vdisk_merge *m, uint64_t budget, bool dirty_too)
+{
+	bool more = true;
+
+	for (;;) {
+		uint64_t b;
+		int ret;
+
+		while (more && budget && job_free(m)) {
+			more = next_block(m, dirty_too, &b);
+			if (more && job_start(m, b))
+				budget = budget > m->bs ? budget - m->bs : 0;
+		}
+		units_issue(m);
+		for (int i = 0; i < JOBS; i++) {
+			struct job *j = &m->jobs[i];
+
+			if (j->active && !j->pending && j->next_unit >= j->end &&
+			    !m->error && (ret = job_finish(m, j)))
+				m->error = ret;
+		}
+		if (!m->inflight && (m->error || !more || !budget || !job_free(m))) {
+			bool busy = false;
+
+			for (int i = 0; i < JOBS; i++)
+				busy |= m->jobs[i].active;
+			if (!busy || m->error)
+				break;
+		}
+		if (m->inflight) {
+			ret = io_engine_run(m->d->eng, 1);
+			if (ret < 0 && !m->error)
+				m->error = ret;
+		}
+	}
+	while (m->inflight)
+		io_engine_run(m->d->eng, 1);
+	for (int i = 0; i < JOBS; i++)
+		m->jobs[i].active = false;
+	return m->error;
+}
+
 void merge_note_write(struct vdisk_merge *m, uint64_t off, uint64_t len)
 {
 	uint64_t last = (off + (len ? len : 1) - 1) / m->bs;
 
 	for (uint64_t b = off / m->bs; b <= last && b < m->nblocks; b++) {
-		if (b == m->current)
-			m->redo_current = true;
-		else if (m->bstate[b] == B_DONE) {
+		bool in_flight = false;
+
+		for (int i = 0; i < JOBS; i++) {
+			if (m->jobs[i].active && m->jobs[i].b == b) {
+				m->jobs[i].redo = true;
+				in_flight = true;
+			}
+		}
+		if (!in_flight && m->bstate[b] == B_DONE) {
 			m->bstate[b] = B_DIRTY;
 			m->todo++;
 		}
 	}
-}
-
-static int copy_dirty(struct vdisk_merge *m, uint64_t *budget)
-{
-	while (m->todo && *budget) {
-		uint64_t b = m->scan % m->nblocks;
-		int ret;
-
-		m->scan++;
-		if (m->bstate[b] != B_DIRTY)
-			continue;
-		m->todo--;
-		ret = block_copy(m, b);
-		if (ret)
-			return ret;
-		*budget = *budget > m->bs ? *budget - m->bs : 0;
-	}
-	return 0;
 }
 
 /* ---- commit and switch --------------------------------------------- */
@@ -597,6 +678,9 @@ static int commit(struct vdisk_merge *m, bool *committed)
 		ret = file_pwrite(m->a->fd, m->sb[c], MiB, m->sb_at[c]);
 		put64(m->bat + bat_bitmap_index(av, c) * 8, m->sb_at[c] | SB_BLOCK_PRESENT);
 	}
+	/* What was made ahead and not used goes. */
+	if (!ret && m->extended > m->end && ftruncate(m->a->fd, (off_t)m->end) < 0)
+		ret = -errno;
 	if (!ret && fdatasync(m->a->fd) < 0)
 		ret = -errno;
 	if (ret)
@@ -627,11 +711,37 @@ out:
 	return ret;
 }
 
+/* Punch out [off, off + len) of A, neighbouring ranges as one. */
+struct punch {
+	int fd;
+	uint64_t off, len;
+};
+
+static void punch_flush(struct punch *p)
+{
+	if (p->len)
+		fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)p->off, (off_t)p->len);
+	p->len = 0;
+}
+
+static void punch_add(struct punch *p, uint64_t off, uint64_t len)
+{
+	if (p->len && off == p->off + p->len) {
+		p->len += len;
+		return;
+	}
+	punch_flush(p);
+	p->off = off;
+	p->len = len;
+}
+
 /* A takes the new BAT and bitmaps; the space it no longer uses goes. */
 static void adopt(struct vdisk_merge *m)
 {
 	struct vhdx *av = m->av;
 	uint64_t bs = av->block_size;
+	struct punch p = { .fd = m->a->fd };
 
 	for (uint64_t b = 0; b < av->data_blocks; b++) {
 		uint64_t idx = bat_payload_index(av, b);
@@ -640,9 +750,9 @@ static void adopt(struct vdisk_merge *m)
 
 		if ((st == PAYLOAD_BLOCK_FULLY_PRESENT || st == PAYLOAD_BLOCK_PARTIALLY_PRESENT) &&
 		    (oe >> BAT_OFFSET_SHIFT) != (ne >> BAT_OFFSET_SHIFT))
-			fallocate(m->a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				  (off_t)((oe >> BAT_OFFSET_SHIFT) * MiB), (off_t)bs);
+			punch_add(&p, (oe >> BAT_OFFSET_SHIFT) * MiB, bs);
 	}
+	punch_flush(&p);
 	for (uint64_t c = 0; c < av->nchunks; c++) {
 		uint64_t oe = bat_get(av, bat_bitmap_index(av, c));
 
@@ -788,7 +898,8 @@ static void merge_free(struct vdisk_merge *m)
 	free(m->bstate);
 	free(m->newoff);
 	free(m->bat);
-	free(m->mask);
+	for (int i = 0; i < JOBS; i++)
+		free(m->jobs[i].mask);
 	free(m->journal);
 	free(m);
 }
@@ -802,11 +913,14 @@ static int setup(struct vdisk_merge *m)
 	m->bs = av->block_size;
 	m->nblocks = av->data_blocks;
 	m->unit_len = m->bs < UNIT_MAX ? (uint32_t)m->bs : (uint32_t)UNIT_MAX;
-	m->current = ~0ULL;
 	m->bstate = calloc(m->nblocks, 1);
 	m->newoff = calloc(m->nblocks, sizeof(*m->newoff));
 	m->bat = vhdx_alloc(av->bat_bytes);
-	m->mask = calloc(1, m->bs / av->lss / 8 + 8);
+	for (int i = 0; i < JOBS; i++) {
+		m->jobs[i].mask = calloc(1, m->bs / av->lss / 8 + 8);
+		if (!m->jobs[i].mask)
+			return -ENOMEM;
+	}
 	m->sb = calloc(av->nchunks + 1, sizeof(*m->sb));
 	m->sb_at = calloc(av->nchunks + 1, sizeof(*m->sb_at));
 	for (int i = 0; i < DEPTH; i++) {
@@ -815,13 +929,14 @@ static int setup(struct vdisk_merge *m)
 		if (!m->units[i].buf)
 			return -ENOMEM;
 	}
-	if (!m->bstate || !m->newoff || !m->bat || !m->mask || !m->sb || !m->sb_at)
+	if (!m->bstate || !m->newoff || !m->bat || !m->sb || !m->sb_at)
 		return -ENOMEM;
 	memcpy(m->bat, av->bat, av->bat_bytes);
 	if (fstat(m->a->fd, &st) < 0)
 		return -errno;
 	m->orig_size = (uint64_t)st.st_size;
 	m->end = (m->orig_size + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
+	m->extended = m->orig_size;
 	m->old_dwg = m->a->identity;
 	for (unsigned int i = 0; i < m->nabove; i++) {
 		const char *p = m->above[i]->path;
@@ -950,7 +1065,7 @@ static int finish(struct vdisk_merge *m, char *err, size_t errlen)
 			if (io_engine_run(d->eng, 1) < 0)
 				break;
 	}
-	ret = copy_dirty(m, &(uint64_t){ UINT64_MAX });
+	ret = copy_blocks(m, UINT64_MAX, true);
 	if (!ret)
 		ret = commit(m, &committed);
 	if (ret) {
@@ -994,14 +1109,7 @@ int vdisk_merge_step(struct vdisk_merge *m, char *err, size_t errlen)
 		return finish(m, err, errlen);
 	if (m->cursor == m->nblocks)
 		m->rounds++;
-	while (budget && m->cursor < m->nblocks && !ret) {
-		ret = block_copy(m, m->cursor);
-		if (!ret)
-			m->cursor++;
-		budget = budget > m->bs ? budget - m->bs : 0;
-	}
-	if (!ret)
-		ret = copy_dirty(m, &budget);
+	ret = copy_blocks(m, budget, true);
 	if (ret) {
 		snprintf(err, errlen, "merge into %s failed: %s; it was undone",
 			 m->a->path, strerror(-ret));
