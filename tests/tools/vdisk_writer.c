@@ -207,6 +207,9 @@ struct cwrite {
 	uint64_t off, len, seed;
 };
 
+/* Requests must be whole units of this (a differencing disk's sectors). */
+static uint64_t crash_align = 1;
+
 static struct cwrite crash_write(uint64_t seed, uint64_t nslots, uint64_t i)
 {
 	/* A stride coprime to nslots visits every slot once, scattered. */
@@ -217,6 +220,11 @@ static struct cwrite crash_write(uint64_t seed, uint64_t nslots, uint64_t i)
 
 	w.off = slot * SLOT + (r % (SLOT / 2));
 	w.len = 1 + (r >> 20) % (SLOT / 2);
+	if (crash_align > 1) {
+		w.off -= w.off % crash_align;
+		w.len = (1 + (r >> 20) % (SLOT / 2 - crash_align) + crash_align - 1) /
+			crash_align * crash_align;
+	}
 	w.seed = r;
 	return w;
 }
@@ -287,6 +295,7 @@ static int do_crash(uint64_t seed, const char *image)
 	struct crash_slot slots[QD] = { 0 };
 
 	C.d = open_disk(image, false);
+	crash_align = vdisk_info(C.d)->alignment;
 	C.seed = seed;
 	C.nslots = slots_of(vdisk_info(C.d)->virtual_size);
 	C.done = calloc(C.nslots, 1);
@@ -348,6 +357,8 @@ static int do_verify(uint64_t seed, uint64_t durable, const char *image, bool ro
 	struct vdisk *d = open_disk(image, ro);
 	uint64_t size = vdisk_info(d)->virtual_size, nslots = slots_of(size);
 	uint8_t *slot = malloc(SLOT), *want = malloc(SLOT);
+
+	crash_align = vdisk_info(d)->alignment;
 	uint64_t *writer = malloc(sizeof(uint64_t) * nslots);
 	int bad = 0;
 
