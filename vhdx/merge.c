@@ -45,7 +45,7 @@
 #define UNIT_MAX	(1 * MiB)	/* one read and one write of a copy */
 #define DEPTH		8		/* units in flight */
 #define JOBS		4		/* blocks in flight */
-#define STEP_BYTES	(64 * MiB)	/* copied per step at most */
+#define STEP_BYTES	(64 * MiB)	/* copied per step, unless told */
 #define DIRTY_ROUNDS	4		/* steps of copying again, at most */
 #define EXTEND_AHEAD	(256 * MiB)	/* A grows ahead of its copies by this */
 #define JOURNAL_MAGIC	"fsvmergj"
@@ -89,6 +89,7 @@ struct vdisk_merge {
 	unsigned int nabove;
 	bool offline;
 	bool keep_files;
+	uint64_t step_bytes;		/* copied per step at most */
 	char *journal;
 	char *files[VDISK_MAX_CHAIN];	/* removed when it is done */
 	unsigned int nfiles;
@@ -248,15 +249,10 @@ out:
 	return ret;
 }
 
-static void remove_files(char (*files)[PATH_MAX], char **names,
-			 unsigned int n)
+static void remove_file(const char *p)
 {
-	for (unsigned int i = 0; i < n; i++) {
-		const char *p = files ? files[i] : names[i];
-
-		if (unlink(p) < 0 && errno != ENOENT)
-			log_error("merge: cannot remove %s: %s", p, strerror(errno));
-	}
+	if (unlink(p) < 0 && errno != ENOENT)
+		log_error("merge: cannot remove %s: %s", p, strerror(errno));
 }
 
 /*
@@ -305,8 +301,8 @@ static int merge_recover(const char *child, const struct vdisk_merge_opts *o,
 			free(j);
 			return ret;
 		}
-		if (!o->keep_files)
-			remove_files(j->files, NULL, j->nfiles);
+		for (unsigned int i = 0; i < j->nfiles && !o->keep_files; i++)
+			remove_file(j->files[i]);
 		unlink(path);
 		sync_dir_of(path);
 		free(j);
@@ -990,6 +986,7 @@ static int merge_begin(struct vdisk *d, const struct vdisk_merge_opts *o,
 	m->av = a->priv;
 	m->offline = offline;
 	m->keep_files = o && o->keep_files;
+	m->step_bytes = o && o->step_bytes ? o->step_bytes : STEP_BYTES;
 	for (struct vdisk *l = d; l != a; l = l->parent)
 		m->above[m->nabove++] = l;
 	ret = setup(m);
@@ -1084,8 +1081,8 @@ static int finish(struct vdisk_merge *m, char *err, size_t errlen)
 	adopt(m);
 	switch_to_target(m);
 	vhdx_step("merge: switched");
-	if (!m->keep_files)
-		remove_files(NULL, m->files, m->nfiles);
+	for (unsigned int i = 0; i < m->nfiles && !m->keep_files; i++)
+		remove_file(m->files[i]);
 	unlink(m->journal);
 	sync_dir_of(m->journal);
 	vhdx_step("merge: done");
@@ -1096,7 +1093,7 @@ static int finish(struct vdisk_merge *m, char *err, size_t errlen)
 
 int vdisk_merge_step(struct vdisk_merge *m, char *err, size_t errlen)
 {
-	uint64_t budget = STEP_BYTES;
+	uint64_t budget = m->step_bytes;
 	int ret = 0;
 
 	/*

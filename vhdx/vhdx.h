@@ -377,6 +377,12 @@ struct vdisk_merge_opts {
 	 * as Hyper-V's Merge-VHD does.
 	 */
 	bool keep_files;
+	/*
+	 * Online merges: the most each vdisk_merge_step() copies (0: 64
+	 * MiB).  A step runs on the caller's thread; a VM's new requests
+	 * wait for it, so a worker picks a few MiB.
+	 */
+	uint64_t step_bytes;
 	vdisk_progress_fn progress;
 	void *progress_ctx;
 };
@@ -399,8 +405,8 @@ int vdisk_merge(const char *child, const struct vdisk_merge_opts *o,
  * vdisk_merge_begin() starts it (the ancestor must not be open in
  * another process); then call vdisk_merge_step() from the thread that
  * drives the disk, between requests, until it returns 0: each step
- * copies a bounded amount (64 MiB) on the disk's engine, so guest I/O
- * goes on meanwhile (a write to a block already copied has it copied
+ * copies a bounded amount (@o->step_bytes) on the disk's engine, so guest
+ * I/O goes on meanwhile (a write to a block already copied has it copied
  * again).  When all is copied, one more step holds new requests back,
  * waits for those in flight, commits, and switches @d to the ancestor: from then on @d
  * reads and writes the ancestor, and the held requests go there.
