@@ -19,6 +19,11 @@
  *	Write LENGTH bytes of BYTE at OFFSET (data, even zeros: not a
  *	write-zeroes), and close.
  *
+ *   vdisk_writer compare IMAGE MODEL
+ *	Open IMAGE read-only (its chain too) and exit 0 if it reads exactly
+ *	as the raw file MODEL, 1 if not, 2 if it cannot be opened (the
+ *	reason on stderr).
+ *
  *   vdisk_writer crash SEED IMAGE
  *	Non-overlapping seeded writes, QD 8, with a flush every few writes,
  *	until killed.  After each flush completes it prints "durable N":
@@ -38,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "guest/testguest/blk_layout.h"
@@ -200,6 +206,39 @@ static int do_fill(const char *image, uint64_t off, uint64_t len, int byte)
 	if (ret)
 		fprintf(stderr, "fill failed: %s\n", strerror(-ret));
 	return vdisk_close(d) || ret ? 1 : 0;
+}
+
+static int do_compare(const char *image, const char *model)
+{
+	struct vdisk_open_opts o = { .read_only = true };
+	int fd = open(model, O_RDONLY);
+	uint8_t *a = malloc(1 << 20), *b = malloc(1 << 20);
+	struct stat st;
+	struct vdisk *d;
+	char err[1024];
+	int ret = 0;
+
+	if (fd < 0 || !a || !b || fstat(fd, &st) < 0)
+		return 2;
+	if (vdisk_open(image, &o, &d, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	if (vdisk_info(d)->virtual_size != (uint64_t)st.st_size)
+		ret = 1;
+	for (uint64_t off = 0; !ret && off < (uint64_t)st.st_size; off += 1 << 20) {
+		size_t n = (uint64_t)st.st_size - off < (1 << 20) ?
+			   (size_t)((uint64_t)st.st_size - off) : 1 << 20;
+
+		if (vdisk_pread(d, a, n, off) || pread(fd, b, n, (off_t)off) != (ssize_t)n ||
+		    memcmp(a, b, n))
+			ret = 1;
+	}
+	vdisk_close(d);
+	close(fd);
+	free(a);
+	free(b);
+	return ret;
 }
 
 /* Write i of a crash run: its slot, offset and length. */
@@ -457,6 +496,8 @@ int main(int argc, char **argv)
 	if (argc == 6 && strcmp(argv[1], "mutate") == 0)
 		return do_mutate(strtoull(argv[2], NULL, 0), atol(argv[3]),
 				 argv[4], argv[5]);
+	if (argc == 4 && strcmp(argv[1], "compare") == 0)
+		return do_compare(argv[2], argv[3]);
 	if (argc == 6 && strcmp(argv[1], "fill") == 0)
 		return do_fill(argv[2], strtoull(argv[3], NULL, 0),
 			       strtoull(argv[4], NULL, 0), atoi(argv[5]));
