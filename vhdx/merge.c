@@ -497,6 +497,36 @@ static int sb_cow(struct vdisk_merge *m, uint64_t chunk)
 	return 0;
 }
 
+/*
+ * The block's old pages leave the page cache now, while the copies of
+ * the next blocks run: the punch of A's old blocks and the removal of
+ * the merged files would otherwise drop them all at the end.  Nothing is
+ * lost: a later read finds the same data on disk.
+ */
+static void drop_cached(struct vdisk_merge *m, uint64_t b)
+{
+	uint64_t r0 = b * m->bs, end = r0 + m->bs, oe;
+
+	if (end > m->a->info.virtual_size)
+		end = m->a->info.virtual_size;
+	for (unsigned int i = 0; i < m->nabove && m->offline; i++) {
+		struct vdisk *l = m->above[i];
+
+		for (uint64_t pos = r0; pos < end;) {
+			uint64_t n = end - pos, fo;
+
+			if (l->ops->map(l, pos, &n, &fo) == VMAP_DATA)
+				posix_fadvise(l->fd, (off_t)fo, (off_t)n, POSIX_FADV_DONTNEED);
+			pos += n;
+		}
+	}
+	oe = bat_get(m->av, bat_payload_index(m->av, b));
+	if ((oe & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT ||
+	    (oe & BAT_STATE_MASK) == PAYLOAD_BLOCK_PARTIALLY_PRESENT)
+		posix_fadvise(m->a->fd, (off_t)((oe >> BAT_OFFSET_SHIFT) * MiB),
+			      (off_t)m->bs, POSIX_FADV_DONTNEED);
+}
+
 /* The job's block is copied: its entry in the new BAT. */
 static int job_finish(struct vdisk_merge *m, struct job *j)
 {
@@ -522,6 +552,7 @@ static int job_finish(struct vdisk_merge *m, struct job *j)
 		memcpy(m->sb[chunk] + first / 8, j->mask, bits / 8);
 	}
 	put64(m->bat + idx * 8, e);
+	drop_cached(m, b);
 	if (j->redo) {
 		m->bstate[b] = B_DIRTY;
 		m->todo++;
