@@ -182,6 +182,12 @@ pair "merge 1 GiB of changes (MiB/s) vs dd of 1 GiB" \
 	'timed_mib "$F disk merge $dir/mc.vhdx"' \
 	'timed_mib "dd if=$dir/mc.vhdx of=$dir/copy.raw bs=1M count=$merge_mib conv=fsync status=none"' \
 	"$merge_setup"
+# The merge drops the page cache of what it has copied (it goes away);
+# dd can too, and where the page cache is full that is much faster.
+pair "merge 1 GiB (MiB/s) vs dd iflag=nocache oflag=nocache" \
+	'timed_mib "$F disk merge $dir/mc.vhdx"' \
+	'timed_mib "dd if=$dir/mc.vhdx of=$dir/copy.raw bs=1M count=$merge_mib conv=fsync iflag=nocache oflag=nocache status=none"' \
+	"$merge_setup"
 rm -f "$dir/mb.vhdx" "$dir/mc.vhdx" "$dir/copy.raw"
 fi
 

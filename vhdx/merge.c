@@ -501,7 +501,8 @@ static int sb_cow(struct vdisk_merge *m, uint64_t chunk)
  * The block's old pages leave the page cache now, while the copies of
  * the next blocks run: the punch of A's old blocks and the removal of
  * the merged files would otherwise drop them all at the end.  Nothing is
- * lost: a later read finds the same data on disk.
+ * lost: a later read finds the same data on disk.  Offline, the copy's
+ * own pages go too (their write-back starts at once).
  */
 static void drop_cached(struct vdisk_merge *m, uint64_t b)
 {
@@ -525,6 +526,10 @@ static void drop_cached(struct vdisk_merge *m, uint64_t b)
 	    (oe & BAT_STATE_MASK) == PAYLOAD_BLOCK_PARTIALLY_PRESENT)
 		posix_fadvise(m->a->fd, (off_t)((oe >> BAT_OFFSET_SHIFT) * MiB),
 			      (off_t)m->bs, POSIX_FADV_DONTNEED);
+	/* The copy's write-back starts now too, not all at the commit. */
+	if (m->newoff[b] && m->offline)
+		posix_fadvise(m->a->fd, (off_t)m->newoff[b], (off_t)m->bs,
+			      POSIX_FADV_DONTNEED);
 }
 
 /* The job's block is copied: its entry in the new BAT. */
