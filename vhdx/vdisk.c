@@ -529,6 +529,9 @@ int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
 		*len = d->info.virtual_size - offset;
 	if (d->ops->block_status)
 		return d->ops->block_status(d, offset, len, allocated);
+	/* A structure-only open has no bitmaps and no parents to ask. */
+	if (d->no_io)
+		return -EOPNOTSUPP;
 	return chain_block_status(d, offset, len, allocated);
 }
 

@@ -255,7 +255,8 @@ int vdisk_write_zeroes(struct vdisk *d, uint64_t offset, uint64_t len);
 /*
  * Where the data is: sets *allocated to whether [offset, offset+*len)
  * starts with data that may be non-zero, and shortens *len to the run of
- * the same kind.  Unallocated runs read as zeros.
+ * the same kind.  Unallocated runs read as zeros.  Through a chain, data
+ * in any level counts.  -EOPNOTSUPP for a VHDX or VHD opened with no_io.
  */
 int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
 		       bool *allocated);
