@@ -254,6 +254,8 @@ extern const struct vdisk_ops vhdx_ops;
 int raw_open_fd(struct vdisk *d, char *err, size_t errlen);
 /* vhd_io.c: the VHD format behind struct vdisk. */
 int vhd_open_fd(struct vdisk *d, struct vhdx_report *r);
+/* Write the footer's copy at the start again, if it differs. */
+int vhd_footer_sync(struct vdisk *d);
 /* vhd_create.c */
 int vhd_create(const char *path, const struct vdisk_create_opts *o,
 	       char *err, size_t errlen);

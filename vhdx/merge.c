@@ -40,80 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vhdx/state.h"
-
-#define UNIT_MAX	(1 * MiB)	/* one read and one write of a copy */
-#define DEPTH		8		/* units in flight */
-#define JOBS		4		/* blocks in flight */
-#define STEP_BYTES	(64 * MiB)	/* copied per step, unless told */
-#define DIRTY_ROUNDS	4		/* steps of copying again, at most */
-#define EXTEND_AHEAD	(256 * MiB)	/* A grows ahead of its copies by this */
-#define JOURNAL_MAGIC	"fsvmergj"
-#define JOURNAL_MAX	(64 * KiB)
-
-enum block_state {
-	B_TODO,				/* not reached by the main pass */
-	B_DONE,
-	B_DIRTY,			/* written since it was copied */
-};
-
-/* A block of A being copied: several are in flight at once. */
-struct job {
-	uint64_t b;
-	bool active;
-	bool all;			/* the result holds every sector */
-	bool nonzero, recopy;
-	bool redo;			/* written meanwhile: copy it again */
-	uint8_t *mask;			/* sectors the result holds (differencing A) */
-	uint64_t next_unit, end;
-	unsigned int pending;		/* its units in flight */
-};
-
-struct unit {
-	struct vdisk_req req;		/* the chain read */
-	struct iovec iov;
-	struct io_op wop;		/* the write into A */
-	struct iovec wiov;
-	struct vdisk_merge *m;
-	struct job *job;
-	uint8_t *buf;
-	uint64_t off, len;		/* virtual */
-	bool busy;
-};
-
-struct vdisk_merge {
-	struct vdisk *d;		/* the open child, the top */
-	struct vdisk *a;		/* the ancestor merged into */
-	struct vhdx *av;
-	struct vdisk *above[VDISK_MAX_CHAIN];	/* d .. A's child */
-	unsigned int nabove;
-	bool offline;
-	bool keep_files;
-	uint64_t step_bytes;		/* copied per step at most */
-	char *journal;
-	char *files[VDISK_MAX_CHAIN];	/* removed when it is done */
-	unsigned int nfiles;
-	struct guid old_dwg;
-	uint64_t orig_size;		/* A's size before: the rollback point */
-	uint64_t end;			/* where the next new block goes */
-	uint64_t extended;		/* A's file size, made ahead */
-
-	uint64_t bs, nblocks, cursor;
-	uint8_t *bstate;
-	uint64_t *newoff;		/* each block's copy in A (0: none) */
-	uint8_t *bat;			/* A's BAT as the merge leaves it */
-	uint8_t **sb;			/* differencing A: the new bitmaps */
-	uint64_t *sb_at;
-	uint64_t todo;			/* blocks to copy again */
-	uint64_t scan;			/* where the search for them goes on */
-	unsigned int rounds;		/* steps spent copying again */
-
-	struct job jobs[JOBS];
-	unsigned int inflight;		/* units */
-	uint32_t unit_len;
-	struct unit units[DEPTH];
-	int error;
-};
+#include "vhdx/merge.h"
 
 /* ---- the journal -------------------------------------------------- */
 
@@ -295,8 +222,12 @@ static int merge_recover(const char *child, const struct vdisk_merge_opts *o,
 		 */
 		vdisk_close(a);
 		ret = vdisk_open(j->target, NULL, &a, err, errlen);
+		if (!ret && a->info.format == VDISK_FORMAT_VHD)
+			ret = vhd_footer_sync(a);
 		if (!ret)
 			ret = vdisk_close(a);
+		else
+			vdisk_close(a);
 		if (ret) {
 			free(j);
 			return ret;
@@ -351,7 +282,7 @@ static bool block_plan(struct vdisk_merge *m, uint64_t b, uint8_t *mask,
 	for (unsigned int i = 0; i <= m->nabove; i++) {
 		struct vdisk *l = i < m->nabove ? m->above[i] : m->a;
 
-		if (i == m->nabove && (!touched || !m->av->has_parent))
+		if (i == m->nabove && (!touched || !m->a_has_parent))
 			break;
 		for (uint64_t pos = r0; pos < r0 + rlen;) {
 			uint64_t n = r0 + rlen - pos, fo;
@@ -364,8 +295,8 @@ static bool block_plan(struct vdisk_merge *m, uint64_t b, uint8_t *mask,
 			pos += n;
 		}
 	}
-	*all = !m->av->has_parent;
-	if (touched && m->av->has_parent) {
+	*all = !m->a_has_parent;
+	if (touched && m->a_has_parent) {
 		uint64_t bits = rlen / lss;
 
 		*all = true;
@@ -375,22 +306,49 @@ static bool block_plan(struct vdisk_merge *m, uint64_t b, uint8_t *mask,
 	return touched;
 }
 
-static uint64_t alloc_space(struct vdisk_merge *m, uint64_t len)
+uint64_t merge_alloc(struct vdisk_merge *m, uint64_t len, uint64_t align,
+		     uint64_t before)
 {
-	uint64_t o = m->end;
+	/* @before bytes precede an @align-aligned start (a VHD bitmap). */
+	uint64_t o = (m->end + before + align - 1) / align * align - before;
 
-	m->end += (len + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
+	m->end = o + len;
 	/*
 	 * The file is made longer ahead of the copies: writes inside the
 	 * file's size take the file system's fast path, those that extend
 	 * it do not.  The commit cuts the file back to what is used.
 	 */
 	if (m->end > m->extended) {
-		m->extended = m->end + EXTEND_AHEAD;
-		if (ftruncate(m->a->fd, (off_t)m->extended) < 0)
-			m->extended = m->end;	/* the writes extend it then */
+		uint64_t want = m->end + EXTEND_AHEAD;
+
+		if (ftruncate(m->a->fd, (off_t)want) == 0) {
+			m->extended = want;
+			/* A VHD file ends with its footer, whatever happens. */
+			if (m->vv)
+				file_pwrite(m->a->fd, m->vv->footer, VHD_FOOTER_SIZE,
+					    want - VHD_FOOTER_SIZE);
+		}
 	}
 	return o;
+}
+
+void punch_flush(struct punch *p)
+{
+	if (p->len)
+		fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)p->off, (off_t)p->len);
+	p->len = 0;
+}
+
+void punch_add(struct punch *p, uint64_t off, uint64_t len)
+{
+	if (p->len && off == p->off + p->len) {
+		p->len += len;
+		return;
+	}
+	punch_flush(p);
+	p->off = off;
+	p->len = len;
 }
 
 static void unit_free(struct unit *u, int res)
@@ -428,13 +386,11 @@ static void read_done(struct vdisk_req *req, int res)
 		return;
 	}
 	j->nonzero |= !zero;
-	if (!m->newoff[j->b])
-		m->newoff[j->b] = alloc_space(m, m->bs);
 	u->wiov.iov_base = u->buf;
 	u->wiov.iov_len = u->len;
 	u->wop.cb = write_done;
 	ret = io_engine_rw(m->d->eng, &u->wop, m->a->fd, true, &u->wiov, 1,
-			   m->newoff[j->b] + u->off % m->bs, 0);
+			   m->t->place(m, j->b) + u->off % m->bs, 0);
 	if (ret)
 		io_engine_defer(m->d->eng, &u->wop, ret);
 }
@@ -479,24 +435,6 @@ static void units_issue(struct vdisk_merge *m)
 	}
 }
 
-/* A differencing A's new bitmap for @chunk, copied on first change. */
-static int sb_cow(struct vdisk_merge *m, uint64_t chunk)
-{
-	struct vhdx *av = m->av;
-
-	if (m->sb[chunk])
-		return 0;
-	m->sb[chunk] = vhdx_alloc(MiB);
-	if (!m->sb[chunk])
-		return -ENOMEM;
-	if (av->sb[chunk])
-		memcpy(m->sb[chunk], av->sb[chunk], MiB);
-	else
-		memset(m->sb[chunk], 0, MiB);
-	m->sb_at[chunk] = alloc_space(m, MiB);
-	return 0;
-}
-
 /*
  * The block's old pages leave the page cache now, while the copies of
  * the next blocks run: the punch of A's old blocks and the removal of
@@ -521,42 +459,25 @@ static void drop_cached(struct vdisk_merge *m, uint64_t b)
 			pos += n;
 		}
 	}
-	oe = bat_get(m->av, bat_payload_index(m->av, b));
-	if ((oe & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT ||
-	    (oe & BAT_STATE_MASK) == PAYLOAD_BLOCK_PARTIALLY_PRESENT)
-		posix_fadvise(m->a->fd, (off_t)((oe >> BAT_OFFSET_SHIFT) * MiB),
-			      (off_t)m->bs, POSIX_FADV_DONTNEED);
+	oe = m->t->old_place(m, b);
+	if (oe)
+		posix_fadvise(m->a->fd, (off_t)oe, (off_t)m->bs, POSIX_FADV_DONTNEED);
 	/* The copy's write-back starts now too, not all at the commit. */
 	if (m->newoff[b] && m->offline)
-		posix_fadvise(m->a->fd, (off_t)m->newoff[b], (off_t)m->bs,
+		posix_fadvise(m->a->fd, (off_t)m->t->place(m, b), (off_t)m->bs,
 			      POSIX_FADV_DONTNEED);
 }
 
-/* The job's block is copied: its entry in the new BAT. */
+/* The job's block is copied: its entry, then the cache, then its state. */
 static int job_finish(struct vdisk_merge *m, struct job *j)
 {
-	struct vhdx *av = m->av;
-	uint64_t b = j->b, idx = bat_payload_index(av, b), e;
+	uint64_t b = j->b;
+	int ret;
 
 	j->active = false;
-	if (!j->nonzero && j->all && !av->leave_allocated && !m->newoff[b]) {
-		e = PAYLOAD_BLOCK_ZERO;
-	} else {
-		if (!m->newoff[b])
-			m->newoff[b] = alloc_space(m, m->bs);
-		e = m->newoff[b] | (j->all ? PAYLOAD_BLOCK_FULLY_PRESENT :
-					      PAYLOAD_BLOCK_PARTIALLY_PRESENT);
-	}
-	if (!j->all) {
-		uint64_t chunk = b / av->chunk_ratio;
-		uint64_t bits = m->bs / av->lss, first = (b % av->chunk_ratio) * bits;
-		int ret = sb_cow(m, chunk);
-
-		if (ret)
-			return ret;
-		memcpy(m->sb[chunk] + first / 8, j->mask, bits / 8);
-	}
-	put64(m->bat + idx * 8, e);
+	ret = m->t->finish(m, j);
+	if (ret)
+		return ret;
 	drop_cached(m, b);
 	if (j->redo) {
 		m->bstate[b] = B_DIRTY;
@@ -687,132 +608,6 @@ void merge_note_write(struct vdisk_merge *m, uint64_t off, uint64_t len)
 	}
 }
 
-/* ---- commit and switch --------------------------------------------- */
-
-static int commit(struct vdisk_merge *m, bool *committed)
-{
-	struct vhdx *av = m->av;
-	uint32_t cap = vhdx_txn_capacity(av), n = 0, nrec = 0;
-	struct log_sector *s = calloc(cap + 2, sizeof(*s));
-	uint8_t *recbuf = vhdx_alloc(2 * VHDX_SECTOR);
-	const char *slash = strrchr(m->d->path, '/');
-	int ret = 0;
-
-	*committed = false;
-	if (!s || !recbuf) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	/* New bitmap blocks, written where nothing refers to them yet. */
-	for (uint64_t c = 0; c < av->nchunks && !ret; c++) {
-		if (!m->sb[c])
-			continue;
-		ret = file_pwrite(m->a->fd, m->sb[c], MiB, m->sb_at[c]);
-		put64(m->bat + bat_bitmap_index(av, c) * 8, m->sb_at[c] | SB_BLOCK_PRESENT);
-	}
-	/* What was made ahead and not used goes. */
-	if (!ret && m->extended > m->end && ftruncate(m->a->fd, (off_t)m->end) < 0)
-		ret = -errno;
-	if (!ret && fdatasync(m->a->fd) < 0)
-		ret = -errno;
-	if (ret)
-		goto out;
-	vhdx_step("merge: copies flushed");
-	for (uint64_t i = 0; i < av->bat_bytes / VHDX_SECTOR; i++) {
-		if (memcmp(m->bat + i * VHDX_SECTOR, av->bat + i * VHDX_SECTOR,
-			   VHDX_SECTOR) == 0)
-			continue;
-		if (n == cap) {
-			ret = -E2BIG;
-			goto out;
-		}
-		s[n++] = (struct log_sector){ av->bat_offset + i * VHDX_SECTOR,
-					      m->bat + i * VHDX_SECTOR };
-	}
-	if (n + 2 <= cap &&
-	    vhdx_record_sectors(av, &m->old_dwg, slash ? slash + 1 : m->d->path,
-				recbuf, s + n, &nrec) == 0)
-		n += nrec;
-	ret = vhdx_commit_atomic(av, s, n, m->end, committed);
-out:
-	if (ret == -E2BIG)
-		log_error("merge: the change does not fit the log of %s (%u sectors)",
-			  m->a->path, cap);
-	free(s);
-	free(recbuf);
-	return ret;
-}
-
-/* Punch out [off, off + len) of A, neighbouring ranges as one. */
-struct punch {
-	int fd;
-	uint64_t off, len;
-};
-
-static void punch_flush(struct punch *p)
-{
-	if (p->len)
-		fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)p->off, (off_t)p->len);
-	p->len = 0;
-}
-
-static void punch_add(struct punch *p, uint64_t off, uint64_t len)
-{
-	if (p->len && off == p->off + p->len) {
-		p->len += len;
-		return;
-	}
-	punch_flush(p);
-	p->off = off;
-	p->len = len;
-}
-
-/* A takes the new BAT and bitmaps; the space it no longer uses goes. */
-static void adopt(struct vdisk_merge *m)
-{
-	struct vhdx *av = m->av;
-	uint64_t bs = av->block_size;
-	struct punch p = { .fd = m->a->fd };
-
-	for (uint64_t b = 0; b < av->data_blocks; b++) {
-		uint64_t idx = bat_payload_index(av, b);
-		uint64_t oe = bat_get(av, idx), ne = get64(m->bat + idx * 8);
-		unsigned int st = oe & BAT_STATE_MASK;
-
-		if ((st == PAYLOAD_BLOCK_FULLY_PRESENT || st == PAYLOAD_BLOCK_PARTIALLY_PRESENT) &&
-		    (oe >> BAT_OFFSET_SHIFT) != (ne >> BAT_OFFSET_SHIFT))
-			punch_add(&p, (oe >> BAT_OFFSET_SHIFT) * MiB, bs);
-	}
-	punch_flush(&p);
-	for (uint64_t c = 0; c < av->nchunks; c++) {
-		uint64_t oe = bat_get(av, bat_bitmap_index(av, c));
-
-		if (!m->sb[c])
-			continue;
-		if ((oe & BAT_STATE_MASK) == SB_BLOCK_PRESENT)
-			fallocate(m->a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				  (off_t)((oe >> BAT_OFFSET_SHIFT) * MiB), (off_t)MiB);
-		free(av->sb[c]);
-		av->sb[c] = m->sb[c];
-		m->sb[c] = NULL;
-	}
-	memcpy(av->bat, m->bat, av->bat_bytes);
-	av->allocated = 0;
-	for (uint64_t b = 0; b < av->data_blocks; b++) {
-		unsigned int st = bat_get(av, bat_payload_index(av, b)) & BAT_STATE_MASK;
-
-		if (st == PAYLOAD_BLOCK_FULLY_PRESENT || st == PAYLOAD_BLOCK_PARTIALLY_PRESENT)
-			av->allocated += bs;
-	}
-	av->alloc_end = m->end;
-	if (av->file_size < m->end)
-		av->file_size = m->end;
-	vhdx_record_adopt(av);
-	m->a->info.allocated = av->allocated;
-	m->a->info.file_size = av->file_size;
-}
-
 /* The format state starts with its disk: point it at @d. */
 static void rebind(struct vdisk *d)
 {
@@ -913,7 +708,10 @@ static int take_target(struct vdisk_merge *m, char *err, size_t errlen)
 	}
 	close(a->fd);
 	a->fd = fd;
-	m->av->fd = fd;
+	if (m->av)
+		m->av->fd = fd;
+	else
+		m->vv->fd = fd;
 	return 0;
 }
 
@@ -921,15 +719,11 @@ static void merge_free(struct vdisk_merge *m)
 {
 	for (int i = 0; i < DEPTH; i++)
 		free(m->units[i].buf);
-	for (uint64_t c = 0; m->sb && c < m->av->nchunks; c++)
-		free(m->sb[c]);
 	for (unsigned int i = 0; i < m->nfiles; i++)
 		free(m->files[i]);
-	free(m->sb);
-	free(m->sb_at);
+	m->t->release(m);
 	free(m->bstate);
 	free(m->newoff);
-	free(m->bat);
 	for (int i = 0; i < JOBS; i++)
 		free(m->jobs[i].mask);
 	free(m->journal);
@@ -938,37 +732,35 @@ static void merge_free(struct vdisk_merge *m)
 
 static int setup(struct vdisk_merge *m)
 {
-	struct vhdx *av = m->av;
+	uint32_t lss = m->a->info.logical_sector_size;
 	char real[PATH_MAX];
 	struct stat st;
+	int ret;
 
-	m->bs = av->block_size;
-	m->nblocks = av->data_blocks;
+	if (fstat(m->a->fd, &st) < 0)
+		return -errno;
+	m->orig_size = (uint64_t)st.st_size;
+	m->end = (m->orig_size + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
+	m->extended = m->orig_size;
+	ret = m->t->setup(m);
+	if (ret)
+		return ret;
 	m->unit_len = m->bs < UNIT_MAX ? (uint32_t)m->bs : (uint32_t)UNIT_MAX;
 	m->bstate = calloc(m->nblocks, 1);
 	m->newoff = calloc(m->nblocks, sizeof(*m->newoff));
-	m->bat = vhdx_alloc(av->bat_bytes);
 	for (int i = 0; i < JOBS; i++) {
-		m->jobs[i].mask = calloc(1, m->bs / av->lss / 8 + 8);
+		m->jobs[i].mask = calloc(1, m->bs / lss / 8 + 8);
 		if (!m->jobs[i].mask)
 			return -ENOMEM;
 	}
-	m->sb = calloc(av->nchunks + 1, sizeof(*m->sb));
-	m->sb_at = calloc(av->nchunks + 1, sizeof(*m->sb_at));
 	for (int i = 0; i < DEPTH; i++) {
 		m->units[i].m = m;
 		m->units[i].buf = vhdx_alloc(m->unit_len);
 		if (!m->units[i].buf)
 			return -ENOMEM;
 	}
-	if (!m->bstate || !m->newoff || !m->bat || !m->sb || !m->sb_at)
+	if (!m->bstate || !m->newoff)
 		return -ENOMEM;
-	memcpy(m->bat, av->bat, av->bat_bytes);
-	if (fstat(m->a->fd, &st) < 0)
-		return -errno;
-	m->orig_size = (uint64_t)st.st_size;
-	m->end = (m->orig_size + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
-	m->extended = m->orig_size;
 	m->old_dwg = m->a->identity;
 	for (unsigned int i = 0; i < m->nabove; i++) {
 		const char *p = m->above[i]->path;
@@ -1004,12 +796,12 @@ static int merge_begin(struct vdisk *d, const struct vdisk_merge_opts *o,
 	ret = find_target(d, o ? o->into : NULL, &a, err, errlen);
 	if (ret)
 		return ret;
-	if (a->info.format != VDISK_FORMAT_VHDX) {
-		snprintf(err, errlen, "merging into %s, a VHD file, is not supported (only into VHDX)",
+	if (a->info.format == VDISK_FORMAT_VHD && a->info.type == VDISK_TYPE_FIXED) {
+		snprintf(err, errlen, "merging into %s, a fixed VHD, is not supported: it has no BAT to switch (convert it to a dynamic VHD or to VHDX first)",
 			 a->path);
 		return -ENOTSUP;
 	}
-	if (((struct vhdx *)a->priv)->nov) {
+	if (a->info.format == VDISK_FORMAT_VHDX && ((struct vhdx *)a->priv)->nov) {
 		snprintf(err, errlen, "%s has a log to replay first (open it read-write once, or check --repair)",
 			 a->path);
 		return -EBUSY;
@@ -1019,7 +811,13 @@ static int merge_begin(struct vdisk *d, const struct vdisk_merge_opts *o,
 		return -ENOMEM;
 	m->d = d;
 	m->a = a;
-	m->av = a->priv;
+	if (a->info.format == VDISK_FORMAT_VHDX) {
+		m->t = &merge_vhdx;
+		m->av = a->priv;
+	} else {
+		m->t = &merge_vhd;
+		m->vv = a->priv;
+	}
 	m->offline = offline;
 	m->keep_files = o && o->keep_files;
 	m->step_bytes = o && o->step_bytes ? o->step_bytes : STEP_BYTES;
@@ -1100,7 +898,7 @@ static int finish(struct vdisk_merge *m, char *err, size_t errlen)
 	}
 	ret = copy_blocks(m, UINT64_MAX, true);
 	if (!ret)
-		ret = commit(m, &committed);
+		ret = m->t->commit(m, &committed);
 	if (ret) {
 		snprintf(err, errlen, "%s: %s", committed ?
 			 "the merge committed but could not finish; the ancestor's log completes it at its next open" :
@@ -1114,7 +912,7 @@ static int finish(struct vdisk_merge *m, char *err, size_t errlen)
 		}
 	}
 	vhdx_step("merge: committed");
-	adopt(m);
+	m->t->adopt(m);
 	switch_to_target(m);
 	vhdx_step("merge: switched");
 	for (unsigned int i = 0; i < m->nfiles && !m->keep_files; i++)

@@ -546,6 +546,21 @@ static int vhd_close(struct vdisk *d)
 	return ret;
 }
 
+int vhd_footer_sync(struct vdisk *d)
+{
+	struct vhd *v = d->priv;
+	int ret;
+
+	if (v->type == VHD_FIXED || !v->copy_stale || d->read_only)
+		return 0;
+	ret = file_pwrite(v->fd, v->footer, VHD_FOOTER_SIZE, 0);
+	if (!ret && fdatasync(v->fd) < 0)
+		ret = -errno;
+	if (!ret)
+		v->copy_stale = false;
+	return ret;
+}
+
 const struct vdisk_ops vhd_ops = {
 	.submit = vhd_submit,
 	.map = vhd_map,

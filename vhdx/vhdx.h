@@ -396,7 +396,9 @@ struct vdisk_merge_opts {
  * reads the merged result.  A merge that was interrupted (a kill, a
  * power cut) is finished or undone by running it again.  The ancestor's
  * other children are invalid afterwards: opening one fails with -ESTALE
- * and says it was merged into.  The ancestor must be a VHDX file.
+ * and says it was merged into (a VHD one that its parent changed).  The
+ * ancestor is a VHDX file or a dynamic or differencing VHD (a fixed VHD
+ * is refused, -ENOTSUP).
  */
 int vdisk_merge(const char *child, const struct vdisk_merge_opts *o,
 		char *err, size_t errlen);

@@ -228,6 +228,54 @@ Test(merge, through_a_chain_into_an_ancestor)
 	free(mid);
 }
 
+/* A VHD's size is rounded to its geometry: the models are that long. */
+static uint64_t vhd_size(const char *name)
+{
+	struct vdisk *d = open_ok(name, true);
+	uint64_t size = vdisk_info(d)->virtual_size;
+
+	vdisk_close(d);
+	return size;
+}
+
+Test(merge, into_vhd_ancestors)
+{
+	uint8_t *m = calloc(1, SIZE), *base = malloc(SIZE);
+	struct vdisk *d;
+	char err[1024];
+
+	make("b.vhd", VDISK_FORMAT_VHD, VDISK_TYPE_DYNAMIC, NULL);
+	cr_assert_geq(vhd_size("b.vhd"), SIZE);
+	scribble("b.vhd", m, 1, 10);
+	memcpy(base, m, SIZE);
+	make("l1.vhd", VDISK_FORMAT_VHD, 0, "b.vhd");
+	scribble("l1.vhd", m, 2, 10);
+	make("s.vhd", VDISK_FORMAT_VHD, 0, "b.vhd");
+	/* A VHDX child of the VHD chain, into its differencing VHD parent. */
+	make("l2.vhdx", VDISK_FORMAT_VHDX, 0, "l1.vhd");
+	scribble("l2.vhdx", m, 3, 10);
+	merge_ok("l2.vhdx", NULL);
+	expect_model("l1.vhd", m);
+	expect_clean("l1.vhd");
+	/* The differencing VHD into the dynamic base. */
+	merge_ok("l1.vhd", NULL);
+	expect_model("b.vhd", m);
+	expect_clean("b.vhd");
+	cr_assert_eq(access(at("l1.vhd"), F_OK), -1);
+	/* Its other child links to the old unique id: refused. */
+	cr_assert_eq(vdisk_open(at("s.vhd"), &(struct vdisk_open_opts){ .read_only = true },
+				&d, err, sizeof(err)), -ESTALE);
+	cr_assert_not_null(strstr(err, "unique id"), "%s", err);
+	/* A VHD merged into keeps taking writes and merges. */
+	make("l3.vhd", VDISK_FORMAT_VHD, 0, "b.vhd");
+	scribble("l3.vhd", m, 4, 6);
+	merge_ok("l3.vhd", NULL);
+	expect_model("b.vhd", m);
+	expect_clean("b.vhd");
+	free(m);
+	free(base);
+}
+
 Test(merge, zero_blocks_hide_the_parent_after_a_merge)
 {
 	uint8_t *m = calloc(1, SIZE);
@@ -376,10 +424,11 @@ Test(merge, refusals)
 	cr_assert_not_null(strstr(err, "in use by another process"), "%s", err);
 	close(fd);
 	cr_assert_eq(access(at("c.vhdx.merge"), F_OK), -1);
-	/* Into a VHD. */
-	make("v.vhd", VDISK_FORMAT_VHD, VDISK_TYPE_DYNAMIC, NULL);
+	/* Into a fixed VHD: no BAT to switch. */
+	make("v.vhd", VDISK_FORMAT_VHD, VDISK_TYPE_FIXED, NULL);
 	make("cv.vhdx", VDISK_FORMAT_VHDX, 0, "v.vhd");
 	cr_assert_eq(vdisk_merge(at("cv.vhdx"), NULL, err, sizeof(err)), -ENOTSUP);
+	cr_assert_not_null(strstr(err, "a fixed VHD"), "%s", err);
 	d = open_ok("c.vhdx", true);
 	vdisk_close(d);
 }

@@ -5,7 +5,7 @@
  * model; then merges at each depth (offline, online with writes going
  * on, into the parent and two levels up), compact, and convert round
  * trips (VHD and VHDX, flattened and kept as chains), all compared with
- * the model.  The same for VHD chains, which merge into no VHD.
+ * the model.  The same for VHD chains.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -307,8 +307,18 @@ Test(property, vhd_chains_of_depth_1_to_4)
 		check_file(at("v%d.vhd", depth), "the VHD chain after compacting its base");
 		convert(at("v%d.vhd", depth), at("x%d.vhdx", 0), VDISK_FORMAT_VHDX, NULL);
 		check_file(at("x%d.vhdx", 0), "a VHD chain flattened into VHDX");
-		/* A VHDX child of the VHD chain, merged into a VHDX copy. */
-		convert(at("v%d.vhd", depth), at("x%d.vhdx", 1), VDISK_FORMAT_VHDX, NULL);
+		/* Merges at each depth of the VHD chain, down to its base. */
+		for (int top = depth; top >= 1; top--) {
+			bool live = pick(2) == 0;
+
+			snprintf(what, sizeof(what), "VHD depth %d, merging level %d%s",
+				 depth, top, live ? " online" : "");
+			merge(at("v%d.vhd", top), NULL, live, what);
+			check_file(at("v%d.vhd", top - 1), what);
+		}
+		compact(at("v%d.vhd", 0), "the VHD base after its merges");
+		/* A VHDX child of the merged VHD, merged into a VHDX copy of it. */
+		convert(at("v%d.vhd", 0), at("x%d.vhdx", 1), VDISK_FORMAT_VHDX, NULL);
 		create(at("y%d.vhdx", 0), VDISK_FORMAT_VHDX, at("x%d.vhdx", 1), 0);
 		scribble(at("y%d.vhdx", 0), 5, "a VHDX child of the copy");
 		merge(at("y%d.vhdx", 0), NULL, false, "merging into the copy");
