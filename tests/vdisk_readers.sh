@@ -108,7 +108,18 @@ for base in fixed dynamic; do
 	done
 done
 
-# 5. A VHDX child of a VHD parent: 7-Zip refuses the mix ("Unsupported
+# 5. A merged VHD (its header and BAT moved by the merge) reads the same
+#    through qemu, 7-Zip and libvhdi: v3 into v2 into v1 of the last chain.
+"$F" disk merge v3.vhd || fail "merge of VHD level 3"
+"$F" disk merge v2.vhd || fail "merge of VHD level 2"
+same_7z v1.vhd v3.raw "VHD level 1 after two merges" vhd
+same_vhdi v1.vhd v3.raw "VHD level 1 after two merges"
+"$F" disk merge v1.vhd || fail "merge of VHD level 1"
+qemu-img convert -f vpc -O raw v0.vhd q.raw && cmp -s q.raw v3.raw ||
+	fail "qemu reads the merged VHD base differently"
+same_7z v0.vhd v3.raw "the VHD base after three merges" vhd
+
+# 6. A VHDX child of a VHD parent: 7-Zip refuses the mix ("Unsupported
 #    Method"), so only the model checks it here.
 rm -f m.vhd m.vhdx m0.raw m1.raw ours.raw
 "$F" disk create m.vhd 30M && "$W" mutate 7 20 m.vhd m0.raw || fail "VHD base"
