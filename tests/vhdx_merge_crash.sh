@@ -113,7 +113,10 @@ suite()
 	i=1
 	while [ $i -le "$timed" ]; do
 		fresh
-		delay=$(( (i * 7919) % (ms + ms / 4 + 1) ))
+		# Kill i falls in the i-th of TIMED equal slices of the run
+		# (and a quarter more), at a scattered point inside it.
+		span=$((ms + ms / 4 + 1))
+		delay=$(( (i - 1) * span / timed + (i * 7919) % (span / timed + 1) ))
 		"$F" disk merge w/child.$x >/dev/null 2>&1 &
 		pid=$!
 		sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"

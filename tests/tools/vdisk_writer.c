@@ -218,11 +218,14 @@ static int do_compare(const char *image, const char *model)
 	char err[1024];
 	int ret = 0;
 
-	if (fd < 0 || !a || !b || fstat(fd, &st) < 0)
-		return 2;
+	if (fd < 0 || !a || !b || fstat(fd, &st) < 0) {
+		ret = 2;
+		goto out;
+	}
 	if (vdisk_open(image, &o, &d, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
-		return 2;
+		ret = 2;
+		goto out;
 	}
 	if (vdisk_info(d)->virtual_size != (uint64_t)st.st_size)
 		ret = 1;
@@ -235,7 +238,9 @@ static int do_compare(const char *image, const char *model)
 			ret = 1;
 	}
 	vdisk_close(d);
-	close(fd);
+out:
+	if (fd >= 0)
+		close(fd);
 	free(a);
 	free(b);
 	return ret;
