@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,14 +21,24 @@
 
 static const char disk_usage[] =
 	"usage: fsvisor disk <command> ...\n"
-	"  create [--type dynamic|fixed] [--block-size N] [--sector-size 512|4096]\n"
-	"         [--log-size N] FILE SIZE\n"
-	"  info [--json] FILE\n"
+	"  create [--format vhdx|vhd] [--type dynamic|fixed] [--block-size N]\n"
+	"         [--sector-size 512|4096] [--log-size N] FILE SIZE\n"
+	"  create [--format vhdx|vhd] --parent PARENT [--block-size N] FILE\n"
+	"                                 a differencing child (.vhd: VHD, else VHDX)\n"
+	"  help                           this text\n"
+	"  info [--json] FILE             a differencing disk's chain too\n"
 	"  check [--repair] FILE          exit 0: clean, 1: problems, 2: cannot check\n"
 	"  resize FILE SIZE               grow a VHDX or raw disk (never shrinks)\n"
-	"  convert [-O vhdx|raw] [--type dynamic|fixed] [--block-size N] SRC DST\n"
+	"  convert [-O vhdx|vhd|raw] [--type dynamic|fixed] [--block-size N]\n"
+	"          [--parent PARENT] SRC DST   copy, flattening a chain or keeping\n"
+	"                                 it: a child of PARENT with what differs\n"
+	"  merge [--into ANCESTOR] [--keep] CHILD\n"
+	"                                 CHILD's data into its parent (or ANCESTOR);\n"
+	"                                 CHILD (and the disks between) are removed\n"
+	"  compact FILE                   free blocks of zeros, shrink a dynamic or\n"
+	"                                 differencing disk's file\n"
 	"  bench [--rw read|write|randread|randwrite] [--bs N] [--qd N] [--direct]\n"
-	"        [--count N] [--step N] [--seed N] FILE\n";
+	"        [--count N] [--step N] [--offset N] [--seed N] FILE\n";
 
 static int usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
@@ -79,6 +90,39 @@ static int parse_type(const char *s, enum vdisk_type *t)
 	return 0;
 }
 
+static const char *format_name(enum vdisk_format f)
+{
+	switch (f) {
+	case VDISK_FORMAT_VHDX:
+		return "vhdx";
+	case VDISK_FORMAT_VHD:
+		return "vhd";
+	case VDISK_FORMAT_RAW:
+		return "raw";
+	case VDISK_FORMAT_AUTO:
+		break;
+	}
+	return "?";
+}
+
+/* --format, or by the file's name: .vhd and .avhd are VHD, others VHDX. */
+static int pick_format(const char *opt, const char *path, enum vdisk_format *f)
+{
+	const char *dot = strrchr(path, '.');
+
+	if (opt && strcmp(opt, "vhdx") == 0)
+		*f = VDISK_FORMAT_VHDX;
+	else if (opt && strcmp(opt, "vhd") == 0)
+		*f = VDISK_FORMAT_VHD;
+	else if (opt)
+		return -EINVAL;
+	else if (dot && (strcasecmp(dot, ".vhd") == 0 || strcasecmp(dot, ".avhd") == 0))
+		*f = VDISK_FORMAT_VHD;
+	else
+		*f = VDISK_FORMAT_VHDX;
+	return 0;
+}
+
 static const char *type_name(enum vdisk_type t)
 {
 	switch (t) {
@@ -102,20 +146,31 @@ static int disk_create(int argc, char **argv)
 		{ "sector-size", required_argument, NULL, 's' },
 		{ "physical-sector-size", required_argument, NULL, 'p' },
 		{ "log-size", required_argument, NULL, 'l' },
+		{ "parent", required_argument, NULL, 'P' },
+		{ "format", required_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct vhdx_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
-	char err[512];
+	struct vdisk_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
+	const char *format = NULL;
+	bool type_given = false;
+	char err[1024];
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:b:s:p:l:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:b:s:p:l:P:f:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'f':
+			format = optarg;
+			break;
 		case 't':
 			if (parse_type(optarg, &o.type))
 				return usage_error("--type must be dynamic or fixed, not '%s'",
 						   optarg);
+			type_given = true;
+			break;
+		case 'P':
+			o.parent = optarg;
 			break;
 		case 'b':
 			if (parse_u32_size("block size", optarg, &o.block_size))
@@ -141,11 +196,21 @@ static int disk_create(int argc, char **argv)
 			return usage_error("bad option");
 		}
 	}
-	if (argc - optind != 2)
-		return usage_error("create needs FILE and SIZE");
-	if (parse_size_arg("size", argv[optind + 1], &o.size))
-		return EXIT_USAGE;
-	ret = vhdx_create(argv[optind], &o, err, sizeof(err));
+	if (o.parent) {
+		if (type_given)
+			return usage_error("a disk with --parent is a differencing disk: no --type");
+		if (argc - optind != 1)
+			return usage_error("create --parent needs FILE only: the size is the parent's");
+		o.type = VDISK_TYPE_DIFFERENCING;
+	} else {
+		if (argc - optind != 2)
+			return usage_error("create needs FILE and SIZE");
+		if (parse_size_arg("size", argv[optind + 1], &o.size))
+			return EXIT_USAGE;
+	}
+	if (pick_format(format, argv[optind], &o.format))
+		return usage_error("--format must be vhdx or vhd, not '%s'", format);
+	ret = vdisk_create(argv[optind], &o, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "fsvisor disk create: %s\n", err);
 		return 1;
@@ -154,6 +219,118 @@ static int disk_create(int argc, char **argv)
 }
 
 /* ---- info ---------------------------------------------------------- */
+
+#define MAX_LEVELS 64
+
+/* The chain below a differencing disk, or why it cannot be opened. */
+struct chain_view {
+	struct vdisk_chain_level levels[MAX_LEVELS];
+	unsigned int n;
+	char err[1024];
+	int ret;
+};
+
+static void chain_view(const char *path, struct chain_view *c)
+{
+	c->err[0] = 0;
+	c->ret = vdisk_chain_list(path, c->levels, MAX_LEVELS, &c->n, c->err,
+				  sizeof(c->err));
+	if (c->n > MAX_LEVELS)
+		c->n = MAX_LEVELS;
+}
+
+static void info_json(const char *path, const struct vdisk_info *in)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i}",
+		"filename", path,
+		"format", format_name(in->format),
+		"type", type_name(in->type),
+		"virtual-size", (json_int_t)in->virtual_size,
+		"file-size", (json_int_t)in->file_size,
+		"allocated", (json_int_t)in->allocated,
+		"logical-sector-size", (int)in->logical_sector_size,
+		"physical-sector-size", (int)in->physical_sector_size);
+	char *text;
+
+	if (in->format != VDISK_FORMAT_RAW) {
+		json_object_set_new(o, "block-size", json_integer(in->block_size));
+		json_object_set_new(o, "disk-id", json_string(in->disk_id));
+		/* What a child made of this disk links to. */
+		json_object_set_new(o, in->format == VDISK_FORMAT_VHD ? "unique-id" :
+				    "data-write-guid", json_string(in->identity));
+	}
+	if (in->format == VDISK_FORMAT_VHDX) {
+		json_object_set_new(o, "log-size", json_integer(in->log_length));
+		json_object_set_new(o, "log-dirty", json_boolean(in->log_replayed));
+	}
+	if (in->type == VDISK_TYPE_DIFFERENCING) {
+		struct chain_view *c = calloc(1, sizeof(*c));
+		json_t *chain = json_array();
+
+		json_object_set_new(o, "parent", json_string(in->parent));
+		if (c) {
+			chain_view(path, c);
+			for (unsigned int i = 1; i < c->n; i++)
+				json_array_append_new(chain, json_pack("{s:s, s:s, s:s}",
+					"filename", c->levels[i].path,
+					"format", format_name(c->levels[i].format),
+					"type", type_name(c->levels[i].type)));
+			if (c->ret)
+				json_object_set_new(o, "chain-error", json_string(c->err));
+			else
+				json_object_set_new(o, "chain-depth", json_integer(c->n));
+		}
+		json_object_set_new(o, "backing-chain", chain);
+		free(c);
+	}
+	text = json_dumps(o, JSON_INDENT(2));
+	printf("%s\n", text);
+	free(text);
+	json_decref(o);
+}
+
+static void info_text(const char *path, const struct vdisk_info *in)
+{
+	char a[32], b[32];
+
+	printf("file:          %s\n", path);
+	printf("format:        %s\n", format_name(in->format));
+	if (in->format != VDISK_FORMAT_RAW)
+		printf("type:          %s\n", type_name(in->type));
+	printf("virtual size:  %s (%" PRIu64 " bytes)\n",
+	       size_format_human(in->virtual_size, a, sizeof(a)), in->virtual_size);
+	printf("file size:     %s (%" PRIu64 " bytes)\n",
+	       size_format_human(in->file_size, a, sizeof(a)), in->file_size);
+	printf("allocated:     %s\n", size_format_human(in->allocated, a, sizeof(a)));
+	if (in->format == VDISK_FORMAT_RAW)
+		return;
+	if (in->block_size)
+		printf("block size:    %s\n", size_format_human(in->block_size, a, sizeof(a)));
+	printf("sector size:   %u logical, %u physical\n",
+	       in->logical_sector_size, in->physical_sector_size);
+	printf("disk id:       %s\n", in->disk_id);
+	if (in->format == VDISK_FORMAT_VHDX)
+		printf("log:           %s, %s\n",
+		       size_format_human(in->log_length, b, sizeof(b)),
+		       in->log_replayed ?
+		       "dirty (replayed in memory here; a read-write open replays it)" :
+		       "clean");
+	if (in->type == VDISK_TYPE_DIFFERENCING) {
+		struct chain_view *c = calloc(1, sizeof(*c));
+
+		printf("parent:        %s\n", in->parent);
+		if (!c)
+			return;
+		chain_view(path, c);
+		for (unsigned int i = 1; i < c->n; i++)
+			printf("chain %-7u %s (%s %s)\n", i, c->levels[i].path,
+			       format_name(c->levels[i].format),
+			       type_name(c->levels[i].type));
+		if (c->ret)
+			printf("chain:         cannot be opened: %s\n", c->err);
+		free(c);
+	}
+}
 
 static int disk_info(int argc, char **argv)
 {
@@ -165,7 +342,7 @@ static int disk_info(int argc, char **argv)
 	const struct vdisk_info *in;
 	struct vdisk *d;
 	bool json = false;
-	char err[512], a[32], b[32];
+	char err[1024];
 	int c, ret;
 
 	optind = 1;
@@ -186,58 +363,10 @@ static int disk_info(int argc, char **argv)
 		return 1;
 	}
 	in = vdisk_info(d);
-	if (json) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i}",
-			"filename", argv[optind],
-			"format", in->format == VDISK_FORMAT_VHDX ? "vhdx" : "raw",
-			"type", type_name(in->type),
-			"virtual-size", (json_int_t)in->virtual_size,
-			"file-size", (json_int_t)in->file_size,
-			"allocated", (json_int_t)in->allocated,
-			"logical-sector-size", (int)in->logical_sector_size,
-			"physical-sector-size", (int)in->physical_sector_size);
-		char *text;
-
-		if (in->format == VDISK_FORMAT_VHDX) {
-			json_object_set_new(o, "block-size", json_integer(in->block_size));
-			json_object_set_new(o, "disk-id", json_string(in->disk_id));
-			json_object_set_new(o, "log-size", json_integer(in->log_length));
-			json_object_set_new(o, "log-dirty", json_boolean(in->log_replayed));
-			if (in->parent[0])
-				json_object_set_new(o, "parent", json_string(in->parent));
-		}
-		text = json_dumps(o, JSON_INDENT(2));
-		printf("%s\n", text);
-		free(text);
-		json_decref(o);
-	} else {
-		printf("file:          %s\n", argv[optind]);
-		printf("format:        %s\n",
-		       in->format == VDISK_FORMAT_VHDX ? "vhdx" : "raw");
-		if (in->format == VDISK_FORMAT_VHDX)
-			printf("type:          %s\n", type_name(in->type));
-		printf("virtual size:  %s (%" PRIu64 " bytes)\n",
-		       size_format_human(in->virtual_size, a, sizeof(a)),
-		       in->virtual_size);
-		printf("file size:     %s (%" PRIu64 " bytes)\n",
-		       size_format_human(in->file_size, a, sizeof(a)), in->file_size);
-		printf("allocated:     %s\n",
-		       size_format_human(in->allocated, a, sizeof(a)));
-		if (in->format == VDISK_FORMAT_VHDX) {
-			printf("block size:    %s\n",
-			       size_format_human(in->block_size, a, sizeof(a)));
-			printf("sector size:   %u logical, %u physical\n",
-			       in->logical_sector_size, in->physical_sector_size);
-			printf("disk id:       %s\n", in->disk_id);
-			printf("log:           %s, %s\n",
-			       size_format_human(in->log_length, b, sizeof(b)),
-			       in->log_replayed ?
-			       "dirty (replayed in memory here; a read-write open replays it)" :
-			       "clean");
-			if (in->parent[0])
-				printf("parent:        %s\n", in->parent);
-		}
-	}
+	if (json)
+		info_json(argv[optind], in);
+	else
+		info_text(argv[optind], in);
 	vdisk_close(d);
 	return 0;
 }
@@ -272,7 +401,7 @@ static int disk_check(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return usage_error("check needs FILE");
-	ret = vhdx_check(argv[optind], repair, print_problem, NULL, &res);
+	ret = vdisk_check(argv[optind], repair, print_problem, NULL, &res);
 	if (ret) {
 		fprintf(stderr, "fsvisor disk check: cannot check %s: %s\n",
 			argv[optind], strerror(-ret));
@@ -318,90 +447,48 @@ static int disk_resize(int argc, char **argv)
 	return 0;
 }
 
-/* ---- convert ------------------------------------------------------- */
+/* ---- progress ------------------------------------------------------ */
 
-#define CONVERT_CHUNK (4 * 1024 * 1024)
-#define ZERO_GRAIN (64 * 1024)
+/* A bar on stderr when it is a terminal; nothing otherwise. */
+struct bar {
+	const char *what;
+	int last;
+};
 
-static void progress(uint64_t done, uint64_t total, bool tty)
+static bool bar_show(void *ctx, uint64_t done, uint64_t total)
 {
-	static int last = -1;
+	struct bar *b = ctx;
 	int pct = total ? (int)(done * 100 / total) : 100;
-	char bar[41];
+	char cells[41];
 
-	if (!tty || pct == last)
-		return;
-	last = pct;
+	if (pct == b->last)
+		return true;
+	b->last = pct;
 	for (int i = 0; i < 40; i++)
-		bar[i] = i < pct * 40 / 100 ? '#' : '.';
-	bar[40] = 0;
-	fprintf(stderr, "\r[%s] %3d%%", bar, pct);
+		cells[i] = i < pct * 40 / 100 ? '#' : '.';
+	cells[40] = 0;
+	fprintf(stderr, "\r%s [%s] %3d%%", b->what, cells, pct);
 	if (done >= total)
 		fprintf(stderr, "\n");
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	static const uint8_t zeros[ZERO_GRAIN];
-
-	while (n) {
-		size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
-
-		if (memcmp(p, zeros, k))
-			return false;
-		p += k;
-		n -= k;
-	}
 	return true;
 }
 
-/* Write the non-zero grains of @buf: zeros are what dst already holds. */
-static int write_nonzero(struct vdisk *dst, const uint8_t *buf, size_t len,
-			 uint64_t off)
+/* The callback for a long operation: the bar on a terminal, else none. */
+static vdisk_progress_fn progress_for(struct bar *b, const char *what)
 {
-	for (size_t pos = 0; pos < len;) {
-		size_t n = len - pos < ZERO_GRAIN ? len - pos : ZERO_GRAIN;
-		size_t run = 0;
-		int ret;
-
-		if (all_zero(buf + pos, n)) {
-			pos += n;
-			continue;
-		}
-		/* Coalesce consecutive non-zero grains into one write. */
-		while (pos + run < len) {
-			size_t k = len - pos - run < ZERO_GRAIN ? len - pos - run :
-								  ZERO_GRAIN;
-
-			if (all_zero(buf + pos + run, k))
-				break;
-			run += k;
-		}
-		ret = vdisk_pwrite(dst, buf + pos, run, off + pos);
-		if (ret)
-			return ret;
-		pos += run;
-	}
-	return 0;
+	b->what = what;
+	b->last = -1;
+	return isatty(STDERR_FILENO) ? bar_show : NULL;
 }
 
-static int create_raw(const char *path, uint64_t size, char *err, size_t errlen)
+/* After a failure, a bar left open gets its line ended. */
+static void bar_end(const struct bar *b)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-		return -errno;
-	}
-	if (ftruncate(fd, (off_t)size) < 0) {
-		snprintf(err, errlen, "cannot size %s: %s", path, strerror(errno));
-		close(fd);
-		unlink(path);
-		return -errno;
-	}
-	close(fd);
-	return 0;
+	if (b->last >= 0 && b->last < 100)
+		fprintf(stderr, "\n");
 }
+
+/* ---- convert ------------------------------------------------------- */
 
 static int disk_convert(int argc, char **argv)
 {
@@ -409,33 +496,36 @@ static int disk_convert(int argc, char **argv)
 		{ "output-format", required_argument, NULL, 'O' },
 		{ "type", required_argument, NULL, 't' },
 		{ "block-size", required_argument, NULL, 'b' },
+		{ "parent", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct vhdx_create_opts o = { .type = VDISK_TYPE_DYNAMIC };
-	const char *fmt = "vhdx", *src_path, *dst_path;
-	struct vdisk *src = NULL, *dst = NULL;
-	const struct vdisk_info *in;
-	bool tty = isatty(STDERR_FILENO);
-	uint8_t *buf = NULL;
-	char err[512];
+	struct vdisk_convert_opts o = { .type = VDISK_TYPE_DYNAMIC };
+	const char *fmt = NULL;
+	struct bar bar;
+	char err[1024];
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "O:t:b:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "O:t:b:P:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'O':
 			fmt = optarg;
-			if (strcmp(fmt, "vhdx") && strcmp(fmt, "raw"))
-				return usage_error("-O must be vhdx or raw, not '%s'", fmt);
+			if (strcmp(fmt, "vhdx") && strcmp(fmt, "raw") && strcmp(fmt, "vhd"))
+				return usage_error("-O must be vhdx, vhd or raw, not '%s'", fmt);
 			break;
 		case 't':
-			if (parse_type(optarg, &o.type))
-				return usage_error("--type must be dynamic or fixed");
+			if (strcmp(optarg, "differencing") == 0)
+				o.type = VDISK_TYPE_DIFFERENCING;
+			else if (parse_type(optarg, &o.type))
+				return usage_error("--type must be dynamic, fixed or differencing");
 			break;
 		case 'b':
 			if (parse_u32_size("block size", optarg, &o.block_size))
 				return EXIT_USAGE;
+			break;
+		case 'P':
+			o.parent = optarg;
 			break;
 		case 'h':
 			return printf("%s", disk_usage) < 0;
@@ -445,79 +535,104 @@ static int disk_convert(int argc, char **argv)
 	}
 	if (argc - optind != 2)
 		return usage_error("convert needs SRC and DST");
-	src_path = argv[optind];
-	dst_path = argv[optind + 1];
-
-	ret = vdisk_open(src_path, &(struct vdisk_open_opts){ .read_only = true },
-			 &src, err, sizeof(err));
-	if (ret)
-		goto fail;
-	in = vdisk_info(src);
-	if (access(dst_path, F_OK) == 0) {
-		snprintf(err, sizeof(err), "%s already exists; remove it first",
-			 dst_path);
-		ret = -EEXIST;
-		goto fail;
-	}
-	if (strcmp(fmt, "raw") == 0) {
-		ret = create_raw(dst_path, in->virtual_size, err, sizeof(err));
-	} else {
-		o.size = in->virtual_size;
-		o.logical_sector_size = in->logical_sector_size;
-		o.physical_sector_size = in->physical_sector_size;
-		ret = vhdx_create(dst_path, &o, err, sizeof(err));
-	}
-	if (ret)
-		goto fail;
-	ret = vdisk_open(dst_path, NULL, &dst, err, sizeof(err));
-	if (ret)
-		goto fail_created;
-
-	buf = malloc(CONVERT_CHUNK);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto fail_created;
-	}
-	for (uint64_t off = 0; off < in->virtual_size;) {
-		uint64_t len = in->virtual_size - off;
-		bool allocated;
-
-		if (len > CONVERT_CHUNK)
-			len = CONVERT_CHUNK;
-		ret = vdisk_block_status(src, off, &len, &allocated);
-		if (!ret && allocated) {
-			ret = vdisk_pread(src, buf, len, off);
-			if (!ret)
-				ret = write_nonzero(dst, buf, len, off);
-		}
-		if (ret) {
-			snprintf(err, sizeof(err), "at offset %" PRIu64 ": %s", off,
-				 strerror(-ret));
-			goto fail_created;
-		}
-		off += len;
-		progress(off, in->virtual_size, tty);
-	}
-	free(buf);
-	vdisk_close(src);
-	ret = vdisk_close(dst);
+	if (fmt && strcmp(fmt, "raw") == 0)
+		o.format = VDISK_FORMAT_RAW;
+	else if (pick_format(fmt, argv[optind + 1], &o.format))
+		return EXIT_USAGE;
+	if (o.type == VDISK_TYPE_DIFFERENCING && !o.parent)
+		return usage_error("--type differencing needs --parent");
+	if (o.parent)
+		o.type = VDISK_TYPE_DIFFERENCING;
+	if (o.parent && o.format == VDISK_FORMAT_RAW)
+		return usage_error("a raw file has no parent: no --parent with -O raw");
+	o.progress = progress_for(&bar, "convert");
+	o.progress_ctx = &bar;
+	ret = vdisk_convert(argv[optind], argv[optind + 1], &o, err, sizeof(err));
 	if (ret) {
-		fprintf(stderr, "fsvisor disk convert: closing %s: %s\n", dst_path,
-			strerror(-ret));
+		bar_end(&bar);
+		fprintf(stderr, "fsvisor disk convert: %s\n", err);
 		return 1;
 	}
 	return 0;
+}
 
-fail_created:
-	if (tty)
-		fprintf(stderr, "\n");
-	vdisk_close(dst);
-	unlink(dst_path);
-fail:
-	free(buf);
-	vdisk_close(src);
-	fprintf(stderr, "fsvisor disk convert: %s\n", err);
-	return 1;
+/* ---- merge ---------------------------------------------------------- */
+
+static int disk_merge(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "into", required_argument, NULL, 'i' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vdisk_merge_opts o = { 0 };
+	struct bar bar;
+	char err[1024];
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "i:kh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			o.into = optarg;
+			break;
+		case 'k':
+			o.keep_files = true;
+			break;
+		case 'h':
+			return printf("%s", disk_usage) < 0;
+		default:
+			return usage_error("bad option");
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("merge needs CHILD");
+	o.progress = progress_for(&bar, "merge");
+	o.progress_ctx = &bar;
+	if (vdisk_merge(argv[optind], &o, err, sizeof(err))) {
+		bar_end(&bar);
+		fprintf(stderr, "fsvisor disk merge: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- compact -------------------------------------------------------- */
+
+static int disk_compact(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct vdisk_compact_opts o = { 0 };
+	struct vdisk_compact_result res;
+	struct bar bar;
+	char err[1024], a[32], b[32];
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return printf("%s", disk_usage) < 0;
+		return usage_error("bad option");
+	}
+	if (argc - optind != 1)
+		return usage_error("compact needs FILE");
+	o.progress = progress_for(&bar, "compact");
+	o.progress_ctx = &bar;
+	if (vdisk_compact(argv[optind], &o, &res, err, sizeof(err))) {
+		bar_end(&bar);
+		fprintf(stderr, "fsvisor disk compact: %s\n", err);
+		return 1;
+	}
+	if (isatty(STDOUT_FILENO))
+		printf("%s -> %s: %" PRIu64 " blocks of zeros freed, %" PRIu64 " moved\n",
+		       size_format_human(res.file_size_before, a, sizeof(a)),
+		       size_format_human(res.file_size_after, b, sizeof(b)),
+		       res.freed_blocks, res.moved_blocks);
+	return 0;
 }
 
 /* ---- bench --------------------------------------------------------- */
@@ -525,7 +640,7 @@ fail:
 struct bench {
 	struct vdisk *d;
 	bool write, random;
-	uint64_t bs, step, span, next_off, count, issued, completed;
+	uint64_t bs, step, span, start, next_off, count, issued, completed;
 	uint64_t rng;
 	int error;
 };
@@ -571,7 +686,7 @@ static void bench_issue(struct bench_slot *s)
 	} else {
 		/* Like qemu-img bench: walk with a step, wrap at the end. */
 		if (b->next_off + b->bs > b->span)
-			b->next_off = 0;
+			b->next_off = b->start;
 		off = b->next_off;
 		b->next_off += b->step;
 	}
@@ -606,6 +721,7 @@ static int disk_bench(int argc, char **argv)
 		{ "count", required_argument, NULL, 'c' },
 		{ "step", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
+		{ "offset", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -619,7 +735,7 @@ static int disk_bench(int argc, char **argv)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "r:b:q:dc:s:S:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:b:q:dc:s:S:o:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			rw = optarg;
@@ -647,6 +763,10 @@ static int disk_bench(int argc, char **argv)
 			if (parse_size_arg("seed", optarg, &v))
 				return EXIT_USAGE;
 			b.rng = v ? v : 1;
+			break;
+		case 'o':
+			if (parse_size_arg("offset", optarg, &b.start))
+				return EXIT_USAGE;
 			break;
 		case 'h':
 			return printf("%s", disk_usage) < 0;
@@ -684,7 +804,9 @@ static int disk_bench(int argc, char **argv)
 		return 1;
 	}
 	b.span = vdisk_info(b.d)->virtual_size;
-	if (b.bs > b.span || b.bs % vdisk_info(b.d)->alignment) {
+	b.next_off = b.start;
+	if (b.bs > b.span || b.bs % vdisk_info(b.d)->alignment ||
+	    b.start > b.span - b.bs || b.start % vdisk_info(b.d)->alignment) {
 		fprintf(stderr, "fsvisor disk bench: block size must fit the disk and be a multiple of %u\n",
 			vdisk_info(b.d)->alignment);
 		vdisk_close(b.d);
@@ -740,12 +862,14 @@ int cmd_disk(int argc, char **argv)
 		{ "info", "describe a disk image", disk_info },
 		{ "check", "check (and repair) a VHDX file", disk_check },
 		{ "resize", "grow a disk", disk_resize },
-		{ "convert", "copy an image to VHDX or raw", disk_convert },
+		{ "convert", "copy an image to VHDX, VHD or raw", disk_convert },
+		{ "merge", "merge a differencing disk into its parent", disk_merge },
+		{ "compact", "free blocks of zeros and shrink the file", disk_compact },
 		{ "bench", "measure I/O rates", disk_bench },
 	};
 
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
+	    strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
 		printf("%s", disk_usage);
 		return argc < 2 ? EXIT_USAGE : 0;
 	}

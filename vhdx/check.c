@@ -5,8 +5,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vhdx/state.h"
@@ -89,4 +91,46 @@ int vhdx_check(const char *path, bool repair, vhdx_problem_fn report,
 	res->repaired = (unsigned int)found > (unsigned int)ret ?
 			(unsigned int)(found - ret) : 0;
 	return 0;
+}
+
+/* The chain of a differencing disk: one problem if it cannot be opened. */
+static void check_chain(const char *path, vhdx_problem_fn report, void *ctx,
+			struct vhdx_check_result *res)
+{
+	struct vdisk_chain_level lv;
+	char err[1024], msg[1100];
+	unsigned int n;
+
+	if (vdisk_chain_list(path, &lv, 1, &n, err, sizeof(err)) == 0)
+		return;
+	snprintf(msg, sizeof(msg), "the parent chain cannot be used: %s", err);
+	res->problems++;
+	if (report)
+		report(ctx, msg);
+}
+
+int vdisk_check(const char *path, bool repair, vhdx_problem_fn report,
+		void *ctx, struct vhdx_check_result *res)
+{
+	enum vdisk_format fmt;
+	struct stat st;
+	int fd, ret;
+
+	memset(res, 0, sizeof(*res));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = fstat(fd, &st) < 0 ? -errno :
+	      vdisk_detect_format(fd, (uint64_t)st.st_size, &fmt);
+	close(fd);
+	if (ret)
+		return ret;
+	/* Anything that is not a VHD is checked as the VHDX it should be. */
+	if (fmt == VDISK_FORMAT_VHD)
+		ret = vhd_check(path, repair, report, ctx, res);
+	else
+		ret = vhdx_check(path, repair, report, ctx, res);
+	if (ret == 0)
+		check_chain(path, report, ctx, res);
+	return ret;
 }

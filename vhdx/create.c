@@ -7,6 +7,9 @@
  *	+log	metadata region (1 MiB)
  *	+1 MiB	BAT
  *	...	payload blocks (fixed disks: all of them, in order)
+ *
+ * A differencing disk takes its size and sector sizes from its parent
+ * and carries a parent locator naming it (vhdx/locator.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +24,19 @@
 #define METADATA_LENGTH	(1 * MiB)
 #define DEFAULT_LOG	(1 * MiB)
 #define MAX_LOG		(256 * MiB)
+/* Hyper-V's block size for differencing disks: copy-on-write is cheap. */
+#define CHILD_BLOCK	(2 * MiB)
+/* Where the parent locator item goes, its own sectors. */
+#define LOCATOR_AT	(VHDX_METADATA_TABLE + VHDX_SECTOR)
+#define LOCATOR_MAX	(64 * KiB)
+
+/* What a child needs of its parent. */
+struct parent_info {
+	struct guid linkage;
+	struct parent_names names;
+	uint8_t *locator;
+	int locator_len;
+};
 
 uint32_t vhdx_default_block_size(uint64_t size)
 {
@@ -45,8 +61,13 @@ static int check_opts(struct vhdx_create_opts *o, char *err, size_t errlen)
 	if (o->log_size == 0)
 		o->log_size = DEFAULT_LOG;
 
-	if (o->type != VDISK_TYPE_FIXED && o->type != VDISK_TYPE_DYNAMIC) {
-		snprintf(err, errlen, "only fixed and dynamic disks can be created here");
+	if (o->type == VDISK_TYPE_DIFFERENCING && !o->parent) {
+		snprintf(err, errlen, "a differencing disk needs a parent");
+		return -EINVAL;
+	}
+	if (o->type != VDISK_TYPE_FIXED && o->type != VDISK_TYPE_DYNAMIC &&
+	    o->type != VDISK_TYPE_DIFFERENCING) {
+		snprintf(err, errlen, "only fixed, dynamic and differencing disks can be created");
 		return -EINVAL;
 	}
 	if (o->logical_sector_size != 512 && o->logical_sector_size != 4096) {
@@ -146,14 +167,23 @@ static void build_header_section(uint8_t *s, const struct vhdx_create_opts *o,
 	memcpy(s + VHDX_REGION2_OFFSET, rt, VHDX_REGION_SIZE);
 }
 
-static void build_metadata(uint8_t *m, const struct vhdx_create_opts *o)
+static void build_metadata(uint8_t *m, const struct vhdx_create_opts *o,
+			   const struct parent_info *pi)
 {
 	const uint32_t vd = MT_FLAG_IS_VIRTUAL_DISK | MT_FLAG_IS_REQUIRED;
 	uint8_t *item = m + VHDX_METADATA_TABLE;
 	struct guid disk_id;
+	uint32_t flags = o->type == VDISK_TYPE_FIXED ? FP_LEAVE_BLOCKS_ALLOCATED :
+			 o->type == VDISK_TYPE_DIFFERENCING ? FP_HAS_PARENT : 0;
 
 	memcpy(m, VHDX_SIG_METADATA, 8);
-	put16(m + 10, 5);
+	put16(m + 10, pi ? 6 : 5);
+	if (pi) {
+		put_meta_entry(m + MT_HEADER_SIZE + 160, &guid_parent_locator,
+			       LOCATOR_AT, (uint32_t)pi->locator_len,
+			       MT_FLAG_IS_REQUIRED);
+		memcpy(m + LOCATOR_AT, pi->locator, (size_t)pi->locator_len);
+	}
 	put_meta_entry(m + MT_HEADER_SIZE, &guid_file_parameters,
 		       VHDX_METADATA_TABLE, 8, MT_FLAG_IS_REQUIRED);
 	put_meta_entry(m + MT_HEADER_SIZE + 32, &guid_virtual_disk_size,
@@ -166,12 +196,69 @@ static void build_metadata(uint8_t *m, const struct vhdx_create_opts *o)
 		       VHDX_METADATA_TABLE + 36, 4, vd);
 
 	put32(item, o->block_size);
-	put32(item + 4, o->type == VDISK_TYPE_FIXED ? FP_LEAVE_BLOCKS_ALLOCATED : 0);
+	put32(item + 4, flags);
 	put64(item + 8, o->size);
 	guid_generate(&disk_id);
 	memcpy(item + 16, disk_id.b, 16);
 	put32(item + 32, o->logical_sector_size);
 	put32(item + 36, o->physical_sector_size);
+}
+
+/*
+ * Open the parent's chain (structure only: every level found and
+ * checked) and take the child's size, sector sizes and locator from it.
+ */
+static int parent_prepare(const char *path, struct vhdx_create_opts *o,
+			  struct parent_info *pi, char *err, size_t errlen)
+{
+	struct chain_ctx cc = { .parents = true };
+	struct vdisk_open_opts po = { .no_io = true };
+	const struct vdisk_info *in;
+	struct vdisk *p;
+	char why[1024];
+	int ret;
+
+	ret = vdisk_open_in_chain(o->parent, &po, &cc, &p, why, sizeof(why));
+	if (ret) {
+		snprintf(err, errlen, "parent %s: %s", o->parent, why);
+		return ret;
+	}
+	in = vdisk_info(p);
+	if (in->format != VDISK_FORMAT_VHDX && in->format != VDISK_FORMAT_VHD) {
+		snprintf(err, errlen, "the parent %s is not a VHDX or VHD file",
+			 o->parent);
+		vdisk_close(p);
+		return -EINVAL;
+	}
+	if (o->logical_sector_size && o->logical_sector_size != in->logical_sector_size) {
+		snprintf(err, errlen, "a child has its parent's %u-byte sectors",
+			 in->logical_sector_size);
+		vdisk_close(p);
+		return -EINVAL;
+	}
+	o->size = in->virtual_size;
+	o->logical_sector_size = in->logical_sector_size;
+	o->physical_sector_size = in->physical_sector_size;
+	o->type = VDISK_TYPE_DIFFERENCING;
+	if (!o->block_size)
+		o->block_size = CHILD_BLOCK;
+	pi->linkage = p->identity;
+	vdisk_close(p);
+
+	ret = parent_names_make(path, o->parent, &pi->names, err, errlen);
+	if (ret)
+		return ret;
+	pi->locator = calloc(1, LOCATOR_MAX);
+	if (!pi->locator)
+		return -ENOMEM;
+	pi->locator_len = vhdx_locator_build(pi->locator, LOCATOR_MAX,
+					     &pi->linkage, &pi->names);
+	if (pi->locator_len < 0) {
+		snprintf(err, errlen, "the parent's path %s does not fit a parent locator",
+			 pi->names.real);
+		return pi->locator_len;
+	}
+	return 0;
 }
 
 int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
@@ -181,15 +268,32 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
 	uint64_t data_blocks, chunk_ratio, entries, meta_off, bat_off, end;
 	uint32_t bat_len;
 	uint8_t *section = NULL, *meta = NULL, *bat = NULL;
+	struct parent_info *pi = NULL;
 	size_t bat_bytes;
 	int fd, ret;
 
+	if (o.parent) {
+		if (access(path, F_OK) == 0) {
+			snprintf(err, errlen, "cannot create %s: %s", path,
+				 strerror(EEXIST));
+			return -EEXIST;
+		}
+		pi = calloc(1, sizeof(*pi));
+		if (!pi)
+			return -ENOMEM;
+		ret = parent_prepare(path, &o, pi, err, errlen);
+		if (ret)
+			goto out;
+	}
 	ret = check_opts(&o, err, errlen);
 	if (ret)
-		return ret;
+		goto out;
 	chunk_ratio = (VHDX_CHUNK_SECTORS * o.logical_sector_size) / o.block_size;
 	data_blocks = (o.size + o.block_size - 1) / o.block_size;
-	entries = data_blocks + (data_blocks - 1) / chunk_ratio;
+	if (pi)	/* a sector bitmap entry for every chunk, the last one too */
+		entries = (data_blocks + chunk_ratio - 1) / chunk_ratio * (chunk_ratio + 1);
+	else
+		entries = data_blocks + (data_blocks - 1) / chunk_ratio;
 	bat_bytes = (entries * 8 + VHDX_SECTOR - 1) & ~(VHDX_SECTOR - 1);
 	bat_len = (uint32_t)((entries * 8 + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1));
 	meta_off = VHDX_HEADER_SECTION + o.log_size;
@@ -208,7 +312,7 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
 	memset(meta, 0, METADATA_LENGTH);
 	memset(bat, 0, bat_bytes);
 	build_header_section(section, &o, meta_off, bat_off, bat_len);
-	build_metadata(meta, &o);
+	build_metadata(meta, &o, pi);
 	if (o.type == VDISK_TYPE_FIXED) {
 		for (uint64_t b = 0; b < data_blocks; b++) {
 			uint64_t idx = b + b / chunk_ratio;
@@ -248,8 +352,31 @@ int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
 		unlink(path);
 	}
 out:
+	if (pi)
+		free(pi->locator);
+	free(pi);
 	free(section);
 	free(meta);
 	free(bat);
 	return ret;
+}
+
+int vdisk_create(const char *path, const struct vdisk_create_opts *o,
+		 char *err, size_t errlen)
+{
+	struct vhdx_create_opts x = {
+		.size = o->size, .type = o->type, .parent = o->parent,
+		.block_size = o->block_size,
+		.logical_sector_size = o->logical_sector_size,
+		.physical_sector_size = o->physical_sector_size,
+		.log_size = o->log_size,
+	};
+
+	if (o->format == VDISK_FORMAT_VHD)
+		return vhd_create(path, o, err, errlen);
+	if (o->format != VDISK_FORMAT_VHDX && o->format != VDISK_FORMAT_AUTO) {
+		snprintf(err, errlen, "only VHDX and VHD disks can be created");
+		return -EINVAL;
+	}
+	return vhdx_create(path, &x, err, errlen);
 }

@@ -131,6 +131,7 @@ extern const struct guid guid_logical_sector_size;
 extern const struct guid guid_physical_sector_size;
 extern const struct guid guid_parent_locator;
 extern const struct guid guid_parent_locator_vhdx;
+extern const struct guid guid_merge_record;
 
 static inline uint16_t get16(const uint8_t *p)
 {

@@ -61,6 +61,9 @@ int vhdx_header_update(struct vhdx *v, bool data_change,
 			v->data_guid_done = true;
 		v->log_guid = *log_guid;
 		v->rewrite_headers = false;
+		/* What a child made from this disk now would link to. */
+		get_guid(&v->d->identity, v->hdr + HDR_DATA_WRITE_GUID);
+		guid_format(&v->d->identity, v->d->info.identity);
 	}
 	free(h);
 	return ret;

@@ -31,6 +31,7 @@
 /* ---- metadata commits ---------------------------------------------- */
 
 static void commit_advance(struct vhdx *v);
+static void commit_launch(struct vhdx *v);
 
 static void commit_io_done(struct io_op *op, int res)
 {
@@ -125,6 +126,10 @@ static void commit_advance(struct vhdx *v)
 		return;
 	}
 	switch (c->phase) {
+	case COMMIT_DATA_SYNC:
+		vhdx_step("commit: data flushed");
+		commit_launch(v);
+		break;
 	case COMMIT_LOG_WRITE:
 		vhdx_step("commit: log entry written");
 		c->phase = COMMIT_LOG_SYNC;
@@ -163,11 +168,28 @@ static void commit_advance(struct vhdx *v)
 	}
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* Where dirty sector @id goes in the file, and its contents in memory. */
+static void dirty_locate(struct vhdx *v, uint32_t id, struct log_sector *out)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	uint64_t chunk, e;
 
-	return x < y ? -1 : x > y;
+	if (id < v->bat_sectors) {
+		out->off = v->bat_offset + (uint64_t)id * VHDX_SECTOR;
+		out->data = v->bat + (size_t)id * VHDX_SECTOR;
+		return;
+	}
+	id -= v->bat_sectors;
+	chunk = id / SB_SECTORS;
+	e = bat_get(v, bat_bitmap_index(v, chunk));
+	out->off = (e >> BAT_OFFSET_SHIFT) * MiB + (uint64_t)(id % SB_SECTORS) * VHDX_SECTOR;
+	out->data = v->sb[chunk] + (size_t)(id % SB_SECTORS) * VHDX_SECTOR;
+}
+
+static int cmp_sector(const void *a, const void *b)
+{
+	const struct log_sector *x = a, *y = b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
 }
 
 /* Buffers and the session's LogGuid, before the first entry. */
@@ -224,7 +246,7 @@ static void commit_launch(struct vhdx *v)
 void vhdx_commit_start(struct vhdx *v)
 {
 	struct commit *c = &v->commit;
-	uint32_t idx[COMMIT_MAX_SECTORS];
+	struct log_sector s[COMMIT_MAX_SECTORS];
 	uint32_t n;
 	int ret;
 
@@ -255,21 +277,29 @@ void vhdx_commit_start(struct vhdx *v)
 	}
 
 	n = v->ndirty < COMMIT_MAX_SECTORS ? v->ndirty : COMMIT_MAX_SECTORS;
-	memcpy(idx, v->dirty_list, n * sizeof(uint32_t));
+	for (uint32_t i = 0; i < n; i++) {
+		v->dirty_map[v->dirty_list[i]] = 0;
+		dirty_locate(v, v->dirty_list[i], &s[i]);
+	}
 	v->ndirty -= n;
 	memmove(v->dirty_list, v->dirty_list + n, v->ndirty * sizeof(uint32_t));
-	qsort(idx, n, sizeof(uint32_t), cmp_u32);
+	qsort(s, n, sizeof(*s), cmp_sector);
 	for (uint32_t i = 0; i < n; i++) {
-		v->dirty_map[idx[i]] = 0;
-		c->target[i] = v->bat_offset + (uint64_t)idx[i] * VHDX_SECTOR;
-		memcpy(c->snap + (size_t)i * VHDX_SECTOR,
-		       v->bat + (size_t)idx[i] * VHDX_SECTOR, VHDX_SECTOR);
+		c->target[i] = s[i].off;
+		memcpy(c->snap + (size_t)i * VHDX_SECTOR, s[i].data, VHDX_SECTOR);
 	}
 	c->n = n;
 	/* Flushes wait for the commit that empties the dirty set. */
 	if (!v->ndirty) {
 		c->waiters = v->next_waiters;
 		v->next_waiters = NULL;
+	}
+	if (v->need_data_sync) {
+		/* Bits that reveal written data: that data goes first. */
+		v->need_data_sync = false;
+		c->phase = COMMIT_DATA_SYNC;
+		commit_queue_sync(v);
+		return;
 	}
 	commit_launch(v);
 }
@@ -287,13 +317,6 @@ int vhdx_commit_all(struct vhdx *v)
 			return ret;
 	}
 	return v->broken;
-}
-
-static int cmp_sector(const void *a, const void *b)
-{
-	const struct log_sector *x = a, *y = b;
-
-	return x->off < y->off ? -1 : x->off > y->off;
 }
 
 int vhdx_commit_sectors(struct vhdx *v, const struct log_sector *s,
@@ -338,10 +361,12 @@ int vhdx_commit_sectors(struct vhdx *v, const struct log_sector *s,
 
 /* ---- requests ------------------------------------------------------ */
 
-static int alloc_block(struct vhdx *v, uint64_t block, uint64_t *off)
+int vhdx_alloc_block(struct vhdx *v, uint64_t block, unsigned int state,
+		     uint64_t *off)
 {
 	uint64_t idx = bat_payload_index(v, block);
-	uint64_t o = (v->alloc_end + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
+	uint64_t o;
+	int ret;
 
 	if (v->broken)
 		return v->broken;
@@ -351,13 +376,21 @@ static int alloc_block(struct vhdx *v, uint64_t block, uint64_t *off)
 	 */
 	if (v->log_length < 2 * (COMMIT_MAX_SECTORS + 1) * VHDX_SECTOR)
 		return -EIO;
+	if (v->has_parent) {
+		ret = vhdx_bitmap_ensure(v, block / v->chunk_ratio);
+		if (ret)
+			return ret;
+		if (state == PAYLOAD_BLOCK_PARTIALLY_PRESENT)
+			vhdx_bitmap_clear_block(v, block);
+	}
+	o = (v->alloc_end + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
 	if (o + v->block_size > v->file_size) {
 		if (ftruncate(v->fd, (off_t)(o + v->block_size)) < 0)
 			return -errno;
 		v->file_size = o + v->block_size;
 	}
 	v->alloc_end = o + v->block_size;
-	put64(v->bat + idx * 8, o | PAYLOAD_BLOCK_FULLY_PRESENT);
+	put64(v->bat + idx * 8, o | state);
 	vhdx_mark_dirty(v, idx);
 	v->allocated += v->block_size;
 	v->d->info.allocated = v->allocated;
@@ -387,33 +420,51 @@ static void seg_done(struct io_op *op, int res)
 {
 	struct vdisk_seg *seg = (struct vdisk_seg *)op;
 	struct vdisk_req *req = seg->req;
-	struct vdisk *d = req->disk;
-	struct vhdx *v = d->priv;
+	struct vhdx *v = seg->level->priv;
 
 	if (res >= 0 && v->nov && req->op == VDISK_READ)
 		seg_apply_overlay(v, seg, seg->file_off);
-	vdisk_seg_put(d, seg);
+	if (res >= 0 && seg->reveal)
+		vhdx_mark_present(v, seg->voff, seg->len);
+	vdisk_seg_put(req->disk, seg);
 	vdisk_req_put(req, res < 0 ? res : 0);
 }
 
-static int queue_seg(struct vhdx *v, struct vdisk_req *req, size_t skip,
-		     size_t len, uint64_t file_off)
+/* A piece of @req on the file of level @d (the top, or a parent). */
+static int queue_rw(struct vdisk *d, struct vdisk_req *req, size_t skip,
+		    size_t len, uint64_t file_off, uint64_t voff, bool reveal)
 {
-	struct vdisk_seg *seg = vdisk_seg_get(v->d, req, req->iovcnt);
+	struct vdisk_seg *seg = vdisk_seg_get(req->disk, req, req->iovcnt);
 	int ret;
 
 	if (!seg)
 		return -ENOMEM;
 	seg->op.cb = seg_done;
+	seg->level = d;
 	seg->file_off = file_off;
+	seg->voff = voff;
+	seg->len = len;
+	seg->reveal = reveal;
 	seg->iovcnt = iov_slice(req->iov, req->iovcnt, skip, len, seg->iov);
-	ret = io_engine_rw(v->d->eng, &seg->op, v->fd, req->op == VDISK_WRITE,
+	ret = io_engine_rw(d->eng, &seg->op, d->fd, req->op == VDISK_WRITE,
 			   seg->iov, seg->iovcnt, file_off, 0);
 	if (ret) {
-		vdisk_seg_put(v->d, seg);
+		vdisk_seg_put(req->disk, seg);
 		req->pending--;
 	}
 	return ret;
+}
+
+int vhdx_queue_seg(struct vhdx *v, struct vdisk_req *req, size_t skip,
+		   size_t len, uint64_t file_off, uint64_t voff, bool reveal)
+{
+	return queue_rw(v->d, req, skip, len, file_off, voff, reveal);
+}
+
+static int vhdx_read_file(struct vdisk *d, struct vdisk_req *req, size_t skip,
+			  size_t len, uint64_t file_off)
+{
+	return queue_rw(d, req, skip, len, file_off, 0, false);
 }
 
 /* ---- discard and write-zeroes ------------------------------------------ */
@@ -428,13 +479,14 @@ static void zero_seg_done(struct io_op *op, int res)
 		/* Neither zero-range nor hole punching: write the zeros. */
 		res = file_write_zeros(v->fd, seg->file_off, seg->len);
 	}
+	if (res >= 0 && seg->reveal)
+		vhdx_mark_present(v, seg->voff, seg->len);
 	vdisk_seg_put(req->disk, seg);
 	vdisk_req_put(req, res < 0 ? res : 0);
 }
 
-/* Make [file_off, file_off + len) of the file read as zeros. */
-static int queue_zero(struct vhdx *v, struct vdisk_req *req, uint64_t file_off,
-		      uint64_t len)
+int vhdx_queue_zero(struct vhdx *v, struct vdisk_req *req, uint64_t file_off,
+		    uint64_t len, uint64_t voff, bool reveal)
 {
 	struct vdisk_seg *seg = vdisk_seg_get(v->d, req, 0);
 	/* A fixed disk keeps its space; a dynamic one gives it back. */
@@ -447,6 +499,8 @@ static int queue_zero(struct vhdx *v, struct vdisk_req *req, uint64_t file_off,
 	seg->op.cb = zero_seg_done;
 	seg->file_off = file_off;
 	seg->len = len;
+	seg->voff = voff;
+	seg->reveal = reveal;
 	ret = io_engine_fallocate(v->d->eng, &seg->op, v->fd, mode, file_off, len, 0);
 	if (ret) {
 		vdisk_seg_put(v->d, seg);
@@ -475,7 +529,7 @@ static void vhdx_zero_range(struct vhdx *v, struct vdisk_req *req)
 		if (n == v->block_size && !v->leave_allocated && can_log) {
 			/* A whole block: ZERO state (offset 0), through the log. */
 			if (present) {
-				ret = queue_zero(v, req, file_off, n);
+				ret = vhdx_queue_zero(v, req, file_off, n, 0, false);
 				v->allocated -= v->block_size;
 				v->d->info.allocated = v->allocated;
 			}
@@ -484,7 +538,7 @@ static void vhdx_zero_range(struct vhdx *v, struct vdisk_req *req)
 				vhdx_mark_dirty(v, idx);
 			}
 		} else if (present) {
-			ret = queue_zero(v, req, file_off + in_block, n);
+			ret = vhdx_queue_zero(v, req, file_off + in_block, n, 0, false);
 		}
 		/* Absent, zero and unmapped blocks read as zeros already. */
 		pos += n;
@@ -553,7 +607,14 @@ static int vhdx_submit(struct vdisk *d, struct vdisk_req *req)
 		}
 	}
 	if (req->op == VDISK_DISCARD || req->op == VDISK_WRITE_ZEROES) {
-		vhdx_zero_range(v, req);
+		if (v->has_parent)
+			vhdx_diff_zero_range(v, req);
+		else
+			vhdx_zero_range(v, req);
+		return 0;
+	}
+	if (req->op == VDISK_READ) {
+		vdisk_req_launch(req, vdisk_chain_read(d, req));
 		return 0;
 	}
 
@@ -566,46 +627,22 @@ static int vhdx_submit(struct vdisk *d, struct vdisk_req *req)
 
 		if (n > req->len - done)
 			n = req->len - done;
-		if ((e & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT) {
+		if (v->has_parent) {
+			ret = vhdx_diff_write(v, req, done, n, pos);
+		} else if ((e & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT) {
 			file_off = (e >> BAT_OFFSET_SHIFT) * MiB + in_block;
-			ret = queue_seg(v, req, done, n, file_off);
-		} else if (req->op == VDISK_READ) {
-			/* Not present, zero, unmapped, undefined: zeros. */
-			iov_memset(req->iov, req->iovcnt, done, 0, n);
+			ret = vhdx_queue_seg(v, req, done, n, file_off, pos, false);
 		} else {
-			ret = alloc_block(v, block, &file_off);
+			ret = vhdx_alloc_block(v, block, PAYLOAD_BLOCK_FULLY_PRESENT,
+					       &file_off);
 			if (!ret)
-				ret = queue_seg(v, req, done, n, file_off + in_block);
+				ret = vhdx_queue_seg(v, req, done, n,
+						     file_off + in_block, pos, false);
 		}
 		pos += n;
 		done += n;
 	}
 	vdisk_req_launch(req, ret);
-	return 0;
-}
-
-static int vhdx_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
-			     bool *allocated)
-{
-	struct vhdx *v = d->priv;
-	uint64_t block = offset / v->block_size;
-	uint64_t end = offset + *len, pos;
-	bool first;
-
-	first = (bat_get(v, bat_payload_index(v, block)) & BAT_STATE_MASK) ==
-		PAYLOAD_BLOCK_FULLY_PRESENT;
-	pos = (block + 1) * v->block_size;
-	while (pos < end) {
-		uint64_t e = bat_get(v, bat_payload_index(v, pos / v->block_size));
-		bool present = (e & BAT_STATE_MASK) == PAYLOAD_BLOCK_FULLY_PRESENT;
-
-		if (present != first)
-			break;
-		pos += v->block_size;
-	}
-	if (pos < end)
-		*len = pos - offset;
-	*allocated = first;
 	return 0;
 }
 
@@ -648,8 +685,10 @@ static int vhdx_close(struct vdisk *d)
 
 const struct vdisk_ops vhdx_ops = {
 	.submit = vhdx_submit,
-	.block_status = vhdx_block_status,
+	.map = vhdx_map,
+	.read_file = vhdx_read_file,
 	.close = vhdx_close,
+	.stale_reason = vhdx_stale_reason,
 };
 
 int vhdx_open_fd(struct vdisk *d, struct vhdx_report *r)
@@ -666,14 +705,10 @@ int vhdx_open_fd(struct vdisk *d, struct vhdx_report *r)
 	d->ops = &vhdx_ops;
 
 	ret = vhdx_parse(v, r);
+	if (!ret && v->has_parent && !d->no_io)
+		ret = vhdx_load_bitmaps(v, r);
 	if (ret)
 		goto fail;
-	if (v->has_parent && !d->no_io) {
-		ret = vhdx_problem(r, "differencing disks (parent '%s') cannot be opened for I/O yet",
-				   v->parent);
-		ret = -ENOTSUP;
-		goto fail;
-	}
 	v->durable_size = v->file_size;
 	v->alloc_end = (v->file_size + VHDX_ALIGN - 1) & ~(VHDX_ALIGN - 1);
 
@@ -688,8 +723,13 @@ int vhdx_open_fd(struct vdisk *d, struct vhdx_report *r)
 	d->info.allocated = v->allocated;
 	d->info.log_length = v->log_length;
 	guid_format(&v->disk_id, d->info.disk_id);
-	snprintf(d->info.parent, sizeof(d->info.parent), "%s", v->parent);
-	d->info.alignment = d->direct ? v->lss : 1;
+	get_guid(&d->identity, v->hdr + HDR_DATA_WRITE_GUID);
+	guid_format(&d->identity, d->info.identity);
+	if (d->nrefs)
+		snprintf(d->info.parent, sizeof(d->info.parent), "%s",
+			 d->refs[0].value);
+	/* A differencing disk writes whole sectors: the rest is the parent's. */
+	d->info.alignment = d->direct || v->has_parent ? v->lss : 1;
 	return 0;
 
 fail:

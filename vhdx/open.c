@@ -289,88 +289,22 @@ out:
 
 /* ---- metadata ------------------------------------------------------- */
 
-/* UTF-16LE to UTF-8, for parent locator keys and values. */
-static void utf16_to_utf8(const uint8_t *in, size_t units, char *out,
-			  size_t outlen)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < units && o + 4 < outlen; i++) {
-		uint32_t c = get16(in + 2 * i);
-
-		if (c >= 0xD800 && c <= 0xDBFF && i + 1 < units) {
-			uint32_t lo = get16(in + 2 * (i + 1));
-
-			if (lo >= 0xDC00 && lo <= 0xDFFF) {
-				c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
-				i++;
-			}
-		}
-		if (c < 0x80) {
-			out[o++] = (char)c;
-		} else if (c < 0x800) {
-			out[o++] = (char)(0xC0 | c >> 6);
-			out[o++] = (char)(0x80 | (c & 0x3F));
-		} else if (c < 0x10000) {
-			out[o++] = (char)(0xE0 | c >> 12);
-			out[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
-			out[o++] = (char)(0x80 | (c & 0x3F));
-		} else {
-			out[o++] = (char)(0xF0 | c >> 18);
-			out[o++] = (char)(0x80 | ((c >> 12) & 0x3F));
-			out[o++] = (char)(0x80 | ((c >> 6) & 0x3F));
-			out[o++] = (char)(0x80 | (c & 0x3F));
-		}
-	}
-	out[o] = 0;
-}
-
 static int parse_parent_locator(struct vhdx *v, struct vhdx_report *r,
 				const uint8_t *item, uint32_t len)
 {
-	static const char *const path_keys[] = {
-		"relative_path", "volume_path", "absolute_win32_path",
-	};
-	char found[3][512] = { "", "", "" };
-	bool linkage = false;
-	struct guid type;
-	uint16_t count;
+	struct vhdx_locator *loc = malloc(sizeof(*loc));
+	char why[256];
+	int ret;
 
-	if (len < 20)
-		return vhdx_fail(r, "parent locator is %u bytes, too short", len);
-	get_guid(&type, item);
-	count = get16(item + 18);
-	if (!guid_equal(&type, &guid_parent_locator_vhdx))
-		return vhdx_fail(r, "parent locator has an unknown type");
-	if (20 + (uint64_t)count * 12 > len)
-		return vhdx_fail(r, "parent locator lists %u entries in %u bytes",
-				    count, len);
-	for (uint16_t i = 0; i < count; i++) {
-		const uint8_t *e = item + 20 + i * 12;
-		uint32_t ko = get32(e), vo = get32(e + 4);
-		uint16_t kl = get16(e + 8), vl = get16(e + 10);
-		char key[64], val[512];
-
-		if (!ko || !vo || !kl || !vl || kl % 2 || vl % 2 ||
-		    (uint64_t)ko + kl > len || (uint64_t)vo + vl > len)
-			return vhdx_fail(r, "parent locator entry %u is out of bounds", i);
-		utf16_to_utf8(item + ko, kl / 2, key, sizeof(key));
-		utf16_to_utf8(item + vo, vl / 2, val, sizeof(val));
-		if (strcmp(key, "parent_linkage") == 0)
-			linkage = true;
-		for (int k = 0; k < 3; k++)
-			if (strcmp(key, path_keys[k]) == 0)
-				snprintf(found[k], sizeof(found[k]), "%s", val);
-	}
-	if (!linkage)
-		return vhdx_fail(r, "parent locator has no parent_linkage");
-	for (int k = 0; k < 3; k++) {
-		if (found[k][0]) {
-			snprintf(v->parent, sizeof(v->parent), "%s", found[k]);
-			return 0;
-		}
-	}
-	return vhdx_fail(r, "parent locator has no path to the parent");
+	if (!loc)
+		return -ENOMEM;
+	ret = vhdx_locator_parse(item, len, loc, why, sizeof(why));
+	if (ret)
+		ret = vhdx_fail(r, "parent locator %s", why);
+	else
+		ret = vhdx_locator_refs(loc, v->d);
+	free(loc);
+	return ret;
 }
 
 struct meta_item {
@@ -450,8 +384,12 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 				goto out;
 			}
 		}
-		if (flags & MT_FLAG_IS_USER)
+		if (flags & MT_FLAG_IS_USER) {
+			if (guid_equal(&id, &guid_merge_record) && len == VHDX_SECTOR &&
+			    off % VHDX_SECTOR == 0)
+				v->record_item = off;
 			continue;
+		}
 		for (size_t k = 0; k < ARRAY_SIZE(items); k++)
 			if (guid_equal(&id, items[k].id))
 				known = &items[k];
@@ -482,8 +420,9 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 
 	v->block_size = get32(region + items[0].off);
 	fp_flags = get32(region + items[0].off + 4);
-	v->leave_allocated = fp_flags & FP_LEAVE_BLOCKS_ALLOCATED;
 	v->has_parent = fp_flags & FP_HAS_PARENT;
+	/* MS-VHDX 2.6.2.1: ignored when HasParent is set. */
+	v->leave_allocated = (fp_flags & FP_LEAVE_BLOCKS_ALLOCATED) && !v->has_parent;
 	v->vsize = get64(region + items[1].off);
 	v->vsize_item = items[1].off;
 	get_guid(&v->disk_id, region + items[2].off);
@@ -511,6 +450,8 @@ static int parse_metadata(struct vhdx *v, struct vhdx_report *r)
 			ret = vhdx_fail(r, "differencing disk without a parent locator");
 				goto out;
 		}
+		v->locator_item = items[5].off;
+		v->locator_len = items[5].got_len;
 		ret = parse_parent_locator(v, r, region + items[5].off,
 					   items[5].got_len);
 	}
@@ -577,9 +518,7 @@ static int parse_bat(struct vhdx *v, struct vhdx_report *r)
 
 	v->bat_bytes = (v->bat_entries * 8 + VHDX_SECTOR - 1) & ~(VHDX_SECTOR - 1);
 	v->bat = vhdx_alloc(v->bat_bytes);
-	v->dirty_map = calloc(v->bat_bytes / VHDX_SECTOR, 1);
-	v->dirty_list = calloc(v->bat_bytes / VHDX_SECTOR, sizeof(uint32_t));
-	if (!v->bat || !v->dirty_map || !v->dirty_list)
+	if (!v->bat || vhdx_dirty_alloc(v))
 		return -ENOMEM;
 	ret = vhdx_read_meta(v, v->bat, v->bat_bytes, v->bat_offset);
 	if (ret)
@@ -661,6 +600,21 @@ out:
 
 /* ---- the whole file ---------------------------------------------------- */
 
+int vhdx_dirty_alloc(struct vhdx *v)
+{
+	uint64_t chunks = (v->data_blocks + v->chunk_ratio - 1) / v->chunk_ratio;
+	uint64_t ids;
+
+	v->bat_sectors = (uint32_t)(v->bat_bytes / VHDX_SECTOR);
+	ids = v->bat_sectors + (v->has_parent ? chunks * SB_SECTORS : 0);
+	free(v->dirty_map);
+	free(v->dirty_list);
+	v->dirty_map = calloc(ids, 1);
+	v->dirty_list = calloc(ids, sizeof(uint32_t));
+	v->ndirty = 0;
+	return v->dirty_map && v->dirty_list ? 0 : -ENOMEM;
+}
+
 void vhdx_mark_dirty(struct vhdx *v, uint64_t bat_idx)
 {
 	uint32_t sector = (uint32_t)(bat_idx / BAT_ENTRIES_PER_SECTOR);
@@ -734,6 +688,9 @@ void vhdx_state_free(struct vhdx *v)
 	free(v->bat);
 	free(v->dirty_map);
 	free(v->dirty_list);
+	for (uint64_t c = 0; v->sb && c < v->nchunks; c++)
+		free(v->sb[c]);
+	free(v->sb);
 	free(v->commit.entry);
 	free(v->commit.snap);
 	free(v);

@@ -308,25 +308,14 @@ static int prepare(struct grow *g, char *err, size_t errlen)
 static int adopt(struct grow *g)
 {
 	struct vhdx *v = g->v;
-	size_t sectors = g->bat_bytes / VHDX_SECTOR;
-	uint8_t *map = calloc(sectors, 1);
-	uint32_t *list = calloc(sectors, sizeof(uint32_t));
-
-	if (!map || !list) {
-		free(map);
-		free(list);
-		return -ENOMEM;
-	}
-	free(v->dirty_map);
-	free(v->dirty_list);
-	v->dirty_map = map;
-	v->dirty_list = list;
 	free(v->bat);
 	v->bat = g->bat;
 	g->bat = NULL;
 	v->bat_bytes = g->bat_bytes;
 	v->bat_entries = g->entries;
 	v->data_blocks = g->data_blocks;
+	if (vhdx_dirty_alloc(v))
+		return -ENOMEM;
 	for (uint32_t i = 0; i < v->nregions; i++)
 		if (v->regions[i].off == v->bat_offset &&
 		    v->regions[i].len == v->bat_length) {
@@ -533,7 +522,7 @@ static int vhdx_sound(const char *path, char *err, size_t errlen)
 {
 	struct first_problem p = { .count = 0 };
 	struct vhdx_check_result res;
-	int ret = vhdx_check(path, false, note_problem, &p, &res);
+	int ret = vdisk_check(path, false, note_problem, &p, &res);
 
 	if (ret) {
 		snprintf(err, errlen, "cannot check %s: %s", path, strerror(-ret));
@@ -571,6 +560,19 @@ int vdisk_resize(const char *path, uint64_t new_size, char *err, size_t errlen)
 		return raw_grow(path, new_size, err, errlen);
 
 	ret = vhdx_sound(path, err, errlen);
+	if (!ret && in.format == VDISK_FORMAT_VHD) {
+		ret = vdisk_open(path, NULL, &d, err, errlen);
+		if (ret)
+			return ret;
+		ret = vhd_grow(d, new_size, err, errlen);
+		cret = vdisk_close(d);
+		if (!ret && cret) {
+			snprintf(err, errlen, "cannot close %s after the resize: %s",
+				 path, strerror(-cret));
+			ret = cret;
+		}
+		return ret;
+	}
 	if (ret)
 		return ret;
 	ret = vdisk_open(path, NULL, &d, err, errlen);

@@ -19,6 +19,7 @@ struct overlay {
 
 enum commit_phase {
 	COMMIT_IDLE,
+	COMMIT_DATA_SYNC,		/* data the entry makes visible, first */
 	COMMIT_LOG_WRITE,
 	COMMIT_LOG_SYNC,
 	COMMIT_BAT_WRITE,
@@ -96,8 +97,11 @@ struct vhdx {
 	struct guid disk_id;
 	bool has_parent;
 	bool leave_allocated;
-	char parent[512];
 	uint32_t vsize_item;		/* offset of Virtual Disk Size in the region */
+	uint32_t locator_item;		/* the parent locator's offset and */
+	uint32_t locator_len;		/* length in the region (0: none) */
+	uint32_t record_item;		/* the merge record's offset (0: none) */
+	uint32_t record_pending;	/* the same, for a transaction under way */
 
 	uint64_t chunk_ratio;
 	uint64_t data_blocks;
@@ -105,10 +109,27 @@ struct vhdx {
 	uint8_t *bat;			/* on-disk bytes, whole sectors */
 	size_t bat_bytes;
 
-	/* BAT sectors changed in memory and not yet committed. */
-	uint8_t *dirty_map;		/* one byte per BAT sector */
+	/*
+	 * Differencing: each chunk's sector bitmap block (1 MiB), in
+	 * memory whole, or NULL when the chunk has none.
+	 */
+	uint8_t **sb;
+	uint64_t nchunks;
+
+	/*
+	 * Metadata sectors changed in memory and not yet committed, by id:
+	 * BAT sectors first (0 .. bat_sectors - 1), then the sectors of
+	 * each chunk's bitmap (SB_SECTORS per chunk).
+	 */
+	uint8_t *dirty_map;		/* one byte per id */
 	uint32_t *dirty_list;
 	uint32_t ndirty;
+	uint32_t bat_sectors;
+	/*
+	 * Dirty sectors that make written data visible (sector bitmap
+	 * bits): the data must be on disk before the log entry is.
+	 */
+	bool need_data_sync;
 
 	uint64_t alloc_end;		/* where the next block goes */
 	uint64_t durable_size;		/* file size known to be stable */
@@ -133,9 +154,17 @@ struct vhdx {
 	uint8_t *region_good;		/* VHDX_REGION_SIZE bytes */
 };
 
+/* 4 KiB sectors in a 1 MiB sector bitmap block. */
+#define SB_SECTORS	(MiB / VHDX_SECTOR)
+
 static inline uint64_t bat_payload_index(const struct vhdx *v, uint64_t block)
 {
 	return block + block / v->chunk_ratio;
+}
+
+static inline uint64_t bat_bitmap_index(const struct vhdx *v, uint64_t chunk)
+{
+	return chunk * (v->chunk_ratio + 1) + v->chunk_ratio;
 }
 
 static inline uint64_t bat_get(const struct vhdx *v, uint64_t idx)
@@ -152,6 +181,10 @@ void overlay_apply(const struct vhdx *v, uint8_t *buf, size_t len,
 int vhdx_parse(struct vhdx *v, struct vhdx_report *r);
 void vhdx_state_free(struct vhdx *v);
 void vhdx_mark_dirty(struct vhdx *v, uint64_t bat_idx);
+/* The dirty set, sized for the BAT and (differencing) the bitmaps. */
+int vhdx_dirty_alloc(struct vhdx *v);
+/* Load every present sector bitmap block (differencing disks). */
+int vhdx_load_bitmaps(struct vhdx *v, struct vhdx_report *r);
 
 /* header.c */
 /*
@@ -175,6 +208,19 @@ uint32_t vhdx_log_build(uint8_t *entry, const struct log_entry_head *h,
 			const struct log_sector *s, uint32_t n);
 
 /* io.c */
+/*
+ * Queue a read or write (as @req says) of @len bytes at @file_off of
+ * the file, from @req's buffers at @skip.  With @reveal, a write marks
+ * its sectors present in the sector bitmap once it has completed.
+ */
+int vhdx_queue_seg(struct vhdx *v, struct vdisk_req *req, size_t skip,
+		   size_t len, uint64_t file_off, uint64_t voff, bool reveal);
+/* Make [file_off, file_off + len) read as zeros; @reveal as above. */
+int vhdx_queue_zero(struct vhdx *v, struct vdisk_req *req, uint64_t file_off,
+		    uint64_t len, uint64_t voff, bool reveal);
+/* A new block for @block at the end of the file, in @state. */
+int vhdx_alloc_block(struct vhdx *v, uint64_t block, unsigned int state,
+		     uint64_t *off);
 void vhdx_commit_start(struct vhdx *v);
 /* Commit every dirty BAT sector, waiting on the engine. */
 int vhdx_commit_all(struct vhdx *v);
@@ -186,11 +232,51 @@ int vhdx_commit_all(struct vhdx *v);
 int vhdx_commit_sectors(struct vhdx *v, const struct log_sector *s,
 			uint32_t n);
 
+/* bitmap.c: sector bitmaps of differencing disks. */
+/* See vdisk_ops.map. */
+enum vmap vhdx_map(struct vdisk *d, uint64_t off, uint64_t *len,
+		   uint64_t *file_off);
+/* The sectors of [voff, voff + len) are present now (a write landed). */
+void vhdx_mark_present(struct vhdx *v, uint64_t voff, uint64_t len);
+/* Give chunk @chunk a sector bitmap block, if it has none. */
+int vhdx_bitmap_ensure(struct vhdx *v, uint64_t chunk);
+/* Clear the bits of @block (before it becomes partially present). */
+void vhdx_bitmap_clear_block(struct vhdx *v, uint64_t block);
+
+/* diff.c: writes and zeroing on differencing disks. */
+int vhdx_diff_write(struct vhdx *v, struct vdisk_req *req, size_t done,
+		    size_t n, uint64_t pos);
+void vhdx_diff_zero_range(struct vhdx *v, struct vdisk_req *req);
+
+/* txn.c */
+/* Sectors one atomic transaction can carry in this file's log. */
+uint32_t vhdx_txn_capacity(const struct vhdx *v);
+/*
+ * Write @n sectors of the file as one transaction (see txn.c), the file
+ * at least @last bytes long afterwards, with a new DataWriteGuid.
+ * *committed says whether it passed its commit point: if so and it
+ * failed after, the next open's replay finishes it.
+ */
+int vhdx_commit_atomic(struct vhdx *v, const struct log_sector *s, uint32_t n,
+		       uint64_t last, bool *committed);
+
+/* record.c: the merge record, a user metadata item. */
+/*
+ * The sectors (in @buf, 2 x VHDX_SECTOR) that add an entry for a merge
+ * that changed DataWriteGuid @old (merging @child into this disk) to
+ * the record; *n of them in @out.  0, or -ENOSPC when the metadata
+ * region has no room for the item (the merge goes on without it).
+ */
+int vhdx_record_sectors(struct vhdx *v, const struct guid *old,
+			const char *child, uint8_t *buf,
+			struct log_sector *out, uint32_t *n);
+/* Where the record lives, once the transaction carrying it is in place. */
+void vhdx_record_adopt(struct vhdx *v);
+bool vhdx_stale_reason(struct vdisk *d, const struct guid *linkage,
+		       char *buf, size_t len);
+
 /* resize.c */
 /* Grow the open disk to @new_size; see vdisk_resize(). */
 int vhdx_grow(struct vhdx *v, uint64_t new_size, char *err, size_t errlen);
-
-/* Test hooks (vhdx/test_hooks.h): report a step of a metadata change. */
-void vhdx_step(const char *what);
 
 #endif /* FSVISOR_VHDX_STATE_H */

@@ -15,6 +15,7 @@
 
 #include "vhdx/state.h"
 #include "vhdx/test_hooks.h"
+#include "vhdx/vhd_format.h"
 
 #define DEFAULT_ENGINE_DEPTH 256
 /* Synchronous requests are cut into pieces of at most this size. */
@@ -159,14 +160,25 @@ void vdisk_req_begin(struct vdisk *d, struct vdisk_req *req)
 	req->disk = d;
 	req->pending = 1;	/* dropped by vdisk_req_launch() */
 	req->error = 0;
+	d->active++;
 }
 
 void vdisk_req_put(struct vdisk_req *req, int res)
 {
 	if (res < 0 && !req->error)
 		req->error = res;
-	if (--req->pending == 0)
+	if (--req->pending == 0) {
+		struct vdisk *d = req->disk;
+
+		d->active--;
+		/*
+		 * A merge copies what the disk holds; a change that has landed
+		 * (not one merely submitted) is what it must copy again.
+		 */
+		if (d->merge && req->op != VDISK_READ && req->op != VDISK_FLUSH)
+			merge_note_write(d->merge, req->offset, req->len);
 		req->done(req, req->error);
+	}
 }
 
 void vdisk_req_launch(struct vdisk_req *req, int res)
@@ -190,6 +202,8 @@ struct vdisk_seg *vdisk_seg_get(struct vdisk *d, struct vdisk_req *req,
 		seg->cap = cap;
 	}
 	seg->req = req;
+	seg->level = d;
+	seg->reveal = false;
 	seg->iovcnt = 0;
 	seg->next_free = NULL;
 	req->pending++;
@@ -204,7 +218,8 @@ void vdisk_seg_put(struct vdisk *d, struct vdisk_seg *seg)
 
 /* ---- open and close ------------------------------------------------ */
 
-static int detect_format(int fd, enum vdisk_format *fmt)
+/* VHDX by its identifier, VHD by its footer (or the copy at 0), else raw. */
+int vdisk_detect_format(int fd, uint64_t size, enum vdisk_format *fmt)
 {
 	uint8_t *buf = vhdx_alloc(VHDX_SECTOR);
 	int ret;
@@ -212,15 +227,105 @@ static int detect_format(int fd, enum vdisk_format *fmt)
 	if (!buf)
 		return -ENOMEM;
 	ret = file_pread(fd, buf, VHDX_SECTOR, 0);
-	if (!ret)
-		*fmt = memcmp(buf, VHDX_SIG_FILE, 8) == 0 ? VDISK_FORMAT_VHDX :
-							     VDISK_FORMAT_RAW;
+	*fmt = VDISK_FORMAT_RAW;
+	if (!ret && memcmp(buf, VHDX_SIG_FILE, 8) == 0) {
+		*fmt = VDISK_FORMAT_VHDX;
+	} else if (!ret && memcmp(buf, VHD_COOKIE, 8) == 0) {
+		*fmt = VDISK_FORMAT_VHD;
+	} else if (!ret && size >= VHD_FOOTER_SIZE) {
+		ret = file_pread(fd, buf, VHD_FOOTER_SIZE, size - VHD_FOOTER_SIZE);
+		if (!ret && memcmp(buf, VHD_COOKIE, 8) == 0)
+			*fmt = VDISK_FORMAT_VHD;
+	}
 	free(buf);
 	return ret;
 }
 
+int vdisk_add_parent_ref(struct vdisk *d, const char *key,
+			 enum parent_kind kind, const char *value)
+{
+	struct parent_ref *r;
+
+	if (d->nrefs >= MAX_PARENT_REFS)
+		return 0;
+	r = &d->refs[d->nrefs];
+	r->value = strdup(value);
+	if (!r->value)
+		return -ENOMEM;
+	r->key = key;
+	r->kind = kind;
+	d->nrefs++;
+	return 0;
+}
+
+/* Free what an open made, after the format state is gone. */
+static void vdisk_free(struct vdisk *d)
+{
+	while (d->seg_free) {
+		struct vdisk_seg *s = d->seg_free;
+
+		d->seg_free = s->next_free;
+		free(s);
+	}
+	for (unsigned int i = 0; i < d->nrefs; i++)
+		free(d->refs[i].value);
+	free(d->path);
+	free(d);
+}
+
 int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
 	       struct vdisk **out, char *err, size_t errlen)
+{
+	struct chain_ctx cc = { .n = 0 };
+
+	return vdisk_open_in_chain(path, opts, &cc, out, err, errlen);
+}
+
+/* One writer or several readers per file, across processes. */
+static int take_lock(struct vdisk *d, const char *path, bool shared,
+		     char *err, size_t errlen)
+{
+	int ret = 0;
+
+	/*
+	 * A disk that a VM has open for writing cannot be opened again, by
+	 * us or by `fsvisor disk`, until it is closed.  Structure-only opens
+	 * (info, check) do not take part.  A process killed with requests in
+	 * flight holds its files until the kernel has torn its io_uring
+	 * down, a moment after it died: wait up to a second for that.
+	 */
+	for (int tries = 0; tries < 100; tries++) {
+		ret = flock(d->fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 ?
+		      -errno : 0;
+		if (ret != -EWOULDBLOCK)
+			break;
+		usleep(10000);
+	}
+	if (ret) {
+		ret = ret == -EWOULDBLOCK ? -EBUSY : ret;
+		snprintf(err, errlen, "%s is in use by another process (a running VM?)%s%s", path,
+			 ret == -EBUSY ? "" : ": ", ret == -EBUSY ? "" : strerror(-ret));
+	}
+	return ret;
+}
+
+static int open_format(struct vdisk *d, char *err, size_t errlen)
+{
+	struct vhdx_report r = { .err = err, .errlen = errlen };
+
+	switch (d->info.format) {
+	case VDISK_FORMAT_VHDX:
+		return vhdx_open_fd(d, &r);
+	case VDISK_FORMAT_VHD:
+		return vhd_open_fd(d, &r);
+	default:
+		return raw_open_fd(d, err, errlen);
+	}
+}
+
+int vdisk_open_in_chain(const char *path, const struct vdisk_open_opts *opts,
+			struct chain_ctx *cc, struct vdisk **out, char *err,
+			size_t errlen)
 {
 	static const struct vdisk_open_opts defaults;
 	struct vdisk *d;
@@ -236,10 +341,14 @@ int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
+	d->path = strdup(path);
 	d->fd = open(path, flags);
-	if (d->fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+	if (!d->path || d->fd < 0) {
+		ret = d->path ? -errno : -ENOMEM;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-ret));
+		if (d->fd >= 0)
+			close(d->fd);
+		free(d->path);
 		free(d);
 		return ret;
 	}
@@ -249,34 +358,25 @@ int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
 		ret = -EINVAL;
 		goto fail;
 	}
-	/*
-	 * One writer or several readers per file, across processes: a disk
-	 * that a VM has open for writing cannot be opened again, by us or by
-	 * `fsvisor disk`, until it is closed.  Structure-only opens (info,
-	 * check) do not take part.  A process killed with requests in flight
-	 * holds its files until the kernel has torn its io_uring down, a
-	 * moment after it died: wait up to a second for that.
-	 */
-	ret = 0;
-	for (int tries = 0; !opts->no_io && tries < 100; tries++) {
-		ret = flock(d->fd, (opts->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0 ?
-		      -errno : 0;
-		if (ret != -EWOULDBLOCK)
-			break;
-		usleep(10000);
+	d->dev = st.st_dev;
+	d->ino = st.st_ino;
+	if (cc->n < VDISK_MAX_CHAIN) {
+		cc->dev[cc->n] = st.st_dev;
+		cc->ino[cc->n++] = st.st_ino;
 	}
-	if (ret) {
-		ret = ret == -EWOULDBLOCK ? -EBUSY : ret;
-		snprintf(err, errlen, "%s is in use by another process (a running VM?)%s%s", path,
-			 ret == -EBUSY ? "" : ": ", ret == -EBUSY ? "" : strerror(-ret));
-		goto fail;
+	if (!opts->no_io) {
+		ret = take_lock(d, path, opts->read_only, err, errlen);
+		if (ret)
+			goto fail;
 	}
+	d->held_tail = &d->held;
 	d->read_only = opts->read_only || opts->no_io;
 	d->direct = opts->direct;
 	d->no_io = opts->no_io;
 	d->info.format = opts->format;
+	d->info.chain_depth = 1;
 	if (d->info.format == VDISK_FORMAT_AUTO) {
-		ret = detect_format(d->fd, &d->info.format);
+		ret = vdisk_detect_format(d->fd, (uint64_t)st.st_size, &d->info.format);
 		if (ret) {
 			snprintf(err, errlen, "cannot read %s: %s", path,
 				 strerror(-ret));
@@ -296,15 +396,16 @@ int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
 		d->own_engine = true;
 	}
 
-	if (d->info.format == VDISK_FORMAT_VHDX) {
-		struct vhdx_report r = { .err = err, .errlen = errlen };
-
-		ret = vhdx_open_fd(d, &r);
-	} else {
-		ret = raw_open_fd(d, err, errlen);
-	}
+	ret = open_format(d, err, errlen);
 	if (ret)
 		goto fail;
+	if (d->info.type == VDISK_TYPE_DIFFERENCING && (!d->no_io || cc->parents)) {
+		ret = chain_open_parent(d, opts, cc, err, errlen);
+		if (ret) {
+			vdisk_close(d);
+			return ret;
+		}
+	}
 	*out = d;
 	return 0;
 
@@ -312,13 +413,13 @@ fail:
 	if (d->own_engine)
 		io_engine_destroy(d->eng);
 	close(d->fd);
-	free(d);
+	vdisk_free(d);
 	return ret;
 }
 
 int vdisk_close(struct vdisk *d)
 {
-	int ret = 0;
+	int ret = 0, pret;
 
 	if (!d)
 		return 0;
@@ -329,18 +430,20 @@ int vdisk_close(struct vdisk *d)
 	}
 	if (d->ops && d->ops->close)
 		ret = d->ops->close(d);
-	while (d->seg_free) {
-		struct vdisk_seg *s = d->seg_free;
-
-		d->seg_free = s->next_free;
-		free(s);
-	}
+	pret = vdisk_close(d->parent);
+	if (pret && !ret)
+		ret = pret;
 	if (d->own_engine)
 		io_engine_destroy(d->eng);
 	if (close(d->fd) < 0 && !ret)
 		ret = -errno;
-	free(d);
+	vdisk_free(d);
 	return ret;
+}
+
+struct vdisk *vdisk_parent(struct vdisk *d)
+{
+	return d->parent;
 }
 
 const struct vdisk_info *vdisk_info(struct vdisk *d)
@@ -363,6 +466,12 @@ int vdisk_submit(struct vdisk *d, struct vdisk_req *req)
 		req->len = 0;
 		if (d->read_only)
 			return -EROFS;
+		if (d->hold) {
+			req->next = NULL;
+			*d->held_tail = req;
+			d->held_tail = &req->next;
+			return 0;
+		}
 		return d->ops->submit(d, req);
 	}
 	if (req->op != VDISK_READ && req->op != VDISK_WRITE &&
@@ -380,7 +489,32 @@ int vdisk_submit(struct vdisk *d, struct vdisk_req *req)
 	if ((req->offset | len) % d->info.alignment)
 		return -EINVAL;
 	req->len = len;
+	if (d->hold) {
+		/* A merge is switching disks: this one goes after. */
+		req->next = NULL;
+		*d->held_tail = req;
+		d->held_tail = &req->next;
+		return 0;
+	}
 	return d->ops->submit(d, req);
+}
+
+void vdisk_release_held(struct vdisk *d)
+{
+	struct vdisk_req *list = d->held;
+
+	d->hold = false;
+	d->held = NULL;
+	d->held_tail = &d->held;
+	while (list) {
+		struct vdisk_req *req = list;
+		int ret;
+
+		list = req->next;
+		ret = vdisk_submit(d, req);
+		if (ret)
+			req->done(req, ret);	/* its submitter was told 0 */
+	}
 }
 
 int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
@@ -393,7 +527,12 @@ int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
 	}
 	if (*len > d->info.virtual_size - offset)
 		*len = d->info.virtual_size - offset;
-	return d->ops->block_status(d, offset, len, allocated);
+	if (d->ops->block_status)
+		return d->ops->block_status(d, offset, len, allocated);
+	/* A structure-only open has no bitmaps and no parents to ask. */
+	if (d->no_io)
+		return -EOPNOTSUPP;
+	return chain_block_status(d, offset, len, allocated);
 }
 
 /* ---- the synchronous API ------------------------------------------- */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhdx: virtual disks (VHDX and raw files) and the io_uring I/O engine.
+ * vhdx: virtual disks (VHDX, VHD and raw files, differencing chains of
+ * VHDX and VHD) and the io_uring I/O engine.
  *
  * A struct vdisk is driven by one thread at a time: requests are submitted
  * and their completions delivered on the thread that calls
@@ -91,9 +92,10 @@ void io_engine_defer(struct io_engine *eng, struct io_op *op, int res);
 /* ---- virtual disks --------------------------------------------------- */
 
 enum vdisk_format {
-	VDISK_FORMAT_AUTO,	/* VHDX if the signature is there, else raw */
+	VDISK_FORMAT_AUTO,	/* by signature: VHDX, VHD, else raw */
 	VDISK_FORMAT_VHDX,
 	VDISK_FORMAT_RAW,
+	VDISK_FORMAT_VHD,	/* VHD version 1 (Virtual PC, Hyper-V) */
 };
 
 enum vdisk_type {
@@ -114,7 +116,19 @@ struct vdisk_info {
 	char disk_id[40];		/* VHDX virtual disk id, text form */
 	uint32_t log_length;
 	bool log_replayed;		/* a dirty log was replayed at open */
-	char parent[512];		/* differencing: parent locator path */
+	/*
+	 * Differencing disks: the parent's path.  With the chain open, the
+	 * file that was opened; without (no_io), the first name the
+	 * locator gives, as written.
+	 */
+	char parent[4096];
+	/* Disks in the chain from this one down: 1 without a parent. */
+	unsigned int chain_depth;
+	/*
+	 * What a child of this disk links to, as text: a VHDX file's
+	 * DataWriteGuid, a VHD file's unique id.  Empty for raw files.
+	 */
+	char identity[40];
 	/* Offsets and lengths of requests must be multiples of this. */
 	uint32_t alignment;
 };
@@ -134,6 +148,19 @@ struct vdisk_open_opts {
 	 */
 	bool no_io;
 };
+
+/*
+ * Differencing disks open their whole chain: each parent is found by
+ * the names the child gives it (for VHDX relative_path, volume_path,
+ * absolute_win32_path, in that order; for VHD its W2ru and W2ku
+ * locators, then its parent name), checked against the child's linkage
+ * (the parent's DataWriteGuid or unique id), size and sector size, and
+ * opened read-only on the same engine.  An open fails with -ENOENT for
+ * a missing parent, -ESTALE for one that changed since the child was
+ * made (a merge into it, say), -ELOOP for a chain that loops or names
+ * itself, -EINVAL for a parent of another size or sector size; @err
+ * names the disk and the reason.
+ */
 
 enum vdisk_op {
 	VDISK_READ,
@@ -188,6 +215,28 @@ int vdisk_open(const char *path, const struct vdisk_open_opts *opts,
 int vdisk_close(struct vdisk *d);
 const struct vdisk_info *vdisk_info(struct vdisk *d);
 struct io_engine *vdisk_engine(struct vdisk *d);
+/* The opened parent of a differencing disk (read-only), or NULL. */
+struct vdisk *vdisk_parent(struct vdisk *d);
+
+/* One disk of a chain, as vdisk_chain_list() describes it. */
+struct vdisk_chain_level {
+	char path[4096];
+	enum vdisk_format format;
+	enum vdisk_type type;
+	uint64_t virtual_size;
+	uint64_t file_size;
+	char identity[40];
+};
+
+/*
+ * Describe the chain of @path, top first, in @levels (room for @max);
+ * *n is set to the number of disks.  Every parent is found and checked
+ * as an open does (errors as for vdisk_open), but no file is locked or
+ * changed, so a chain in use by a running VM can be listed.
+ */
+int vdisk_chain_list(const char *path, struct vdisk_chain_level *levels,
+		     unsigned int max, unsigned int *n, char *err,
+		     size_t errlen);
 
 /*
  * Queue @req.  Returns 0 when @req->done will be called, or a negative
@@ -206,7 +255,8 @@ int vdisk_write_zeroes(struct vdisk *d, uint64_t offset, uint64_t len);
 /*
  * Where the data is: sets *allocated to whether [offset, offset+*len)
  * starts with data that may be non-zero, and shortens *len to the run of
- * the same kind.  Unallocated runs read as zeros.
+ * the same kind.  Unallocated runs read as zeros.  Through a chain, data
+ * in any level counts.  -EOPNOTSUPP for a VHDX or VHD opened with no_io.
  */
 int vdisk_block_status(struct vdisk *d, uint64_t offset, uint64_t *len,
 		       bool *allocated);
@@ -234,9 +284,14 @@ int vdisk_resize(const char *path, uint64_t new_size, char *err,
 /* ---- VHDX creation and checking ------------------------------------- */
 
 struct vhdx_create_opts {
-	uint64_t size;			/* virtual size, bytes */
-	enum vdisk_type type;		/* fixed or dynamic */
-	uint32_t block_size;		/* 0: chosen by size */
+	uint64_t size;			/* virtual size, bytes; 0 with a parent */
+	enum vdisk_type type;		/* fixed, dynamic or differencing */
+	/*
+	 * Differencing: the parent, a VHDX or VHD file.  The child takes its
+	 * size and sector sizes; @type may be left 0 (fixed) or differencing.
+	 */
+	const char *parent;
+	uint32_t block_size;		/* 0: by size (2 MiB for a child) */
 	uint32_t logical_sector_size;	/* 512 (default) or 4096 */
 	uint32_t physical_sector_size;	/* 4096 (default) or 512 */
 	uint32_t log_size;		/* 0: 1 MiB */
@@ -244,9 +299,155 @@ struct vhdx_create_opts {
 
 /* The block size chosen for a disk of @size when none is given. */
 uint32_t vhdx_default_block_size(uint64_t size);
-/* Create a new VHDX file at @path; fails with -EEXIST if it exists. */
+/*
+ * Create a new VHDX file at @path; fails with -EEXIST if it exists.  A
+ * differencing disk names its parent as Hyper-V does (parent_linkage,
+ * relative_path, volume_path, absolute_win32_path).
+ */
 int vhdx_create(const char *path, const struct vhdx_create_opts *opts,
 		char *err, size_t errlen);
+
+/* ---- creating any disk --------------------------------------------- */
+
+struct vdisk_create_opts {
+	enum vdisk_format format;	/* VHDX (AUTO means VHDX too) or VHD */
+	enum vdisk_type type;		/* fixed, dynamic, differencing */
+	uint64_t size;			/* bytes; unused with a parent */
+	/*
+	 * Differencing: the parent's path.  A VHDX child may have a VHDX or
+	 * VHD parent, a VHD child only a VHD one; the child takes the
+	 * parent's size and sector sizes.
+	 */
+	const char *parent;
+	uint32_t block_size;		/* 0: the format's default */
+	uint32_t logical_sector_size;	/* VHDX: 512 or 4096; VHD: 512 */
+	uint32_t physical_sector_size;	/* VHDX only */
+	uint32_t log_size;		/* VHDX only */
+};
+
+/*
+ * Create a disk at @path (-EEXIST if there is a file).  A VHD disk of
+ * less than 127 GiB is rounded up to whole cylinders of its CHS
+ * geometry, so every reader agrees on its size; VHD disks hold up to
+ * 2040 GiB.  On failure @err says why and nothing is left behind.
+ */
+int vdisk_create(const char *path, const struct vdisk_create_opts *o,
+		 char *err, size_t errlen);
+
+/* ---- long operations: convert, merge, compact ----------------------- */
+
+/*
+ * Progress of a long operation, called now and then on the thread that
+ * runs it, with the work done and the whole of it (bytes of the virtual
+ * disk); return false to cancel the operation, which then undoes what it
+ * did and fails with -ECANCELED.  A service runs these operations on a
+ * thread of its own and cancels through a flag its callback reads.
+ */
+typedef bool (*vdisk_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+struct vdisk_convert_opts {
+	enum vdisk_format format;	/* of the copy: VHDX, VHD or RAW */
+	enum vdisk_type type;		/* fixed or dynamic (not for raw) */
+	uint32_t block_size;		/* 0: the format's default */
+	/*
+	 * Keep a chain: the copy is a differencing disk of @parent (which
+	 * must read like the source's parent, or any disk of its size) and
+	 * holds only where the source differs from it.  NULL flattens.
+	 */
+	const char *parent;
+	vdisk_progress_fn progress;
+	void *progress_ctx;
+};
+
+/*
+ * Copy the disk (or chain) @src into a new disk @dst, which must not
+ * exist.  Unallocated runs are skipped and zeros not written, so sparse
+ * stays sparse.  A VHD copy may be a little larger (its size is rounded
+ * to whole cylinders); the extra reads as zeros.  On failure @dst is
+ * removed and @err says why.
+ */
+int vdisk_convert(const char *src, const char *dst,
+		  const struct vdisk_convert_opts *o, char *err, size_t errlen);
+
+struct vdisk_merge_opts {
+	/* The ancestor to merge into (a path); NULL: the parent. */
+	const char *into;
+	/*
+	 * Leave the merged child and the disks between it and the ancestor
+	 * in place (they are invalid afterwards) instead of removing them,
+	 * as Hyper-V's Merge-VHD does.
+	 */
+	bool keep_files;
+	/*
+	 * Online merges: the most each vdisk_merge_step() copies (0: 64
+	 * MiB).  A step runs on the caller's thread; a VM's new requests
+	 * wait for it, so a worker picks a few MiB.
+	 */
+	uint64_t step_bytes;
+	vdisk_progress_fn progress;
+	void *progress_ctx;
+};
+
+/*
+ * Merge the differencing disk @child into its parent (or @o->into):
+ * afterwards the ancestor reads exactly what @child read, and @child
+ * and the disks between are removed.  Crash-safe: until the merge
+ * commits every disk of the chain reads as before; after, the ancestor
+ * reads the merged result.  A merge that was interrupted (a kill, a
+ * power cut) is finished or undone by running it again.  The ancestor's
+ * other children are invalid afterwards: opening one fails with -ESTALE
+ * and says it was merged into (a VHD one that its parent changed).  The
+ * ancestor is a VHDX file or a dynamic or differencing VHD (a fixed VHD
+ * is refused, -ENOTSUP).
+ */
+int vdisk_merge(const char *child, const struct vdisk_merge_opts *o,
+		char *err, size_t errlen);
+
+/*
+ * Online merge, on a disk a VM is using (open read-write; a chain).
+ * vdisk_merge_begin() starts it (the ancestor must not be open in
+ * another process); then call vdisk_merge_step() from the thread that
+ * drives the disk, between requests, until it returns 0: each step
+ * copies a bounded amount (@o->step_bytes) on the disk's engine, so guest
+ * I/O goes on meanwhile (a write to a block already copied has it copied
+ * again).  When all is copied, one more step holds new requests back,
+ * waits for those in flight, commits, and switches @d to the ancestor: from then on @d
+ * reads and writes the ancestor, and the held requests go there.
+ * Returns 1 while work remains, 0 when done (the merge is freed), or a
+ * negative errno with @err set (the merge was undone and freed; @d is
+ * as before).  vdisk_merge_cancel() undoes and frees a merge under way.
+ */
+struct vdisk_merge;
+int vdisk_merge_begin(struct vdisk *d, const struct vdisk_merge_opts *o,
+		      struct vdisk_merge **out, char *err, size_t errlen);
+int vdisk_merge_step(struct vdisk_merge *m, char *err, size_t errlen);
+void vdisk_merge_cancel(struct vdisk_merge *m);
+/* Bytes of the virtual disk the merge has gone through, of @total. */
+void vdisk_merge_progress(const struct vdisk_merge *m, uint64_t *done,
+			  uint64_t *total);
+
+struct vdisk_compact_opts {
+	vdisk_progress_fn progress;
+	void *progress_ctx;
+};
+
+struct vdisk_compact_result {
+	uint64_t file_size_before, file_size_after;
+	uint64_t freed_blocks;		/* of zeros, now unallocated */
+	uint64_t moved_blocks;		/* moved down into holes */
+};
+
+/*
+ * Compact the dynamic or differencing disk at @path (not open
+ * elsewhere), as Optimize-VHD does: blocks that read as zeros (written
+ * zeros, or discarded by the guest) are freed, blocks move down into the
+ * holes, and the file is cut after the last one.  The disk reads the same
+ * throughout; a crash leaves each block at its old place or its new one.
+ * Fixed and raw disks are refused (-EINVAL).  A differencing VHD keeps
+ * its blocks of zeros (only blocks move).  @res may be NULL.
+ */
+int vdisk_compact(const char *path, const struct vdisk_compact_opts *o,
+		  struct vdisk_compact_result *res, char *err, size_t errlen);
 
 /* A problem that check found: one line of text. */
 typedef void (*vhdx_problem_fn)(void *ctx, const char *problem);
@@ -267,5 +468,14 @@ struct vhdx_check_result {
  */
 int vhdx_check(const char *path, bool repair, vhdx_problem_fn report,
 	       void *ctx, struct vhdx_check_result *res);
+/*
+ * The same for any disk: VHDX as above; VHD (footer and its copy,
+ * header, BAT; --repair rewrites a damaged footer copy and drops BAT
+ * entries outside the file); anything else is checked as VHDX.  A
+ * differencing disk whose parent chain cannot be opened (missing, stale,
+ * looping, another size) has that as one more problem.
+ */
+int vdisk_check(const char *path, bool repair, vhdx_problem_fn report,
+		void *ctx, struct vhdx_check_result *res);
 
 #endif /* FSVISOR_VHDX_H */

@@ -11,11 +11,16 @@ trap 'rm -rf "$corpus"' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 # Seeds: for vhdx_open a clean image, a dirty one, with checksums fixed,
-# and raw bytes; the other targets start from these bytes too.
+# and raw bytes; for vhd_open the dynamic (1), child (2) and fixed (3)
+# images; for parent_locator the valid item (odd first byte); the other
+# targets start from these bytes too.
 printf '\001' > "$corpus/clean"
 printf '\002' > "$corpus/dirty"
+printf '\003' > "$corpus/third"
 printf '\015\000\000\001\000\004abcd' > "$corpus/patched"
+printf '\016\000\002\000\000\004abcd' > "$corpus/patched2"
 printf '\000vhdxfile' > "$corpus/raw"
+printf '\000conectix' > "$corpus/vhd"
 # A child, not exec: exec would replace this shell and its EXIT trap with
 # it, leaving the corpus (which libFuzzer grows) in $TMPDIR after every run.
 status=0

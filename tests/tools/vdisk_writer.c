@@ -7,6 +7,23 @@
  *	block boundaries) to IMAGE through the library and to the raw file
  *	SHADOW with pwrite, then a clean close.
  *
+ *   vdisk_writer mutate SEED COUNT IMAGE SHADOW
+ *	Like pattern, but a fifth of the operations are write-zeroes and
+ *	a tenth discards (whole logical sectors, some whole 2 MiB blocks), each
+ *	applied to SHADOW as zeros.  SHADOW keeps what it held: copy the
+ *	parent's shadow first to follow a differencing child.  With
+ *	VDISK_WRITER_ALIGN=N in the environment every operation covers
+ *	whole N-byte units.
+ *
+ *   vdisk_writer fill IMAGE OFFSET LENGTH BYTE
+ *	Write LENGTH bytes of BYTE at OFFSET (data, even zeros: not a
+ *	write-zeroes), and close.
+ *
+ *   vdisk_writer compare IMAGE MODEL
+ *	Open IMAGE read-only (its chain too) and exit 0 if it reads exactly
+ *	as the raw file MODEL, 1 if not, 2 if it cannot be opened (the
+ *	reason on stderr).
+ *
  *   vdisk_writer crash SEED IMAGE
  *	Non-overlapping seeded writes, QD 8, with a flush every few writes,
  *	until killed.  After each flush completes it prints "durable N":
@@ -26,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "guest/testguest/blk_layout.h"
@@ -112,10 +130,129 @@ static int do_pattern(uint64_t seed, long count, const char *image,
 	return vdisk_close(d) ? 1 : 0;
 }
 
+static int do_mutate(uint64_t seed, long count, const char *image,
+		     const char *shadow)
+{
+	struct vdisk *d = open_disk(image, false);
+	uint64_t size = vdisk_info(d)->virtual_size;
+	uint64_t lss = vdisk_info(d)->logical_sector_size;
+	const char *align = getenv("VDISK_WRITER_ALIGN");
+	uint64_t unit = align ? strtoull(align, NULL, 0) : 1;
+	int sfd = open(shadow, O_RDWR | O_CREAT, 0644);
+	uint8_t *buf = malloc(4 * 1024 * 1024);
+
+	if (sfd < 0 || ftruncate(sfd, (off_t)size) < 0 || !buf)
+		return 2;
+	for (long i = 0; i < count; i++) {
+		uint64_t r = mix(seed * 1000003 + (uint64_t)i);
+		uint64_t kind = r % 10, len = 1 + (r >> 40) % (3 * 1024 * 1024);
+		uint64_t off = mix(r) % size;
+		int ret = 0;
+
+		if (kind >= 7 && (r >> 8) % 3 == 0) {
+			/* Whole 2 MiB blocks, the size of a child's. */
+			off &= ~(2 * 1024 * 1024ULL - 1);
+			len = 2 * 1024 * 1024ULL * (1 + (r >> 20) % 2);
+		}
+		if (kind >= 7 || unit > 1) {
+			uint64_t a = unit > lss ? unit : lss;
+
+			off -= off % a;
+			len = (len + a - 1) / a * a;
+		}
+		if (len > size - off)
+			len = size - off;
+		if (kind < 7) {
+			fill(buf, len, r);
+			ret = vdisk_pwrite(d, buf, len, off);
+		} else if (kind < 9) {
+			memset(buf, 0, len);
+			ret = vdisk_write_zeroes(d, off, len);
+		} else {
+			memset(buf, 0, len);
+			ret = vdisk_discard(d, off, len);
+		}
+		if (ret || pwrite(sfd, buf, len, (off_t)off) != (ssize_t)len) {
+			fprintf(stderr, "op %ld (kind %llu) at %llu+%llu failed: %s\n", i,
+				(unsigned long long)kind, (unsigned long long)off,
+				(unsigned long long)len, strerror(-ret));
+			return 1;
+		}
+		if (r % 7 == 0 && (ret = vdisk_flush(d))) {
+			fprintf(stderr, "flush failed: %s\n", strerror(-ret));
+			return 1;
+		}
+	}
+	free(buf);
+	close(sfd);
+	return vdisk_close(d) ? 1 : 0;
+}
+
+static int do_fill(const char *image, uint64_t off, uint64_t len, int byte)
+{
+	struct vdisk *d = open_disk(image, false);
+	uint8_t *buf = malloc(1024 * 1024);
+	int ret = 0;
+
+	if (!buf)
+		return 2;
+	memset(buf, byte, 1024 * 1024);
+	for (uint64_t pos = 0; pos < len && !ret; pos += 1024 * 1024) {
+		uint64_t n = len - pos < 1024 * 1024 ? len - pos : 1024 * 1024;
+
+		ret = vdisk_pwrite(d, buf, n, off + pos);
+	}
+	free(buf);
+	if (ret)
+		fprintf(stderr, "fill failed: %s\n", strerror(-ret));
+	return vdisk_close(d) || ret ? 1 : 0;
+}
+
+static int do_compare(const char *image, const char *model)
+{
+	struct vdisk_open_opts o = { .read_only = true };
+	int fd = open(model, O_RDONLY);
+	uint8_t *a = malloc(1 << 20), *b = malloc(1 << 20);
+	struct stat st;
+	struct vdisk *d;
+	char err[1024];
+	int ret = 0;
+
+	if (fd < 0 || !a || !b || fstat(fd, &st) < 0) {
+		ret = 2;
+		goto out;
+	}
+	if (vdisk_open(image, &o, &d, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		ret = 2;
+		goto out;
+	}
+	if (vdisk_info(d)->virtual_size != (uint64_t)st.st_size)
+		ret = 1;
+	for (uint64_t off = 0; !ret && off < (uint64_t)st.st_size; off += 1 << 20) {
+		size_t n = (uint64_t)st.st_size - off < (1 << 20) ?
+			   (size_t)((uint64_t)st.st_size - off) : 1 << 20;
+
+		if (vdisk_pread(d, a, n, off) || pread(fd, b, n, (off_t)off) != (ssize_t)n ||
+		    memcmp(a, b, n))
+			ret = 1;
+	}
+	vdisk_close(d);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(a);
+	free(b);
+	return ret;
+}
+
 /* Write i of a crash run: its slot, offset and length. */
 struct cwrite {
 	uint64_t off, len, seed;
 };
+
+/* Requests must be whole units of this (a differencing disk's sectors). */
+static uint64_t crash_align = 1;
 
 static struct cwrite crash_write(uint64_t seed, uint64_t nslots, uint64_t i)
 {
@@ -127,6 +264,11 @@ static struct cwrite crash_write(uint64_t seed, uint64_t nslots, uint64_t i)
 
 	w.off = slot * SLOT + (r % (SLOT / 2));
 	w.len = 1 + (r >> 20) % (SLOT / 2);
+	if (crash_align > 1) {
+		w.off -= w.off % crash_align;
+		w.len = (1 + (r >> 20) % (SLOT / 2 - crash_align) + crash_align - 1) /
+			crash_align * crash_align;
+	}
 	w.seed = r;
 	return w;
 }
@@ -197,6 +339,7 @@ static int do_crash(uint64_t seed, const char *image)
 	struct crash_slot slots[QD] = { 0 };
 
 	C.d = open_disk(image, false);
+	crash_align = vdisk_info(C.d)->alignment;
 	C.seed = seed;
 	C.nslots = slots_of(vdisk_info(C.d)->virtual_size);
 	C.done = calloc(C.nslots, 1);
@@ -258,6 +401,8 @@ static int do_verify(uint64_t seed, uint64_t durable, const char *image, bool ro
 	struct vdisk *d = open_disk(image, ro);
 	uint64_t size = vdisk_info(d)->virtual_size, nslots = slots_of(size);
 	uint8_t *slot = malloc(SLOT), *want = malloc(SLOT);
+
+	crash_align = vdisk_info(d)->alignment;
 	uint64_t *writer = malloc(sizeof(uint64_t) * nslots);
 	int bad = 0;
 
@@ -353,6 +498,14 @@ int main(int argc, char **argv)
 	if (argc == 6 && strcmp(argv[1], "pattern") == 0)
 		return do_pattern(strtoull(argv[2], NULL, 0), atol(argv[3]),
 				  argv[4], argv[5]);
+	if (argc == 6 && strcmp(argv[1], "mutate") == 0)
+		return do_mutate(strtoull(argv[2], NULL, 0), atol(argv[3]),
+				 argv[4], argv[5]);
+	if (argc == 4 && strcmp(argv[1], "compare") == 0)
+		return do_compare(argv[2], argv[3]);
+	if (argc == 6 && strcmp(argv[1], "fill") == 0)
+		return do_fill(argv[2], strtoull(argv[3], NULL, 0),
+			       strtoull(argv[4], NULL, 0), atoi(argv[5]));
 	if (argc == 5 && strcmp(argv[1], "blkexpect") == 0)
 		return do_blkexpect(strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0),
 				    argv[4]);

@@ -114,7 +114,7 @@ Test(vhdx, create_validates_options)
 		{ { .size = MiB, .block_size = 512 * 1024 }, "power of two" },
 		{ { .size = MiB, .block_size = 512 * MiB }, "power of two" },
 		{ { .size = MiB, .log_size = 1000 }, "multiple of 1M" },
-		{ { .size = MiB, .type = VDISK_TYPE_DIFFERENCING }, "fixed and dynamic" },
+		{ { .size = MiB, .type = VDISK_TYPE_DIFFERENCING }, "needs a parent" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
